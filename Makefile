@@ -1,0 +1,49 @@
+# Host toolchain for the prepaid-meter firmware. `make test` is what CI runs.
+
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+MPY     = $(VENV)/bin/micropython
+STAMP   = $(VENV)/.stamp
+UMQTT   = .deps/mplib/umqtt/simple.py
+
+BOARD  ?= sim-atm90e26
+HOURS  ?= 48
+SEED   ?= 1
+BROKER ?=
+
+# Let tools/mprun.py find the micropython of this venv even when VENV is moved.
+export MICROPYTHON := $(abspath $(MPY))
+
+.PHONY: venv deps mosquitto sim build test clean distclean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+deps: venv $(UMQTT) mosquitto
+
+$(UMQTT): tools/fetch_umqtt.py | $(STAMP)
+	$(PY) tools/fetch_umqtt.py
+
+mosquitto:
+	@tools/ensure_mosquitto.sh
+
+sim: deps
+	$(PY) tools/sim.py --board "$(BOARD)" --hours "$(HOURS)" --seed "$(SEED)" $(if $(BROKER),--broker $(BROKER))
+
+build: venv
+	$(PY) tools/build.py
+
+test: deps build
+	$(PY) -m pytest host_tests -ra
+
+clean:
+	rm -rf build .pytest_cache
+	find . \( -path ./.git -o -path ./$(VENV) -o -path ./.deps \) -prune \
+	    -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .deps

@@ -1,0 +1,121 @@
+# Board: ESP32 DevKit + ATM90E26 on VSPI, monostable load relay, reconnect button.
+# The definitions at the top (pins, chip, relay, calibration, config) are plain data so the
+# simulated board can reuse them; hardware is only touched inside build().
+NAME = "esp32-atm90e26"
+CHIP = "atm90e26"
+RELAY = "monostable"  # contacts closed while the coil output is high
+
+# VSPI IO-MUX pins; the ATM90E26 wants SPI mode 3 at <= 200 kHz.
+PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2}
+SPI_ID = 2
+SPI_BAUD = 160000
+
+# Calibration defaults for a 1 mOhm shunt / 1000:1 voltage divider front end (per-unit values
+# come from the REPL calibration procedure; the driver computes CS1/CS2 itself).
+CAL = {
+    0x21: 0x0015, 0x22: 0xD174,  # PLconst: datasheet default, MC = 3200 imp/kWh
+    0x23: 0x1D39,  # Lgain
+    0x31: 0x6720, 0x32: 0x7A13, 0x33: 0x7530,  # Ugain, IgainL, IgainN
+}
+
+CONFIG = {
+    "meter_constant": 3200,  # pulses per kWh for the PLconst above
+    "max_power_w": 13800,  # 60 A at 230 V: bounds a plausible energy read
+    "tariff": {"v": 1, "kind": "flat", "price_per_kwh": 25000, "scale": 1000},
+    "credit": {"low1": 200, "low2": 50, "hysteresis": 20, "reconnect_threshold": 0,
+               "max_balance": 10000000},
+    "auto_reconnect": False,
+    "opening_balance": 0,
+    "commit_wh": 5,
+    "commit_s": 900,
+    "telemetry_s": 900,
+    "tick_ms": 1000,
+    "keepalive_s": 240,
+}
+
+
+class Board:
+    """Real hardware. Secrets come from /secrets.json written at provisioning: no defaults."""
+
+    def __init__(self):
+        import json
+        import time
+        from binascii import unhexlify
+        import machine
+        from machine import Pin, SPI, WDT
+        import atm90e26
+
+        self.config = CONFIG
+        self.chip_regs = atm90e26
+        spi = SPI(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1,
+                  sck=Pin(PINS["sck"]), mosi=Pin(PINS["mosi"]), miso=Pin(PINS["miso"]))
+        self.chip = atm90e26.ATM90E26(spi, Pin(PINS["cs"], Pin.OUT, value=1), CAL)
+        self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
+        self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
+        self.root = "/data"
+        try:
+            import os
+            os.mkdir(self.root)
+        except OSError:
+            pass
+        with open("/secrets.json") as f:
+            s = json.load(f)
+        self.meter_id = s["meter_id"]
+        self.key = unhexlify(s["key"]) if s.get("key") else None
+        self._broker = s.get("broker", "")
+        self._mqtt_user = s.get("mqtt_user")
+        self._mqtt_password = s.get("mqtt_password")
+        self._wifi = (s.get("wifi_ssid"), s.get("wifi_password"))
+        self.clock = _Clock(time)
+        self.net_clock = self.clock
+        self._wdt = WDT(timeout=30000)
+        self._chip_id = machine.unique_id()
+
+    def button(self):
+        return self._button.value() == 0
+
+    def feed_watchdog(self):
+        self._wdt.feed()
+
+    def make_link(self, on_message, subs, will, birth):
+        import network
+        import random
+        from umqtt import simple
+        from link import Link
+
+        wlan = network.WLAN(network.STA_IF)
+        wlan.active(True)
+        if not wlan.isconnected() and self._wifi[0]:
+            wlan.connect(*self._wifi)  # returns at once; the link retries until Wi-Fi is up
+        if not self._broker:
+            return None
+        host, _, port = self._broker.partition(":")
+        cid = "pm-" + "".join("%02x" % b for b in self._chip_id)
+        return Link(simple, self.net_clock, lambda n: random.getrandbits(24) % n,
+                    cid, host, int(port or 1883), on_message, subs, CONFIG["keepalive_s"],
+                    will=will, birth=birth, user=self._mqtt_user, password=self._mqtt_password)
+
+
+class _Relay:
+    def __init__(self, pin):
+        self._pin = pin
+
+    def set(self, closed):
+        self._pin.value(1 if closed else 0)
+
+
+class _Clock:
+    def __init__(self, time):
+        self.ticks_ms = time.ticks_ms
+        self.ticks_diff = time.ticks_diff
+        self.ticks_add = time.ticks_add
+        # MicroPython on ESP32 may count from 2000; the meter speaks Unix time.
+        self._offset = 946684800 if time.gmtime(0)[0] == 2000 else 0
+        self._time = time.time
+
+    def time(self):
+        return self._time() + self._offset
+
+
+def build(opts=None):
+    return Board()

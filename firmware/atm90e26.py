@@ -1,0 +1,148 @@
+# ATM90E26 single-phase energy-metering IC, SPI driver.
+# Frame: 24 clocks per CS-low window: [R/W|addr7][data hi][data lo], MSB first, SPI mode 3.
+# Every bus transaction goes through _xfer(); buffers are preallocated so a read cycle allocates nothing.
+from micropython import const
+
+SOFT_RESET = const(0x00)
+SYS_STATUS = const(0x01)
+FUNC_EN = const(0x02)
+SAG_TH = const(0x03)
+LAST_DATA = const(0x06)
+CAL_START = const(0x20)
+PL_CONST_H = const(0x21)
+PL_CONST_L = const(0x22)
+L_GAIN = const(0x23)
+L_PHI = const(0x24)
+N_GAIN = const(0x25)
+N_PHI = const(0x26)
+P_START_TH = const(0x27)
+P_NOL_TH = const(0x28)
+Q_START_TH = const(0x29)
+Q_NOL_TH = const(0x2A)
+M_MODE = const(0x2B)
+CS1 = const(0x2C)
+ADJ_START = const(0x30)
+U_GAIN = const(0x31)
+I_GAIN_L = const(0x32)
+I_GAIN_N = const(0x33)
+U_OFFSET = const(0x34)
+I_OFFSET_L = const(0x35)
+I_OFFSET_N = const(0x36)
+P_OFFSET_L = const(0x37)
+Q_OFFSET_L = const(0x38)
+P_OFFSET_N = const(0x39)
+Q_OFFSET_N = const(0x3A)
+CS2 = const(0x3B)
+AP_ENERGY = const(0x40)
+AN_ENERGY = const(0x41)
+EN_STATUS = const(0x46)
+IRMS = const(0x48)
+URMS = const(0x49)
+PMEAN = const(0x4A)
+FREQ = const(0x4C)
+POWER_F = const(0x4D)
+
+_RESET_CODE = const(0x789A)
+_CAL_ENABLE = const(0x5678)  # bank writable, metering runs without checksum check
+_CAL_CHECK = const(0x8765)  # check bank against CS, run if it matches
+_FUNC_EN_VALUE = const(0x0030)  # sag IRQ + WarnOut; non-default so a silent reset shows
+_SAG_TH_DEFAULT = const(0x17DD)
+_CAL_ERR = const(0xC000)
+_ADJ_ERR = const(0x3000)
+
+# Bank 1 (metering calibration, checked by CS1) and bank 2 (measurement calibration, CS2),
+# in address order, with the power-on values used for any register the board does not set.
+BANK1 = (PL_CONST_H, PL_CONST_L, L_GAIN, L_PHI, N_GAIN, N_PHI, P_START_TH, P_NOL_TH, Q_START_TH, Q_NOL_TH, M_MODE)
+BANK1_DEFAULTS = (0x0015, 0xD174, 0, 0, 0, 0, 0x08BD, 0, 0x0AEC, 0, 0x9422)
+BANK2 = (U_GAIN, I_GAIN_L, I_GAIN_N, U_OFFSET, I_OFFSET_L, I_OFFSET_N, P_OFFSET_L, Q_OFFSET_L, P_OFFSET_N, Q_OFFSET_N)
+BANK2_DEFAULTS = (0x6720, 0x7A13, 0x7530, 0, 0, 0, 0, 0, 0, 0)
+
+
+class ChipError(Exception):
+    pass
+
+
+def checksum(values):
+    """CS1/CS2 of a bank of 16-bit registers: high byte = XOR of all bytes, low byte = sum mod 256."""
+    s = 0
+    x = 0
+    for v in values:
+        hi = (v >> 8) & 0xFF
+        lo = v & 0xFF
+        s += hi + lo
+        x ^= hi ^ lo
+    return (x << 8) | (s & 0xFF)
+
+
+def bank_values(regs, defaults, cal):
+    """Register values for a bank: the board's calibration (dict addr->value) over the power-on defaults."""
+    return tuple(cal.get(r, d) & 0xFFFF for r, d in zip(regs, defaults))
+
+
+class ATM90E26:
+    def __init__(self, spi, cs, cal=None):
+        self._spi = spi
+        self._cs = cs
+        self._tx = bytearray(3)
+        self._rx = bytearray(3)
+        cal = cal or {}
+        self.bank1 = bank_values(BANK1, BANK1_DEFAULTS, cal)
+        self.bank2 = bank_values(BANK2, BANK2_DEFAULTS, cal)
+        self.cs1 = checksum(self.bank1)
+        self.cs2 = checksum(self.bank2)
+        cs(1)
+
+    def _xfer(self, cmd, value):
+        # The one bus choke point. Returns the 16 bits clocked in after the command byte.
+        tx = self._tx
+        tx[0] = cmd
+        tx[1] = (value >> 8) & 0xFF
+        tx[2] = value & 0xFF
+        self._cs(0)
+        self._spi.write_readinto(tx, self._rx)
+        self._cs(1)
+        return (self._rx[1] << 8) | self._rx[2]
+
+    def read(self, addr):
+        return self._xfer(0x80 | addr, 0)
+
+    def write(self, addr, value):
+        self._xfer(addr & 0x7F, value)
+
+    def write_verified(self, addr, value):
+        # LastData echoes the previous transaction's data word, so a write can be confirmed.
+        self.write(addr, value)
+        if self.read(LAST_DATA) != value & 0xFFFF:
+            raise ChipError("write 0x%02x not echoed" % addr)
+
+    def init(self):
+        """Soft reset, then load both calibration banks with checksums computed here."""
+        self.write(SOFT_RESET, _RESET_CODE)
+        self.write_verified(FUNC_EN, _FUNC_EN_VALUE)
+        self.write_verified(SAG_TH, _SAG_TH_DEFAULT)
+        for start, regs, vals, csreg, cs in (
+            (CAL_START, BANK1, self.bank1, CS1, self.cs1),
+            (ADJ_START, BANK2, self.bank2, CS2, self.cs2),
+        ):
+            self.write_verified(start, _CAL_ENABLE)
+            for r, v in zip(regs, vals):
+                self.write_verified(r, v)
+            self.write_verified(csreg, cs)
+            self.write_verified(start, _CAL_CHECK)
+        status = self.read(SYS_STATUS)
+        if status == 0xFFFF:
+            raise ChipError("chip absent (MISO reads all ones)")
+        if status & _CAL_ERR:
+            raise ChipError("CS1 mismatch: chip computed 0x%04x" % self.read(CS1))
+        if status & _ADJ_ERR:
+            raise ChipError("CS2 mismatch: chip computed 0x%04x" % self.read(CS2))
+        # Reading the energy registers clears them: start counting from zero after init.
+        self.read(AP_ENERGY)
+        self.read(AN_ENERGY)
+
+    def configured(self):
+        """False after a silent chip reset (power glitch, brown-out): FuncEn is back at its power-on value."""
+        return self.read(FUNC_EN) == _FUNC_EN_VALUE
+
+    def running(self):
+        return self.read(CAL_START) == _CAL_CHECK and self.read(ADJ_START) == _CAL_CHECK

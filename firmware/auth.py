@@ -1,0 +1,78 @@
+# Authenticated, replay-protected commands.
+# Wire form: 64 lowercase hex chars of HMAC-SHA256(meter key, body), one space, body.
+# The body is compact JSON with at least {"m": meter id, "id": command id, "exp": UTC expiry, "op": ...}.
+# Command ids are monotonic per meter. The results of the last WINDOW applied commands are
+# remembered (and persisted), so a retried command gets its original answer and is never re-applied.
+from micropython import const
+from array import array
+from binascii import unhexlify
+import json
+from hmac256 import HmacSha256, equal
+
+MAX_PAYLOAD = const(1024)
+WINDOW = const(8)
+
+# Verdicts, and the reason strings sent back in replies.
+OK = const(0)
+REPEAT = const(1)  # already applied: answer again with the stored result
+REFUSED = const(2)
+
+
+class Commands:
+    def __init__(self, meter_id, key):
+        self.meter_id = meter_id
+        self._mac = HmacSha256(key) if key else None
+        self.last_id = 0
+        self.ids = array("I", bytes(4 * WINDOW))
+        self.results = array("B", bytes(WINDOW))
+        self.refused = 0
+
+    def check(self, payload, now_utc):
+        """(verdict, body or None, reason or stored result).
+        Nothing here changes state: the caller applies, then calls remember()."""
+        if self._mac is None:
+            return self._refuse("no_key")
+        if len(payload) > MAX_PAYLOAD:
+            return self._refuse("oversized")
+        if len(payload) < 66 or payload[64] != 0x20:
+            return self._refuse("malformed")
+        try:
+            mac = unhexlify(payload[:64])
+        except ValueError:
+            return self._refuse("malformed")
+        body = memoryview(payload)[65:]
+        if not equal(self._mac.digest(body), mac):
+            return self._refuse("bad_mac")
+        try:
+            doc = json.loads(bytes(body))
+        except ValueError:
+            return self._refuse("malformed")
+        if not isinstance(doc, dict):
+            return self._refuse("malformed")
+        cid = doc.get("id")
+        exp = doc.get("exp")
+        if doc.get("m") != self.meter_id:
+            return self._refuse("wrong_meter")
+        if type(cid) is not int or cid <= 0 or cid >= 1 << 31 or type(exp) is not int:
+            return self._refuse("malformed")
+        for i in range(WINDOW):
+            if self.ids[i] == cid:
+                return REPEAT, doc, self.results[i]
+        if cid <= self.last_id:
+            return self._refuse("stale_id")
+        if exp < now_utc:
+            return self._refuse("expired")
+        if type(doc.get("op")) is not str:
+            return self._refuse("malformed")
+        return OK, doc, None
+
+    def _refuse(self, reason):
+        self.refused += 1
+        return REFUSED, None, reason
+
+    def remember(self, cid, result):
+        i = cid % WINDOW
+        self.ids[i] = cid
+        self.results[i] = result
+        if cid > self.last_id:
+            self.last_id = cid

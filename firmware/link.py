@@ -1,0 +1,218 @@
+# A resilient MQTT link over umqtt.simple (the ESP32's frozen copy or PyPI's 1.3.4).
+# umqtt.simple never pings, never reconnects, never wraps its packet id, and after the first
+# byte of a packet it switches its socket to blocking-forever. This wrapper fixes all four
+# without changing umqtt: it hands umqtt a socket proxy whose "block forever" means
+# "block at most timeout_ms", and which records when bytes last arrived (so a missing
+# PINGRESP is visible even though umqtt swallows it).
+from micropython import const
+import socket as _socket
+
+DOWN = const(0)
+UP = const(1)
+
+_MAX_PID = const(0xFFF0)
+_MAX_MSGS_PER_POLL = const(4)
+
+
+class _BoundedSocket:
+    def __init__(self, sock, timeout_s, link):
+        self._s = sock
+        self._t = timeout_s
+        self._link = link
+        self._last1 = 0
+        sock.settimeout(timeout_s)
+
+    def settimeout(self, t):
+        # umqtt >= 1.5 passes its connect timeout, None by default: never let it mean "forever".
+        self._s.settimeout(self._t if t is None or t > self._t else t)
+
+    def setblocking(self, flag):
+        if flag:
+            # umqtt's wait_msg() reads a packet's first byte, then calls setblocking(True):
+            # that byte is the fixed header, whose bit 0 is the RETAIN flag of a PUBLISH.
+            self._link.retained = self._last1 & 1
+            self._s.settimeout(self._t)
+        else:
+            self._s.setblocking(False)
+
+    def connect(self, addr):
+        self._s.connect(addr)
+
+    def read(self, n):
+        d = self._s.read(n)
+        if d:
+            if n == 1:
+                self._last1 = d[0]
+            self._link._rx()
+            if len(d) < n:
+                raise OSError(110)  # timed out inside a packet: the stream is now unusable
+        return d
+
+    def write(self, buf, n=None):
+        if n is None:
+            r = self._s.write(buf)
+        else:
+            r = self._s.write(memoryview(buf)[:n])
+        self._link._tx()
+        return r
+
+    def close(self):
+        self._s.close()
+
+
+class _SocketModule:
+    # Stand-in for the `socket` module inside umqtt.simple, so every socket it makes is bounded.
+    def __init__(self, link):
+        self._link = link
+
+    def socket(self, *a):
+        return _BoundedSocket(_socket.socket(*a), self._link.timeout_s, self._link)
+
+    def getaddrinfo(self, host, port, *a):
+        return _socket.getaddrinfo(host, port, *a)
+
+
+class Link:
+    """poll() is called every loop; it never blocks longer than timeout_ms per network call.
+
+    clock: ticks_ms()/ticks_diff() for network timing (real time, even in a simulation).
+    rand: callable(n) -> int in [0, n) for backoff jitter."""
+
+    def __init__(self, mqtt_module, clock, rand, client_id, host, port, on_message,
+                 subscriptions=(), keepalive_s=60, timeout_ms=2000, will=None, birth=None,
+                 user=None, password=None, backoff_min_ms=1000, backoff_max_ms=300000):
+        self._mq = mqtt_module
+        self._clock = clock
+        self._rand = rand
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self._on_message = on_message
+        self._subs = subscriptions
+        self.keepalive_s = keepalive_s
+        self.timeout_s = timeout_ms / 1000
+        self._will = will  # (topic, msg), retained
+        self._birth = birth  # callable returning (topic, msg), retained
+        self._user = user
+        self._password = password
+        self._bmin = backoff_min_ms
+        self._bmax = backoff_max_ms
+        self._fails = 0
+        self._client = None
+        self.state = DOWN
+        now = clock.ticks_ms()
+        self._next_try = now
+        self._last_rx = now
+        self._last_tx = now
+        self._pinged = False
+        self.retained = 0  # RETAIN flag of the PUBLISH being delivered
+        self.connects = 0
+        self.drops = 0
+        self.sent = 0
+        self.received = 0
+        mqtt_module.socket = _SocketModule(self)
+
+    def _rx(self):
+        self._last_rx = self._clock.ticks_ms()
+        self._pinged = False
+
+    def _tx(self):
+        self._last_tx = self._clock.ticks_ms()
+
+    def _drop(self):
+        c = self._client
+        self._client = None
+        if self.state == UP:
+            self.drops += 1
+        self.state = DOWN
+        if c is not None and c.sock is not None:
+            try:
+                c.sock.close()
+            except OSError:
+                pass
+        self._schedule_retry()
+
+    def _schedule_retry(self):
+        # Capped exponential backoff with full jitter, so a fleet does not reconnect in step.
+        cap = self._bmin << min(self._fails, 16)
+        if cap > self._bmax:
+            cap = self._bmax
+        self._fails += 1
+        self._next_try = self._clock.ticks_add(self._clock.ticks_ms(), self._rand(cap))
+
+    def _connect(self):
+        c = self._mq.MQTTClient(self.client_id, self.host, self.port, self._user, self._password,
+                                self.keepalive_s)
+        c.set_callback(self._deliver)
+        if self._will:
+            c.set_last_will(self._will[0], self._will[1], True, 1)
+        self._client = c
+        # A persistent session (clean_session=False) lets the broker queue QoS1 commands for us
+        # while we are offline; commands are authenticated and expire, so replaying them is safe.
+        c.connect(False)
+        for t in self._subs:
+            c.subscribe(t, 1)
+        self.state = UP
+        self._fails = 0
+        self.connects += 1
+        self._rx()
+        if self._birth:
+            topic, msg = self._birth()
+            self.publish(topic, msg, 1, True)
+
+    def _deliver(self, topic, msg):
+        self.received += 1
+        self._on_message(topic, msg)
+
+    def poll(self):
+        clock = self._clock
+        now = clock.ticks_ms()
+        if self.state == DOWN:
+            if clock.ticks_diff(now, self._next_try) >= 0:
+                try:
+                    self._connect()
+                except Exception:  # OSError, MQTTException, umqtt's asserts: all mean "not now"
+                    self._drop()
+            return
+        try:
+            for _ in range(_MAX_MSGS_PER_POLL):
+                if self._client.check_msg() is None:
+                    break
+            now = clock.ticks_ms()
+            ka = self.keepalive_s * 1000
+            if clock.ticks_diff(now, self._last_rx) > ka + ka // 2:
+                self._drop()  # no PINGRESP or anything else for 1.5 x keepalive: half-open link
+                return
+            # Ping when we have been silent (the broker needs to hear from us), or once when the
+            # broker has been silent (its PINGRESP proves the link is alive).
+            half = ka // 2
+            if clock.ticks_diff(now, self._last_tx) >= half or (
+                    not self._pinged and clock.ticks_diff(now, self._last_rx) >= half):
+                self._client.ping()
+                self._pinged = True
+        except Exception:
+            self._drop()
+
+    def publish(self, topic, msg, qos=1, retain=False):
+        """True once the broker has the message (PUBACK for QoS1); False if the link is down or fails."""
+        if self.state != UP:
+            return False
+        c = self._client
+        if c.pid >= _MAX_PID:
+            c.pid = 0  # umqtt never wraps its packet id; 0 is illegal, so the next one is 1
+        try:
+            c.publish(topic, msg, retain, qos)
+        except Exception:
+            self._drop()
+            return False
+        self.sent += 1
+        return True
+
+    def close(self):
+        if self._client is not None and self.state == UP:
+            try:
+                self._client.disconnect()
+            except Exception:
+                pass
+        self._client = None
+        self.state = DOWN

@@ -1,0 +1,47 @@
+# The hot state record: everything that must survive a power cut, committed as one unit
+# (credit, energy, tariff remainder, replay window, relay intent) so they can never disagree.
+import struct
+from auth import WINDOW
+
+VERSION = 1
+# magic, version, balance, charged, topped_up, topups, tariff_rem,
+# imp_wh, imp_rem, exp_wh, exp_rem, last_cmd_id, relay_state, reasons, credit_level, pad
+_HEAD = "<HHiiiIIIIIIIBBBB"
+_HEAD_SIZE = struct.calcsize(_HEAD)
+_IDS = "<%dI" % WINDOW
+_RES = "<%dB" % WINDOW
+SIZE = _HEAD_SIZE + 4 * WINDOW + WINDOW
+_MAGIC = 0x4D50  # "PM"
+
+
+def pack(buf, m):
+    """Pack the meter's durable state from the app `m` into buf (SIZE bytes)."""
+    a = m.account
+    mt = m.metering
+    c = m.commands
+    struct.pack_into(
+        _HEAD, buf, 0, _MAGIC, VERSION, a.balance, a.charged, a.topped_up, m.topups,
+        m.tariff.rem, mt.imp_wh, mt.imp_rem, mt.exp_wh, mt.exp_rem, c.last_id,
+        m.relay.state, m.relay.reasons, a.level, 0)
+    o = _HEAD_SIZE
+    for i in range(WINDOW):
+        struct.pack_into("<I", buf, o + 4 * i, c.ids[i])
+        buf[o + 4 * WINDOW + i] = c.results[i]
+
+
+def unpack(buf, m):
+    """Restore the app's durable state; returns False if the record is not ours."""
+    h = struct.unpack_from(_HEAD, buf, 0)
+    if h[0] != _MAGIC or h[1] != VERSION:
+        return False
+    a = m.account
+    mt = m.metering
+    c = m.commands
+    (_, _, a.balance, a.charged, a.topped_up, m.topups, m.tariff.rem,
+     mt.imp_wh, mt.imp_rem, mt.exp_wh, mt.exp_rem, c.last_id, state, reasons, a.level, _) = h
+    o = _HEAD_SIZE
+    for i in range(WINDOW):
+        c.ids[i] = struct.unpack_from("<I", buf, o + 4 * i)[0]
+        c.results[i] = buf[o + 4 * WINDOW + i]
+    m.relay.restore(state, reasons)
+    return True

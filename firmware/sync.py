@@ -1,0 +1,104 @@
+# Sync with the utility backend over MQTT: topics, uplink messages, the outbox, and the
+# hand-off of incoming commands to the app. Metering never waits for anything here: messages
+# are queued in the outbox and sent a few per loop while the link is up.
+# Topic tree (see docs/protocol.md):  pm/v1/<meter>/{status,tele,evt,reply}  and  .../cmd (downlink)
+from micropython import const
+import events
+
+TELE = const(0)
+EVT = const(1)
+REPLY = const(2)
+_NAMES = (b"tele", b"evt", b"reply")
+_SENDS_PER_POLL = const(2)
+
+
+class Outbox:
+    """Fixed-capacity FIFO of (topic kind, payload). When full the oldest telemetry is dropped
+    first; `dropped` counts what was lost so gaps are visible."""
+
+    def __init__(self, capacity):
+        self._kind = bytearray(capacity)
+        self._msg = [None] * capacity
+        self._n = capacity
+        self._head = 0
+        self.count = 0
+        self.dropped = 0
+
+    def put(self, kind, payload):
+        if self.count == self._n:
+            self._pop()
+            self.dropped += 1
+        i = (self._head + self.count) % self._n
+        self._kind[i] = kind
+        self._msg[i] = payload
+        self.count += 1
+
+    def peek(self):
+        return self._kind[self._head], self._msg[self._head]
+
+    def _pop(self):
+        self._msg[self._head] = None
+        self._head = (self._head + 1) % self._n
+        self.count -= 1
+
+    pop = _pop
+
+
+class Sync:
+    def __init__(self, meter_id, outbox_capacity=64):
+        base = b"pm/v1/" + meter_id.encode() + b"/"
+        self.topics = tuple(base + n for n in _NAMES)
+        self.status_topic = base + b"status"
+        self.cmd_topic = base + b"cmd"
+        self.outbox = Outbox(outbox_capacity)
+        self.link = None  # set by the app once the board has made it
+        self.seq = 0  # uplink sequence number, one counter over tele/evt/reply
+        self._ev_sent = 0  # next event-ring seq to forward
+        self.published = 0
+
+    def birth(self):
+        return self.status_topic, b'{"online":1}'
+
+    def will(self):
+        return self.status_topic, b'{"online":0}'
+
+    def _next(self):
+        self.seq += 1
+        return self.seq
+
+    def telemetry(self, m, utc):
+        mt = m.metering
+        a = m.account
+        self.outbox.put(TELE, (
+            '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}' % (
+                self._next(), utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
+                mt.p_w, m.relay.state, m.relay.reasons)).encode())
+
+    def forward_events(self, ring):
+        while self._ev_sent < ring.seq:
+            e = ring.get(self._ev_sent)
+            self._ev_sent += 1
+            if e is not None:
+                code, arg, utc = e
+                self.outbox.put(EVT, ('{"seq":%d,"t":%d,"ev":"%s","a":%d}' % (
+                    self._next(), utc, events.name(code), arg)).encode())
+        if ring.oldest_seq() > self._ev_sent:
+            self._ev_sent = ring.oldest_seq()
+
+    def reply(self, cid, result, m, repeat=False):
+        self.outbox.put(REPLY, ('{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d}' % (
+            self._next(), cid, result, 1 if repeat else 0, m.account.balance, m.relay.state)).encode())
+
+    def poll(self):
+        link = self.link
+        if link is None:
+            return
+        link.poll()
+        for _ in range(_SENDS_PER_POLL):
+            if not self.outbox.count:
+                break
+            kind, payload = self.outbox.peek()
+            if not link.publish(self.topics[kind], payload, 1):
+                break
+            self.outbox.pop()
+            self.published += 1

@@ -1,0 +1,206 @@
+"""`make sim`: one simulated meter on the MicroPython unix port, a real Mosquitto, and a
+backend stand-in that tops the meter up. Prints the meter's hourly lines, then one JSON
+summary as the last line; exits non-zero when an invariant breaks.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import meterproto  # noqa: E402
+import mprun  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPUP_MINOR = 500
+OPENING_MINOR = 300
+
+
+class SimError(Exception):
+    pass
+
+
+def sim_boards():
+    return sorted(p.stem.replace("_", "-") for p in (ROOT / "boards").glob("sim_*.py"))
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--board", default="sim-atm90e26")
+    p.add_argument("--hours", default="48")
+    p.add_argument("--seed", default="1")
+    p.add_argument("--broker", default="", help="host:port of a running broker (default: start one)")
+    p.add_argument("--heap", default="192k")
+    a = p.parse_args(argv)
+    if a.board not in sim_boards():
+        raise SimError("unknown board %r (simulated boards: %s)" % (a.board, ", ".join(sim_boards())))
+    for name in ("hours", "seed"):
+        v = getattr(a, name)
+        if not v.isdigit() or (name == "hours" and not 1 <= int(v) <= 24 * 366):
+            raise SimError("%s must be a whole number%s, got %r" % (
+                name, " from 1 to 8784" if name == "hours" else "", v))
+        setattr(a, name, int(v))
+    if a.broker:
+        host, _, port = a.broker.partition(":")
+        if not host or not port.isdigit():
+            raise SimError("BROKER must be host:port, got %r" % a.broker)
+    return a
+
+
+class Backend:
+    """Utility back office stand-in: watches the meter and tops it up, keeping its own ledger.
+    It waits for the first disconnection before topping up on low credit, so the whole
+    cycle (exhausted -> relay open -> top-up -> local confirm -> closed) shows."""
+
+    def __init__(self, host, port, meter_id, key):
+        import paho.mqtt.client as mqtt
+
+        self.meter_id = meter_id
+        self.key = key
+        self.lock = threading.Lock()
+        self.sent = {}  # cmd id -> amount
+        self.acked = {}  # cmd id -> result
+        self.next_id = 1
+        self.meter_time = 0
+        self.seen_exhausted = False
+        self.outstanding = False
+        self.uplink_seqs = []
+        self.events = []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-backend")
+        self.c.on_message = self._on_message
+        self.c.connect(host, port)
+        self.c.subscribe(meterproto.topic(meter_id, "#"), qos=1)
+        self.c.loop_start()
+
+    def _on_message(self, client, userdata, msg):
+        kind = msg.topic.rsplit("/", 1)[-1]
+        if kind == "cmd":
+            return
+        try:
+            doc = json.loads(msg.payload)
+        except ValueError:
+            return
+        with self.lock:
+            if "seq" in doc:
+                self.uplink_seqs.append(doc["seq"])
+            self.meter_time = max(self.meter_time, doc.get("t", 0))
+            if kind == "evt":
+                self.events.append(doc["ev"])
+                if doc["ev"] == "credit_exhausted":
+                    self.seen_exhausted = True
+                    self._topup()
+                elif doc["ev"] in ("low_credit_1", "low_credit_2") and self.seen_exhausted:
+                    self._topup()
+            elif kind == "reply" and doc.get("id") in self.sent:
+                self.acked[doc["id"]] = doc["res"]
+                self.outstanding = False
+
+    def _topup(self):
+        if self.outstanding:
+            return
+        cid = self.next_id
+        self.next_id += 1
+        # The meter's clock runs fast in a simulation: expiry is a day of *its* time ahead.
+        payload = meterproto.command(self.key, self.meter_id, cid, self.meter_time + 86400, "topup",
+                                     amt=TOPUP_MINOR)
+        self.sent[cid] = TOPUP_MINOR
+        self.outstanding = True
+        self.c.publish(meterproto.topic(self.meter_id, "cmd"), payload, qos=1)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def check(summary, backend):
+    """The invariants a run must keep; returns a list of broken ones."""
+    bad = []
+    mc = summary["meter_constant"]
+    # Metered energy is the truth floored to whole chip counts, then to whole Wh.
+    lsb_mj = 3600000000 // (mc * 10)
+    metered_mj = summary["energy_wh"] * 3600000 + summary["energy_rem_counts"] * 3600000 // mc
+    if not 0 <= summary["truth_mj"] - metered_mj <= lsb_mj:
+        bad.append("energy %d mJ metered vs %d mJ drawn: beyond register resolution" % (
+            metered_mj, summary["truth_mj"]))
+    expect_charged = summary["energy_wh"] * summary["tariff_price_per_kwh"] // summary["tariff_den"]
+    if summary["charged_minor"] != expect_charged:
+        bad.append("charged %d, tariff says %d" % (summary["charged_minor"], expect_charged))
+    applied = [cid for cid, res in backend.acked.items() if res == "applied"]
+    credited = summary["opening_balance"] + sum(backend.sent[c] for c in applied)
+    if summary["balance_minor"] != credited - summary["charged_minor"]:
+        bad.append("balance %d != credited %d - charged %d" % (
+            summary["balance_minor"], credited, summary["charged_minor"]))
+    if summary["topups_applied"] != len(applied):
+        bad.append("meter applied %d top-ups, backend has %d acknowledged" % (
+            summary["topups_applied"], len(applied)))
+    seqs = sorted(backend.uplink_seqs)
+    if seqs and seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+        bad.append("uplink sequence gaps")
+    return bad
+
+
+def run(a):
+    from mpbroker import Broker
+
+    broker = None
+    if a.broker:
+        host, _, port = a.broker.partition(":")
+        port = int(port)
+    else:
+        broker = Broker()
+        host, port = broker.host, broker.port
+    meter_id = "sim-%04d" % a.seed
+    key = os.urandom(32)  # provisioned per run: there is no default key
+    backend = Backend(host, port, meter_id, key)
+    work = Path(tempfile.mkdtemp(prefix="pm-sim-"))
+    cfg = json.dumps({"opening_balance": OPENING_MINOR})
+    cmd = [mprun.mpy_path(), "-X", "heapsize=" + a.heap, str(ROOT / "tools" / "sim_meter.py"),
+           "--board", a.board, "--hours", str(a.hours), "--seed", str(a.seed), "--meter-id", meter_id,
+           "--broker", "%s:%d" % (host, port), "--key", key.hex(), "--flash", str(work / "flash.img"),
+           "--config", cfg]
+    env = dict(os.environ, MICROPYPATH=mprun.micropypath())
+    last = None
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=ROOT, env=env)
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            if line.startswith("{"):
+                last = line
+            else:
+                print(line, flush=True)
+        rc = proc.wait()
+        time.sleep(0.3)  # let the last replies reach the backend
+    finally:
+        backend.close()
+        if broker:
+            broker.close()
+    if rc != 0 or last is None:
+        raise SimError("the simulated meter failed (exit %d)" % rc)
+    summary = json.loads(last)
+    summary["topups_sent"] = len(backend.sent)
+    summary["topups_acked"] = len(backend.acked)
+    summary["backend_events"] = len(backend.events)
+    bad = check(summary, backend)
+    summary["invariants_ok"] = not bad
+    for b in bad:
+        print("INVARIANT BROKEN: " + b)
+    print(json.dumps(summary, sort_keys=True))
+    return 0 if not bad else 1
+
+
+def main(argv=None):
+    try:
+        return run(parse_args(argv if argv is not None else sys.argv[1:]))
+    except SimError as e:
+        print("sim: error: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

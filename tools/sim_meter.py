@@ -1,0 +1,117 @@
+# One simulated meter under micropython: the firmware app on a sim board, in simulated time.
+# Run by tools/sim.py (which adds a broker and a backend stand-in), or directly:
+#   micropython tools/sim_meter.py --board sim-atm90e26 --hours 48 --flash /tmp/m.img [--broker 127.0.0.1:1883 --key HEX]
+# Prints one status line per simulated hour and a JSON summary as its last line.
+import sys
+import gc
+import json
+import time
+from binascii import unhexlify
+
+import relay as relay_mod
+
+
+def fail(msg):
+    print("sim_meter: error: " + msg)
+    sys.exit(2)
+
+
+def parse(argv):
+    opts = {"board": "sim-atm90e26", "hours": "48", "seed": "1", "tick-s": "5", "meter-id": "sim-0001",
+            "customer-delay-s": "120", "broker": "", "key": "", "flash": "", "config": ""}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("--") or a[2:] not in opts or i + 1 >= len(argv):
+            fail("bad argument %r" % a)
+        opts[a[2:]] = argv[i + 1]
+        i += 2
+    for k in ("hours", "seed", "tick-s", "customer-delay-s"):
+        try:
+            opts[k] = int(opts[k])
+        except ValueError:
+            fail("--%s must be an integer" % k)
+    if opts["hours"] <= 0 or opts["tick-s"] <= 0:
+        fail("--hours and --tick-s must be positive")
+    if not opts["flash"]:
+        fail("--flash PATH is required")
+    return opts
+
+
+def main():
+    o = parse(sys.argv[1:])
+    modname = o["board"].replace("-", "_")
+    if not o["board"].startswith("sim-"):
+        fail("board %r is not a simulated board" % o["board"])
+    try:
+        board_mod = __import__(modname)
+    except ImportError as e:
+        fail("cannot load board %r: %s" % (o["board"], e))
+    broker = None
+    if o["broker"]:
+        host, _, port = o["broker"].partition(":")
+        broker = (host, int(port or 1883))
+    key = unhexlify(o["key"]) if o["key"] else None
+    board = board_mod.build({"meter_id": o["meter-id"], "key": key, "seed": o["seed"], "flash": o["flash"],
+                             "broker": broker, "config": json.loads(o["config"]) if o["config"] else {}})
+    import app as app_mod
+
+    m = app_mod.Meter(board)
+    m.boot()
+    tick_ms = o["tick-s"] * 1000
+    ticks = o["hours"] * 3600 * 1000 // tick_ms
+    per_hour = 3600 * 1000 // tick_ms
+    ready_since = None
+    heap_peak = 0
+    t0 = time.ticks_ms()
+    for n in range(1, ticks + 1):
+        board.advance(tick_ms)
+        m.step()
+        # The customer: some time after the meter asks for a local confirmation, they hold the button.
+        if m.relay.state == relay_mod.READY:
+            if ready_since is None:
+                ready_since = n
+            elif (n - ready_since) * o["tick-s"] == o["customer-delay-s"]:
+                board.button.hold(3000 + 2 * tick_ms)  # long enough for the 3 s hold to be seen
+        else:
+            ready_since = None
+        if n % per_hour == 0:
+            gc.collect()  # live heap, sampled hourly (the garbage between collections is not demand)
+            a = gc.mem_alloc()
+            if a > heap_peak:
+                heap_peak = a
+            link = m.sync.link
+            print("hour %3d | energy %6d Wh | balance %6d | charged %6d | relay %-12s | disc %d rec %d | topups %d | mqtt %s out %d" % (
+                n // per_hour, m.metering.imp_wh, m.account.balance, m.account.charged,
+                relay_mod.STATE_NAMES[m.relay.state], m.relay.disconnects, m.relay.reconnects, m.topups,
+                "up" if link and link.state else "down", m.sync.published))
+    # Give the link a moment (real time) to deliver what is still queued.
+    deadline = time.ticks_add(time.ticks_ms(), 3000)
+    while m.sync.link and m.sync.outbox.count and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+        m.sync.poll()
+        time.sleep_ms(5)
+    m.commit()
+    emu = board.emu
+    mt = m.metering
+    summary = {
+        "board": o["board"], "sim_hours": o["hours"], "energy_wh": mt.imp_wh,
+        "energy_rem_counts": mt.imp_rem, "truth_wh": emu.truth_mj // 3600000, "truth_mj": emu.truth_mj,
+        "meter_constant": board.config["meter_constant"],
+        "charged_minor": m.account.charged, "balance_minor": m.account.balance,
+        "topped_up_minor": m.account.topped_up, "topups_applied": m.topups,
+        "opening_balance": board.config.get("opening_balance", 0),
+        "relay": relay_mod.STATE_NAMES[m.relay.state], "disconnects": m.relay.disconnects,
+        "reconnects": m.relay.reconnects, "mqtt_out": m.sync.published,
+        "mqtt_connects": m.sync.link.connects if m.sync.link else 0,
+        "outbox_left": m.sync.outbox.count, "outbox_dropped": m.sync.outbox.dropped,
+        "commands_refused": m.commands.refused, "commits": m.store.commits,
+        "chip_resets": mt.resets, "chip_faults": mt.faults,
+        "tariff_price_per_kwh": m.tariff.price, "tariff_den": m.tariff.den,
+        "heap_peak": heap_peak, "real_ms": time.ticks_diff(time.ticks_ms(), t0),
+    }
+    if m.sync.link:
+        m.sync.link.close()
+    print(json.dumps(summary))
+
+
+main()
