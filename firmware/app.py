@@ -143,7 +143,8 @@ class Meter:
 
     # -- commands ---------------------------------------------------------------
     def on_message(self, topic, payload):
-        if self.sync.link.retained:
+        link = self.sync.link
+        if link is not None and link.retained:
             # A retained command would replay on every reconnect: never act on one.
             self.emit(events.RETAINED_CMD, 0)
             return
