@@ -1,7 +1,6 @@
 # Runs the meter on a board: boot, then step once per tick forever, servicing the MQTT link
 # between ticks so commands are answered promptly. An exception in one step is counted and
 # the loop goes on: a meter must never stop metering (the watchdog covers real hangs).
-import time
 import app
 
 
@@ -14,11 +13,12 @@ def load_board(name=None):
 
 
 class Runner:
-    def __init__(self, board, sleep_ms=time.sleep_ms):
+    def __init__(self, board, wait_ms=None):
         self.board = board
         self.meter = app.Meter(board)
         self.tick_ms = board.config.get("tick_ms", 1000)
-        self._sleep_ms = sleep_ms
+        # How to spend the time between ticks: by default on the MQTT socket, waking for commands.
+        self._wait_ms = wait_ms or self.meter.sync.wait
         self.step_errors = 0
         self.last_error = None
         app.current = self.meter  # for the technician's REPL
@@ -26,7 +26,7 @@ class Runner:
     def start(self):
         self.meter.boot()
 
-    def run(self, ticks=-1, slice_ms=20):
+    def run(self, ticks=-1, slice_ms=100):
         """Step `ticks` times (forever when negative)."""
         clock = self.board.clock
         m = self.meter
@@ -46,7 +46,7 @@ class Runner:
                     m.sync.poll()
                 except Exception as e:  # noqa: BLE001
                     self.last_error = e
-                self._sleep_ms(left if left < slice_ms else slice_ms)
+                self._wait_ms(left if left < slice_ms else slice_ms)
             due = clock.ticks_add(due, self.tick_ms)
             if clock.ticks_diff(clock.ticks_ms(), due) > 10 * self.tick_ms:
                 due = clock.ticks_add(clock.ticks_ms(), self.tick_ms)  # fell far behind: resync, don't burst
