@@ -154,7 +154,7 @@ class RelayControl:
             self.keep_power = on
             self.changed = True
             self._emit(events.KEEP_POWER, 1 if on else 0)
-            self._update(0)
+            self._update(top(self.reasons & _KEEP_POWER_DEFERS))
 
     def defer_credit(self, on):
         """Billing's hook: True while a friendly period holds off credit disconnection."""
@@ -215,7 +215,9 @@ class RelayControl:
             self.need_confirm = False
             self.reconnects += 1
             self._emit(events.RELAY_CLOSED, reason)
-            self._drive(0 if self._local else self._pick_delay())
+            # A load-limit retry concerns one home; every other automatic close may happen on
+            # many meters at once (supply back, broker-wide command), so it waits a random delay.
+            self._drive(0 if self._local or reason == LOAD else self._pick_delay())
         elif state == DISCONNECTED:
             self.disconnects += 1
             self._emit(events.RELAY_OPEN, reason)
