@@ -46,7 +46,7 @@ class Meter:
         self.relay = relay_mod.RelayControl(
             None, emit, cfg.get("auto_reconnect", False),
             _reason_mask(rcfg.get("confirm", relay_mod.CONFIRM_DEFAULT)), rcfg.get("reconnect_delay_s", 180),
-            _rand_for(board))
+            _rand_for(board), rcfg.get("control_mode", relay_mod.DEFAULT_MODE))
         self.protection = protection_mod.Protection(self.relay, board.relay, self.metering, self.clock, emit,
                                                     pcfg, getattr(board, "cover", None),
                                                     getattr(board, "magnet", None))
@@ -209,6 +209,9 @@ class Meter:
             return _BAD_ARGS
         if op == "clear" and what not in ("limiter", "tamper", "fault"):
             return _BAD_ARGS
+        direct = doc.get("direct")
+        if op == "reconnect" and direct is not None and not isinstance(direct, bool):
+            return _BAD_ARGS
         if not self.relay_cmds.allow():
             self.emit(events.RELAY_CMD_LIMITED, 0)
             return _RATE_LIMITED
@@ -216,7 +219,7 @@ class Meter:
         if op == "disconnect":
             self.relay.remote_disconnect()
         elif op == "reconnect":
-            self.relay.remote_reconnect(doc.get("direct") is True)
+            self.relay.remote_reconnect(direct)
         elif op == "keep_power":
             self.relay.set_keep_power(doc["on"])
         elif what == "limiter":

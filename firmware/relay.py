@@ -34,6 +34,15 @@ _KEEP_POWER_DEFERS = const(REMOTE | CREDIT | LOAD)
 # retries and voltage restores are automatic (DLMS transition h).
 CONFIRM_DEFAULT = const(SAFETY | TAMPER | FAULT | REMOTE | CREDIT | MANUAL)
 
+# DLMS IC 70 control_mode -> (manual disconnect allowed, remote reconnect closes directly by
+# default (transition a, else d), credit reconnects by itself (transition h, else e)).
+# Mode 0 ("always connected") defers every non-safety reason. Protection (load limiter,
+# voltage) reconnects by itself in every mode: it is not a DLMS local_disconnect.
+MODES = ((False, False, True), (True, False, False), (True, True, False), (False, False, False),
+         (False, True, False), (True, False, True), (False, False, True))
+DEFAULT_MODE = const(1)
+_ALWAYS_DEFERS = const(REMOTE | CREDIT | LOAD | MANUAL)
+
 # Persistent flags (record byte)
 _F_CONFIRM = const(1)
 _F_KEEP = const(2)
@@ -86,7 +95,13 @@ class RelayControl:
     too, without delays. `rand(n)` gives 0..n-1 for the randomised reconnect delay."""
 
     def __init__(self, out, emit, auto_reconnect=False, confirm_mask=CONFIRM_DEFAULT,
-                 reconnect_delay_s=180, rand=None):
+                 reconnect_delay_s=180, rand=None, mode=DEFAULT_MODE):
+        if not 0 <= mode < len(MODES) or reconnect_delay_s < 0:
+            raise ValueError("relay control config")
+        self.mode = mode
+        self.manual_allowed, self.remote_direct, auto_credit = MODES[mode]
+        if auto_credit:
+            confirm_mask &= ~CREDIT
         self._out = out
         self._delayed_out = hasattr(out, "command")
         self._emit = emit
@@ -142,6 +157,8 @@ class RelayControl:
     # -- overrides --------------------------------------------------------------
     def effective(self):
         r = self.reasons
+        if self.mode == 0:
+            r &= ~_ALWAYS_DEFERS
         if self.keep_power:
             r &= ~_KEEP_POWER_DEFERS
         if self.friendly:
@@ -263,15 +280,21 @@ class RelayControl:
         return False
 
     def manual_disconnect(self):
-        """Local disconnect (REPL or technician): undone by a local confirm."""
+        """Local disconnect (REPL or technician): undone by a local confirm. Refused (False)
+        in the control modes without manual disconnection."""
+        if not self.manual_allowed:
+            return False
         self.set_reason(MANUAL)
+        return True
 
     def remote_disconnect(self):
         self.set_reason(REMOTE)
 
-    def remote_reconnect(self, direct):
-        """DLMS remote_reconnect: arms (READY, transition d) by default; `direct` closes
-        (transition a) when nothing else holds the contacts open."""
+    def remote_reconnect(self, direct=None):
+        """DLMS remote_reconnect: arms (READY, transition d) or closes directly (transition a)
+        when nothing else holds the contacts open; `direct` None = the control mode's default."""
+        if direct is None:
+            direct = self.remote_direct
         if not direct and self.reasons & REMOTE and not self.need_confirm:
             self.need_confirm = True
             self.changed = True

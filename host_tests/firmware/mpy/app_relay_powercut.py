@@ -143,6 +143,22 @@ for s in range(seq0, m.events.seq):
     if e and e[0] == events.RELAY_CMD_LIMITED:
         found = True
 mptest.check(found, "relay_cmd_limited event raised")
+mptest.eq(app_mod.RESULTS[m._apply({"op": "reconnect", "direct": "yes"})], "bad_args", "direct must be a boolean")
+
+
+# A retained command (e.g. replayed by the broker after a reboot) never moves the relay.
+class RetainedLink:
+    retained = True
+
+
+m.relay_cmds.tokens = 4
+m.sync.link = RetainedLink()
+seq0 = m.events.seq
+state0 = intent(m)
+m.on_message(b"pm/v1/pc-0001/cmd", b'{"id":99,"op":"disconnect"}')
+mptest.eq(intent(m), state0, "retained command ignored")
+mptest.eq(m.events.get(m.events.seq - 1)[0], events.RETAINED_CMD, "retained command is an event")
+m.sync.link = None
 mptest.eq(app_mod.RESULTS[m._apply({"op": "keep_power", "on": 1})], "bad_args", "keep_power needs a boolean")
 mptest.eq(app_mod.RESULTS[m._apply({"op": "clear", "what": "all"})], "bad_args", "clear needs a known target")
 mptest.done(steps=len(STEPS), trips=m.protection.limiter.trips_total, elapsed=board.clock.elapsed_ms, wh=m.metering.imp_wh, ops=board.relay.operations, disc=m.relay.disconnects)

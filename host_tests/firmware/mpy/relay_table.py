@@ -151,6 +151,29 @@ rc.set_reason(R.LOAD)
 rc.clear_reason(R.LOAD)
 mptest.eq(rc.state, Y, "configured: load waits for confirm")
 
+# DLMS control modes: manual disconnect (f), remote reconnect default (a/d), credit (e/h).
+for mode, manual_ok, remote_end, credit_end in ((1, True, Y, Y), (2, True, C, Y), (3, False, Y, Y),
+                                                (4, False, C, Y), (5, True, Y, C), (6, False, Y, C)):
+    tag = "mode %d: " % mode
+    rc, out, log = make(C, mode=mode)
+    mptest.eq(rc.manual_disconnect(), manual_ok, tag + "manual disconnect allowed")
+    mptest.eq(rc.state, D if manual_ok else C, tag + "state after manual disconnect")
+    rc, out, log = make(C, mode=mode)
+    rc.remote_disconnect()
+    rc.remote_reconnect()
+    mptest.eq(NAME[rc.state], NAME[remote_end], tag + "remote reconnect default")
+    rc, out, log = make(C, mode=mode)
+    rc.set_reason(R.CREDIT)
+    rc.clear_reason(R.CREDIT)
+    mptest.eq(NAME[rc.state], NAME[credit_end], tag + "after top-up")
+rc, out, log = make(C, mode=0)
+for b in (R.REMOTE, R.CREDIT, R.LOAD, R.MANUAL):
+    rc.set_reason(b)
+mptest.eq(rc.state, C, "mode 0: always connected for non-safety reasons")
+rc.set_reason(R.VOLTAGE)
+mptest.eq(rc.state, D, "mode 0: safety still disconnects")
+mptest.raises(ValueError, R.RelayControl, Out(), Log(), False, R.CONFIRM_DEFAULT, 180, None, 7)
+
 # Restore: intent only from the record; inconsistent records resolve to the safe side.
 out = Out()
 rc = R.RelayControl(out, Log())
