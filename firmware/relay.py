@@ -216,6 +216,9 @@ class RelayControl:
                 self._go(DISCONNECTED, top(eff))
             return
         if self.state == CONNECTED:
+            if self.need_confirm:
+                self.need_confirm = False  # nothing opened the contacts: nothing is owed
+                self.changed = True
             return
         if self._local:
             self._go(CONNECTED, MANUAL)

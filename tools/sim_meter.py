@@ -38,6 +38,29 @@ def parse(argv):
     return opts
 
 
+def print_story(ring, seen):
+    """One line for each relay transition (with its reason), top-up and overload trip since
+    event `seen`; returns the next event seq to look at."""
+    import events
+
+    s = max(seen, ring.oldest_seq())
+    while s < ring.seq:
+        code, arg, utc = ring.get(s)
+        s += 1
+        if code in (events.RELAY_OPEN, events.RELAY_CLOSED, events.RELAY_ARMED):
+            state = {events.RELAY_OPEN: "disconnected", events.RELAY_CLOSED: "connected",
+                     events.RELAY_ARMED: "ready"}[code]
+            why = "local confirm" if code == events.RELAY_CLOSED and arg == relay_mod.MANUAL else relay_mod.reason_name(arg)
+            what = "relay -> %s (%s)" % (state, why)
+        elif code in (events.TOPUP_APPLIED, events.LIMIT_TRIP, events.LIMIT_LATCHED, events.CREDIT_EXHAUSTED):
+            what = "%s %d" % (events.name(code), arg)
+        else:
+            continue
+        t = utc % 86400
+        print("         %02d:%02d:%02d %s" % (t // 3600, t // 60 % 60, t % 60, what))
+    return s
+
+
 def main():
     o = parse(sys.argv[1:])
     modname = o["board"].replace("-", "_")
@@ -63,6 +86,7 @@ def main():
     per_hour = 3600 * 1000 // tick_ms
     ready_since = None
     confirms = 0
+    ev_seen = m.events.seq
     heap_peak = 0
     t0 = time.ticks_ms()
     for n in range(1, ticks + 1):
@@ -77,6 +101,8 @@ def main():
                 confirms += 1
         else:
             ready_since = None
+        if m.events.seq != ev_seen:
+            ev_seen = print_story(m.events, ev_seen)
         if n % per_hour == 0:
             gc.collect()  # live heap, sampled hourly (the garbage between collections is not demand)
             a = gc.mem_alloc()

@@ -9,7 +9,7 @@ class SimRelay:
     longer moves the contacts; a monostable one drops open)."""
 
     def __init__(self):
-        self.closed = True
+        self.closed = False  # unpowered: a monostable relay starts open
         self.operations = 0
         self.pulses = 0
         self.welded = False

@@ -130,6 +130,16 @@ rc.defer_credit(False)
 mptest.eq(rc.state, D, "friendly period over: credit disconnects")
 mptest.eq(log.count(events.FRIENDLY), 2, "friendly on/off events")
 
+# A latch under keep-power leaves no confirmation owed once nothing opened the contacts.
+rc, out, log = make(C)
+rc.set_keep_power(True)
+rc.require_confirm()
+rc.set_reason(R.LOAD)
+mptest.eq((rc.state, rc.need_confirm), (C, False), "deferred latch owes nothing while connected")
+rc.set_keep_power(False)
+rc.clear_reason(R.LOAD)
+mptest.eq(rc.state, C, "load alone reconnects by itself afterwards")
+
 # Confirm refused while a reason remains, with the reason as event arg.
 rc, out, log = make(D)
 mptest.eq(rc.confirm_local(), False, "no confirm while credit holds")
