@@ -22,8 +22,8 @@ _APPLIED = const(0)
 _REFUSED_MAX = const(1)
 _BAD_AMOUNT = const(2)
 _UNKNOWN_OP = const(3)
-_STORE_FAULT = const(5)
 _BAD_ARGS = const(4)
+_STORE_FAULT = const(5)
 _RATE_LIMITED = const(6)
 
 
@@ -41,16 +41,7 @@ class Meter:
         self.account = account.Account(emit, credit.get("low1", 200), credit.get("low2", 50),
                                        credit.get("hysteresis", 20), credit.get("max_balance", 10000000))
         self.reconnect_threshold = credit.get("reconnect_threshold", 0)
-        pcfg = cfg.get("protection", {})
-        rcfg = pcfg.get("relay", {})
-        self.relay = relay_mod.RelayControl(
-            None, emit, cfg.get("auto_reconnect", False),
-            _reason_mask(rcfg.get("confirm", relay_mod.CONFIRM_DEFAULT)), rcfg.get("reconnect_delay_s", 180),
-            _rand_for(board), rcfg.get("control_mode", relay_mod.DEFAULT_MODE))
-        self.protection = protection_mod.Protection(self.relay, board.relay, self.metering, self.clock, emit,
-                                                    pcfg, getattr(board, "cover", None),
-                                                    getattr(board, "magnet", None))
-        self.relay_cmds = relay_mod.RateLimit(self.clock, rcfg.get("cmd_burst", 4), rcfg.get("cmd_refill_s", 900))
+        self.relay, self.protection, self.relay_cmds = protection_mod.build(board, self.metering, emit)
         self.commands = auth.Commands(board.meter_id, board.key)
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
@@ -230,23 +221,3 @@ class Meter:
             p.clear_fault()
         return _APPLIED
 
-
-def _reason_mask(v):
-    """Config: a reason bitmask or a list of reason names."""
-    if isinstance(v, int):
-        return v
-    m = 0
-    for n in v:
-        if n not in relay_mod.REASON_NAMES:
-            raise ValueError("relay reason %r" % n)
-        m |= 1 << relay_mod.REASON_NAMES.index(n)
-    return m
-
-
-def _rand_for(board):
-    r = getattr(board, "rand", None)
-    if r is not None:
-        return r
-    import random
-
-    return lambda n: random.getrandbits(24) % n

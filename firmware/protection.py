@@ -141,3 +141,41 @@ class Protection:
             # actuate, and judge no contacts by a current we cannot see.
             self.tamper.step(now, 0)
             self.driver.step(now, self.driver.min_cv, 0)
+
+
+def build(board, metering, emit):
+    """The relay control, the protections and the remote relay-command rate limit, from the
+    board's config (`auto_reconnect`, `protection`) and parts (relay, optional cover/magnet
+    inputs, optional rand)."""
+    cfg = board.config
+    pcfg = cfg.get("protection", {})
+    rcfg = pcfg.get("relay", {})
+    relay = relay_mod.RelayControl(
+        None, emit, cfg.get("auto_reconnect", False), _reason_mask(rcfg.get("confirm", relay_mod.CONFIRM_DEFAULT)),
+        _get(rcfg, "reconnect_delay_s", 180), _rand_for(board), _get(rcfg, "control_mode", relay_mod.DEFAULT_MODE))
+    prot = Protection(relay, board.relay, metering, board.clock, emit, pcfg, getattr(board, "cover", None),
+                      getattr(board, "magnet", None))
+    rate = relay_mod.RateLimit(board.clock, _get(rcfg, "cmd_burst", 4), _get(rcfg, "cmd_refill_s", 900))
+    return relay, prot, rate
+
+
+def _reason_mask(v):
+    """Config: a reason bitmask or a list of reason names."""
+    if isinstance(v, int):
+        return v
+    m = 0
+    for n in v:
+        if n not in relay_mod.REASON_NAMES:
+            raise ValueError("relay reason %r" % n)
+        m |= 1 << relay_mod.REASON_NAMES.index(n)
+    return m
+
+
+def _rand_for(board):
+    """The board's random source (seeded in simulations), else the port's RNG."""
+    r = getattr(board, "rand", None)
+    if r is not None:
+        return r
+    import random
+
+    return lambda n: random.getrandbits(24) % n

@@ -127,4 +127,27 @@ mptest.eq((rc.reasons, prot.driver.fault), (0, 0), "fault cleared")
 mptest.raises(ValueError, P.Protection, rc, hw, mt, ck, ring, {"relay": {"kind": "solenoid"}})
 mptest.raises(ValueError, P.Protection, rc, hw, mt, ck, ring, {"limiter": {"power_w": "3 kW"}})
 mptest.raises(ValueError, P.Protection, rc, hw, mt, ck, ring, {"tamper": {"disconnect": ["smoke"]}})
+
+
+# build(): from a board's config and parts.
+class Board:
+    def __init__(self, config):
+        self.config = config
+        self.relay = SimRelay()
+        self.clock = mkclock()
+        self.cover = SimSwitch()
+
+    def rand(self, n):
+        return n - 1
+
+
+b = Board({"auto_reconnect": False, "protection": {"relay": {"control_mode": 5, "reconnect_delay_s": 10,
+                                                                "confirm": ["remote", "manual"]}}})
+rc, prot, rate = P.build(b, FakeMetering(), Log())
+mptest.eq((rc.mode, rc.confirm_mask, rc.delay_max_s), (5, R.REMOTE | R.MANUAL, 10), "relay config applied")
+mptest.eq(rc._pick_delay(), 10, "board's rand used for the delay")
+mptest.eq(rate.tokens, 4, "default burst")
+mptest.raises(ValueError, P.build, Board({"protection": {"relay": {"confirm": ["cash"]}}}), FakeMetering(), Log())
+mptest.raises(ValueError, P.build, Board({"protection": {"relay": {"control_mode": 9}}}), FakeMetering(), Log())
+mptest.raises(ValueError, P.build, Board({"protection": {"relay": {"cmd_burst": 0}}}), FakeMetering(), Log())
 mptest.done()
