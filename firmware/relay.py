@@ -46,6 +46,8 @@ _ALWAYS_DEFERS = const(REMOTE | CREDIT | LOAD | MANUAL)
 # Persistent flags (record byte)
 _F_CONFIRM = const(1)
 _F_KEEP = const(2)
+_F_FRIENDLY = const(4)  # kept so a reboot inside a friendly period does not cut the supply;
+# billing re-evaluates its calendar after boot and calls defer_credit() again.
 
 
 def top(reasons):
@@ -127,7 +129,8 @@ class RelayControl:
 
     # -- persistence ------------------------------------------------------------
     def flags(self):
-        return (_F_CONFIRM if self.need_confirm else 0) | (_F_KEEP if self.keep_power else 0)
+        return ((_F_CONFIRM if self.need_confirm else 0) | (_F_KEEP if self.keep_power else 0)
+                | (_F_FRIENDLY if self.friendly else 0))
 
     def restore(self, state, reasons, flags=0):
         """Set the durable state from the record (the only source after boot: never the network)."""
@@ -135,10 +138,11 @@ class RelayControl:
         self.reasons = reasons & ALL
         self.need_confirm = bool(flags & _F_CONFIRM)
         self.keep_power = bool(flags & _F_KEEP)
+        self.friendly = bool(flags & _F_FRIENDLY)
         if self.effective():
             self.state = DISCONNECTED
         elif self.state != CONNECTED:
-            # Open with nothing holding it (e.g. a friendly period that is not persisted):
+            # Open with nothing holding it (an inconsistent record):
             # the safe reading is "waiting for the customer".
             self.state = READY
             self.need_confirm = True
@@ -178,6 +182,7 @@ class RelayControl:
         on = bool(on)
         if on != self.friendly:
             self.friendly = on
+            self.changed = True
             self._emit(events.FRIENDLY, 1 if on else 0)
             self._update(CREDIT)
 
