@@ -42,6 +42,8 @@ class VoltageGuard:
         self._stable = False
 
     def step(self, now, v_cv):
+        if v_cv <= 0:
+            return  # no reading yet: the meter runs off this supply, so 0 V is never measured
         ck = self._clock
         if not self.tripped:
             bad = OVER if v_cv > self.over_cv else (UNDER if v_cv < self.under_cv else _OK)

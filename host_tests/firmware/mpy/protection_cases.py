@@ -53,6 +53,10 @@ feed(ck, g, 1, 23000)
 mptest.eq(rc.state, R.CONNECTED, "short sag ignored")
 feed(ck, g, 5, 17000)
 mptest.eq(log.last(events.VOLT_UNDER), 17000, "under-voltage trip")
+# A zero reading (none yet) neither trips nor counts as stable.
+ck2, log2, rc2, g2, out2 = vrig()
+feed(ck2, g2, 30, 0)
+mptest.eq(rc2.state, R.CONNECTED, "0 V (no reading) does not trip")
 # Voltage restore does not override credit.
 rc.set_reason(R.CREDIT)
 feed(ck, g, 70, 23000)
