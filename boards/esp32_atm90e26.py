@@ -6,7 +6,8 @@ CHIP = "atm90e26"
 RELAY = "monostable"  # contacts closed while the coil output is high
 
 # VSPI IO-MUX pins; the ATM90E26 wants SPI mode 3 at <= 200 kHz.
-PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2}
+PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2,
+        "cover": 34, "magnet": 35}  # tamper switches on input-only pins, external pull-ups
 SPI_ID = 2
 SPI_BAUD = 160000
 
@@ -31,6 +32,8 @@ CONFIG = {
     "telemetry_s": 900,
     "tick_ms": 1000,
     "keepalive_s": 240,
+    # Relay and protection; every key not given takes the default in docs/relay.md.
+    "protection": {"relay": {"kind": RELAY}},
 }
 
 
@@ -52,6 +55,9 @@ class Board:
         self.chip = atm90e26.ATM90E26(spi, Pin(PINS["cs"], Pin.OUT, value=1), CAL)
         self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
         self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
+        # Tamper switches read high when tripped (cover lifted / reed closed by a magnet).
+        self.cover = Pin(PINS["cover"], Pin.IN).value
+        self.magnet = Pin(PINS["magnet"], Pin.IN).value
         self.root = "/data"
         try:
             import os

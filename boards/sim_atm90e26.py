@@ -7,7 +7,7 @@ import esp32_atm90e26 as real
 from simhw.clock import SimClock, RealClock
 from simhw.atm90e26_emu import Atm90e26Emu
 from simhw.household import Household, Lcg
-from simhw.parts import SimRelay, SimButton
+from simhw.parts import SimRelay, SimButton, SimSwitch
 from simhw import blockdev
 
 NAME = "sim-atm90e26"
@@ -28,6 +28,9 @@ class Board:
         self.chip_regs = atm90e26
         self.relay = SimRelay()
         self.button = SimButton(self.clock)
+        self.cover = SimSwitch()  # True = terminal cover open
+        self.magnet = SimSwitch()
+        self._relay_rand = Lcg(opts.get("seed", 1) + 13)
         self.load = Household(opts.get("seed", 1))
         self._rand = Lcg(opts.get("seed", 1) + 7)
         self.flash = blockdev.FileBlockDevice(opts["flash"])
@@ -37,10 +40,18 @@ class Board:
 
     def advance(self, ms):
         """Let `ms` of simulated time pass at the household's demand (nothing flows while the relay is open)."""
-        p = self.load.power_w(self.clock.time(), ms // 1000) if self.relay.closed else 0
+        if self.relay.closed:
+            p = self.load.power_w(self.clock.time(), ms // 1000)
+        else:
+            p = 0
+            self.load.power_cut()
         self.emu.set_load(p)
         self.emu.advance(ms)
         self.clock.advance(ms)
+
+    def rand(self, n):
+        """0..n-1, deterministic per seed (randomised reconnect delays)."""
+        return self._relay_rand.next(n)
 
     def feed_watchdog(self):
         pass

@@ -10,7 +10,11 @@ _HEAD = "<HHiiiIIIIIIIBBBB"
 _HEAD_SIZE = struct.calcsize(_HEAD)
 _IDS = "<%dI" % WINDOW
 _RES = "<%dB" % WINDOW
-SIZE = _HEAD_SIZE + 4 * WINDOW + WINDOW
+# Relay and protection tail: relay flags (confirm owed, keep-power), limiter latched,
+# tamper flags, relay driver fault, lifetime load-limit trips.
+_TAIL = "<BBBBI"
+_TAIL_OFF = _HEAD_SIZE + 4 * WINDOW + WINDOW
+SIZE = _TAIL_OFF + struct.calcsize(_TAIL)
 _MAGIC = 0x4D50  # "PM"
 
 
@@ -27,6 +31,9 @@ def pack(buf, m):
     for i in range(WINDOW):
         struct.pack_into("<I", buf, o + 4 * i, c.ids[i])
         buf[o + 4 * WINDOW + i] = c.results[i]
+    p = m.protection
+    struct.pack_into(_TAIL, buf, _TAIL_OFF, m.relay.flags(), 1 if p.limiter.latched() else 0,
+                     p.tamper.flags, p.driver.fault, p.limiter.trips_total)
 
 
 def unpack(buf, m):
@@ -43,5 +50,7 @@ def unpack(buf, m):
     for i in range(WINDOW):
         c.ids[i] = struct.unpack_from("<I", buf, o + 4 * i)[0]
         c.results[i] = buf[o + 4 * WINDOW + i]
-    m.relay.restore(state, reasons)
+    flags, latched, tamper, fault, trips = struct.unpack_from(_TAIL, buf, _TAIL_OFF)
+    m.relay.restore(state, reasons, flags)
+    m.protection.restore(latched, tamper, fault, trips)
     return True
