@@ -13,13 +13,12 @@ def run_sim(*args):
 
 
 def test_sim_full_cycle_with_a_real_broker():
-    # 30 simulated hours reach the first credit exhaustion with the default seed.
-    p = run_sim("--hours", "30", "--seed", "1")
+    p = run_sim("--hours", "48", "--seed", "1")  # the default run: reaches the first exhaustion
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stdout.strip().splitlines()
     s = json.loads(lines[-1])
     hourly = [ln for ln in lines if ln.startswith("hour ")]
-    assert len(hourly) == 30
+    assert len(hourly) == 48
     for key in ("board", "sim_hours", "energy_wh", "truth_wh", "charged_minor", "balance_minor",
                 "topups_applied", "relay", "disconnects", "mqtt_out", "heap_peak"):
         assert key in s, key
