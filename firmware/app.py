@@ -9,18 +9,29 @@ import relay as relay_mod
 import auth
 import record
 import tariff as tariff_mod
+import token as token_mod
+import billing as billing_mod
 from metering import Metering
 from store import RecordStore
 from sync import Sync
 
+try:
+    from journal import Ring  # the storage journal; without it snapshots and the top-up log stay off
+except ImportError:
+    Ring = None
+
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
 
-RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_args", "store_fault")
+RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_args", "store_fault",
+           "used", "token_refused")
 _APPLIED = const(0)
 _REFUSED_MAX = const(1)
 _BAD_AMOUNT = const(2)
 _UNKNOWN_OP = const(3)
+_BAD_ARGS = const(4)
 _STORE_FAULT = const(5)
+_USED = const(6)
+_TOKEN_REFUSED = const(7)
 
 
 class Meter:
@@ -36,9 +47,18 @@ class Meter:
         credit = cfg.get("credit", {})
         self.account = account.Account(emit, credit.get("low1", 200), credit.get("low2", 50),
                                        credit.get("hysteresis", 20), credit.get("max_balance", 10000000))
-        self.reconnect_threshold = credit.get("reconnect_threshold", 0)
+        self.account.configure(credit)
         self.relay = relay_mod.RelayControl(board.relay, emit, cfg.get("auto_reconnect", False))
         self.commands = auth.Commands(board.meter_id, board.key)
+        self.tokens = token_mod.Tokens(board.meter_id, board.key, self.commands)
+        self.billing = None
+        self.topup_log = None
+        if Ring is not None:
+            self.billing = billing_mod.Billing(
+                Ring(board.root + "/daily.j", billing_mod.SNAP_SIZE, billing_mod.DAYS_KEPT),
+                Ring(board.root + "/monthly.j", billing_mod.SNAP_SIZE, billing_mod.MONTHS_KEPT))
+            self.topup_log = billing_mod.TopupLog(
+                Ring(board.root + "/topups.j", billing_mod.TOPUP_SIZE, billing_mod.TOPUPS_KEPT))
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
         self.sync = Sync(board.meter_id)
@@ -53,6 +73,7 @@ class Meter:
         self._last_commit = now
         self._last_tele = now
         self._button_since = None
+        self._friendly_hold = False
 
     # -- events ---------------------------------------------------------------
     def emit(self, code, arg):
@@ -94,9 +115,15 @@ class Meter:
         m = self.metering
         m.poll(dt)
         wh = m.step_wh
+        utc = clock.time()
+        # Every tick: the standing charge runs on monotonic time even when no energy flows.
+        self.account.debit(self.tariff.charge(wh, utc, dt))
         if wh:
-            self.account.debit(self.tariff.charge(wh))
             self._uncommitted_wh += wh
+        lc = self.tariff.t.tz
+        lc.update(utc)
+        if lc.day > self.account.last_day:
+            self._new_day(lc, utc)
         self._credit_rules()
         self._button(now)
         if (self.relay.changed or self._uncommitted_wh >= self.commit_wh
@@ -109,11 +136,32 @@ class Meter:
         self.sync.poll()
         self.board.feed_watchdog()
 
+    def _new_day(self, lc, utc):
+        """Local midnight (or the first tick): daily debt recovery and the billing freeze."""
+        self.account.new_day(lc.day)
+        b = self.billing
+        if b is not None:
+            n = b.tick(self, lc, utc)
+            if n:
+                self.sync.billing(billing_mod.to_json(b.last(b.daily)))
+            if n > 1:
+                self.sync.billing(billing_mod.to_json(b.last(b.monthly)))
+        self.commit()
+
     def _credit_rules(self):
         a = self.account
-        if a.balance <= 0:
-            self.relay.set_reason(relay_mod.CREDIT)
-        elif a.balance > self.reconnect_threshold:
+        if a.exhausted():
+            if not self.relay.reasons & relay_mod.CREDIT:
+                lc = self.tariff.t.tz
+                if a.friendly.active(lc, self.clock.time()):
+                    if not self._friendly_hold:
+                        self._friendly_hold = True
+                        self.emit(events.FRIENDLY_HOLD, a.balance)
+                    return
+                self.relay.set_reason(relay_mod.CREDIT)
+            self._friendly_hold = False
+        elif a.may_reconnect():
+            self._friendly_hold = False
             self.relay.clear_reason(relay_mod.CREDIT)
 
     def _button(self, now):
@@ -166,9 +214,69 @@ class Meter:
             self.topups = topups
             self.sync.reply(cid, RESULTS[_STORE_FAULT], self)
             return
-        if result == _APPLIED and doc["op"] == "topup":
-            self.emit(events.TOPUP_APPLIED, doc["amt"])
+        if doc["op"] == "topup":
+            amt = doc.get("amt")
+            amt = amt if type(amt) is int and -(1 << 30) < amt < 1 << 30 else 0
+            self.emit(events.TOPUP_APPLIED if result == _APPLIED else events.TOPUP_REFUSED, amt)
+            self._journal(cid, billing_mod.SRC_MQTT, token_mod.CREDIT, RESULTS[result], amt)
         self.sync.reply(cid, RESULTS[result], self)
+
+    def _journal(self, cid, src, typ, result, amount):
+        if self.topup_log is not None:
+            try:
+                self.topup_log.add(self.clock.time(), cid, src, typ, result, amount)
+            except (OSError, MemoryError):
+                self.emit(events.STORE_FAULT, 1)
+
+    # -- offline tokens and emergency credit (REPL / keypad) ---------------------
+    def enter_token(self, text):
+        """Apply a typed 20-digit token; returns the result name. The outcome (including a bad
+        token's lockout count) is committed before it is shown."""
+        record.pack(self._undo, self)
+        topups = self.topups
+        res, typ, cid, amt = self._token(text)
+        if not self.commit():
+            record.unpack(self._undo, self)
+            self.topups = topups
+            res = "store_fault"
+        self._journal(cid, billing_mod.SRC_TOKEN, typ, res, amt)
+        return res
+
+    def _token(self, text):
+        now = self.clock.time()
+        tk = self.tokens
+        v, typ, cid, amt, reason = tk.check(text, now)
+        if v == token_mod.REFUSED:
+            self.emit(events.TOPUP_REFUSED, cid)
+            if reason == "bad_mac" and tk.locked(now):
+                self.emit(events.TOKEN_LOCKOUT, tk.lock_until - now)
+            return reason, typ, cid, 0
+        if v == token_mod.USED:
+            return "used", typ, cid, amt
+        result = _APPLIED
+        if typ == token_mod.CREDIT:
+            r = self.account.topup(amt)
+            if r == account.APPLIED:
+                self.topups += 1
+                self.emit(events.TOPUP_APPLIED, amt)
+            else:
+                # Not remembered: the customer may enter it again once it fits under the maximum.
+                self.emit(events.TOPUP_REFUSED, amt)
+                return RESULTS[_REFUSED_MAX if r == account.REFUSED_MAX_BALANCE else _BAD_AMOUNT], typ, cid, amt
+        elif typ == token_mod.DEBT:
+            if self.account.add_debt(amt) != account.APPLIED:
+                return RESULTS[_BAD_AMOUNT], typ, cid, amt
+        self.commands.remember(cid, result)
+        self._credit_rules()
+        return RESULTS[result], typ, cid, amt
+
+    def emergency_credit(self):
+        """The customer invokes emergency credit; returns "granted", "not_offered" or "already"."""
+        r = self.account.invoke_ec()
+        if r == account.EC_GRANTED:
+            self._credit_rules()
+            self.commit()
+        return ("granted", "not_offered", "already")[r]
 
     def _apply(self, doc):
         op = doc["op"]
@@ -179,6 +287,16 @@ class Meter:
                 self._credit_rules()
                 return _APPLIED
             return _REFUSED_MAX if r == account.REFUSED_MAX_BALANCE else _BAD_AMOUNT
+        if op == "token":
+            # An offline token relayed by the backend: the same verifier and counter space.
+            tok = doc.get("tok")
+            if type(tok) is not str:
+                return _BAD_ARGS
+            res = self._token(tok)[0]
+            for i in range(len(RESULTS)):
+                if RESULTS[i] == res:
+                    return i
+            return _TOKEN_REFUSED
         if op == "disconnect":
             self.relay.set_reason(relay_mod.REMOTE)
             return _APPLIED

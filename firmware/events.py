@@ -20,11 +20,23 @@ STORE_FAULT = const(13)
 REVERSE_ENERGY = const(14)
 NO_KEY = const(15)
 RETAINED_CMD = const(16)
+# Billing and credit (issue 4).
+CREDIT_ZERO = const(17)
+EC_INVOKED = const(18)
+EC_REPAID = const(19)
+DEBT_RECOVERED = const(20)
+DEBT_CLEARED = const(21)
+FRIENDLY_HOLD = const(22)  # credit exhausted, disconnection deferred by a friendly period
+TOPUP_REFUSED = const(23)
+TOKEN_LOCKOUT = const(24)
+TARIFF_ACTIVATED = const(25)
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
     "relay_open", "relay_closed", "relay_armed", "topup_applied", "cmd_refused",
     "chip_reset", "chip_fault", "store_fault", "reverse_energy", "no_key", "retained_cmd",
+    "credit_zero", "ec_invoked", "ec_repaid", "debt_recovered", "debt_cleared", "friendly_hold",
+    "topup_refused", "token_lockout", "tariff_activated",
 )
 
 

@@ -2,6 +2,7 @@
 # (credit, energy, tariff remainder, replay window, relay intent) so they can never disagree.
 import struct
 from auth import WINDOW
+from tariff import MAX_RATES, MAX_BLOCKS
 
 VERSION = 1
 # magic, version, balance, charged, topped_up, topups, tariff_rem,
@@ -10,7 +11,15 @@ _HEAD = "<HHiiiIIIIIIIBBBB"
 _HEAD_SIZE = struct.calcsize(_HEAD)
 _IDS = "<%dI" % WINDOW
 _RES = "<%dB" % WINDOW
-SIZE = _HEAD_SIZE + 4 * WINDOW + WINDOW
+_WIN_END = _HEAD_SIZE + 4 * WINDOW + WINDOW
+# Billing tail (issue 4): tariff remainders, block counter and lifetime money, credit-rule state,
+# token lockout, billing day, then the energy registers per rate and per block.
+# srem, sms, bwh, bkey, energy_minor, standing_minor, debt, recovered, last_day,
+# ec_active, token_bad, pad, token_lock_until, bill_day
+_TAIL = "<iiiiiiiiiBBHIi"
+_TAIL_SIZE = struct.calcsize(_TAIL)
+_NREGS = MAX_RATES + MAX_BLOCKS
+SIZE = _WIN_END + _TAIL_SIZE + 4 * _NREGS
 _MAGIC = 0x4D50  # "PM"
 
 
@@ -27,6 +36,19 @@ def pack(buf, m):
     for i in range(WINDOW):
         struct.pack_into("<I", buf, o + 4 * i, c.ids[i])
         buf[o + 4 * WINDOW + i] = c.results[i]
+    t = m.tariff
+    tok = m.tokens
+    bill = m.billing
+    struct.pack_into(
+        _TAIL, buf, _WIN_END, t.srem, t.sms, t.bwh, t.bkey, t.energy_minor, t.standing_minor,
+        a.debt, a.recovered, a.last_day, a.ec_active, tok.bad, 0, tok.lock_until,
+        bill.day if bill else 0)
+    o = _WIN_END + _TAIL_SIZE
+    for i in range(MAX_RATES):
+        struct.pack_into("<i", buf, o + 4 * i, t.rate_wh[i])
+    o += 4 * MAX_RATES
+    for i in range(MAX_BLOCKS):
+        struct.pack_into("<i", buf, o + 4 * i, t.block_wh[i])
 
 
 def unpack(buf, m):
@@ -43,5 +65,17 @@ def unpack(buf, m):
     for i in range(WINDOW):
         c.ids[i] = struct.unpack_from("<I", buf, o + 4 * i)[0]
         c.results[i] = buf[o + 4 * WINDOW + i]
+    t = m.tariff
+    tok = m.tokens
+    (t.srem, t.sms, t.bwh, t.bkey, t.energy_minor, t.standing_minor, a.debt, a.recovered, a.last_day,
+     a.ec_active, tok.bad, _, tok.lock_until, bill_day) = struct.unpack_from(_TAIL, buf, _WIN_END)
+    if m.billing:
+        m.billing.restore_day(bill_day, t.t.tz)
+    o = _WIN_END + _TAIL_SIZE
+    for i in range(MAX_RATES):
+        t.rate_wh[i] = struct.unpack_from("<i", buf, o + 4 * i)[0]
+    o += 4 * MAX_RATES
+    for i in range(MAX_BLOCKS):
+        t.block_wh[i] = struct.unpack_from("<i", buf, o + 4 * i)[0]
     m.relay.restore(state, reasons)
     return True
