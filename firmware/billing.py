@@ -14,7 +14,8 @@ DAYS_KEPT = const(62)
 MONTHS_KEPT = const(13)  # twelve whole months and the one before them, so each has a difference
 
 # kind, year, month, day (the period that closed), UTC of the freeze, energy Wh per rate and
-# per block, energy money, standing money, total charged, balance, debt, topped up.
+# per block, money charged by the tariff, seconds of standing charge, money debited from the
+# account, balance, debt, topped up (all cumulative).
 SNAP_FMT = "<BxHBBxxI%di%diiiiiii" % (MAX_RATES, MAX_BLOCKS)
 SNAP_SIZE = struct.calcsize(SNAP_FMT)
 _FIELDS = ("kind", "year", "month", "day", "utc")
@@ -67,7 +68,7 @@ class Billing:
         a = meter.account
         struct.pack_into(SNAP_FMT, self._buf, 0, kind, y, m, d, utc, *(
             tuple(t.rate_wh) + tuple(t.block_wh) + (
-                t.energy_minor, t.standing_minor, a.charged, a.balance, a.debt, a.topped_up)))
+                t.charged_minor, t.standing_s, a.charged, a.balance, a.debt, a.topped_up)))
 
     def last(self, ring, back=0):
         """Snapshot `back` periods before the newest of `ring` as a dict, or None."""
@@ -84,18 +85,18 @@ def decode(buf):
     o = 5 + MAX_RATES
     doc["block_wh"] = list(v[o:o + MAX_BLOCKS])
     o += MAX_BLOCKS
-    for i, k in enumerate(("energy_minor", "standing_minor", "charged", "balance", "debt", "topped_up")):
+    for i, k in enumerate(("charged_minor", "standing_s", "charged", "balance", "debt", "topped_up")):
         doc[k] = v[o + i]
     return doc
 
 
 def to_json(doc):
     """The uplink form of a snapshot (without the sequence number the sync layer adds)."""
-    return ('"t":%d,"snap":"%s","date":"%04d-%02d-%02d","e":%s,"blk":%s,"em":%d,"sc":%d,'
+    return ('"t":%d,"snap":"%s","date":"%04d-%02d-%02d","e":%s,"blk":%s,"tm":%d,"ss":%d,'
             '"c":%d,"b":%d,"debt":%d,"tu":%d}') % (
         doc["utc"], "d" if doc["kind"] == DAILY else "m", doc["year"], doc["month"], doc["day"],
         str(doc["rate_wh"]).replace(" ", ""), str(doc["block_wh"]).replace(" ", ""),
-        doc["energy_minor"], doc["standing_minor"], doc["charged"], doc["balance"], doc["debt"],
+        doc["charged_minor"], doc["standing_s"], doc["charged"], doc["balance"], doc["debt"],
         doc["topped_up"])
 
 

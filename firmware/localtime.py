@@ -40,8 +40,10 @@ def weekday(days):
 
 def _nth_weekday(y, m, week, wd):
     if week < 0:
-        nm, ny = (m + 1, y) if m < 12 else (1, y + 1)
-        last = days_from_civil(ny, nm, 1) - 1
+        if m < 12:
+            last = days_from_civil(y, m + 1, 1) - 1
+        else:
+            last = days_from_civil(y + 1, 1, 1) - 1
         return last - (weekday(last) - wd) % 7
     first = days_from_civil(y, m, 1)
     return first + (wd - weekday(first)) % 7 + 7 * (week - 1)

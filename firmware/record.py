@@ -14,7 +14,7 @@ _RES = "<%dB" % WINDOW
 _WIN_END = _HEAD_SIZE + 4 * WINDOW + WINDOW
 # Billing tail (issue 4): tariff remainders, block counter and lifetime money, credit-rule state,
 # token lockout, billing day, then the energy registers per rate and per block.
-# srem, sms, bwh, bkey, energy_minor, standing_minor, debt, recovered, last_day,
+# srem, sms, bwh, bkey, charged_minor, standing_s, debt, recovered, last_day,
 # ec_active, token_bad, pad, token_lock_until, bill_day
 _TAIL = "<iiiiiiiiiBBHIi"
 _TAIL_SIZE = struct.calcsize(_TAIL)
@@ -40,7 +40,7 @@ def pack(buf, m):
     tok = m.tokens
     bill = m.billing
     struct.pack_into(
-        _TAIL, buf, _WIN_END, t.srem, t.sms, t.bwh, t.bkey, t.energy_minor, t.standing_minor,
+        _TAIL, buf, _WIN_END, t.srem, t.sms, t.bwh, t.bkey, t.charged_minor, t.standing_s,
         a.debt, a.recovered, a.last_day, a.ec_active, tok.bad, 0, tok.lock_until,
         bill.day if bill else 0)
     o = _WIN_END + _TAIL_SIZE
@@ -67,7 +67,7 @@ def unpack(buf, m):
         c.results[i] = buf[o + 4 * WINDOW + i]
     t = m.tariff
     tok = m.tokens
-    (t.srem, t.sms, t.bwh, t.bkey, t.energy_minor, t.standing_minor, a.debt, a.recovered, a.last_day,
+    (t.srem, t.sms, t.bwh, t.bkey, t.charged_minor, t.standing_s, a.debt, a.recovered, a.last_day,
      a.ec_active, tok.bad, _, tok.lock_until, bill_day) = struct.unpack_from(_TAIL, buf, _WIN_END)
     if m.billing:
         m.billing.restore_day(bill_day, t.t.tz)

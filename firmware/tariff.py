@@ -1,6 +1,7 @@
 # Tariff engine: turns metered Wh (and elapsed time, for the standing charge) into money.
-# Integer only, with exact remainders: the money charged for energy is always
-# floor(sum(Wh_i x price_i) / den) over the meter's life, and the standing charge likewise.
+# Integer only, with one exact remainder: the money charged is always
+# floor((sum(Wh_i x price_i) + seconds x standing_per_day / 86.4) / den) over the meter's life,
+# so the cumulative error stays below one minor unit.
 # The tariff document (docs/tariff.md) is compiled once into flat tables; charge() then does
 # no lookup while the cached period [lo, hi) holds, and allocates nothing.
 from micropython import const
@@ -13,11 +14,11 @@ _MAX_SWITCHES = const(16)  # per day profile
 _MAX_PROFILES = const(16)
 _MAX_SEASONS = const(12)
 _MAX_SPECIAL = const(64)
-_MAX_SCALE = const(1000)
+_MAX_SCALE = const(10000)
 _MAX_PRICE = const(1000000)  # x 1000 Wh chunk + den stays below 2^30 (ESP32 small int)
 _MAX_THRESHOLD_WH = const(100000000)
 _CHUNK_WH = const(1000)
-_DAY_S = const(86400)
+_SDEN = const(432)  # 86400 s / 200: a second of standing charge is standing * 5 / 432 energy units
 _RESET_MONTH = const(1)
 _RESET_YEAR = const(2)
 
@@ -216,15 +217,15 @@ class Engine:
     def __init__(self, tables):
         self.t = tables
         self.passive = None
-        self.rem = 0  # energy money not yet charged, in 1/den minor units
-        self.srem = 0  # standing charge not yet charged, in 1/(86400*scale) minor units
+        self.rem = 0  # money not yet charged, in 1/den minor units
+        self.srem = 0  # standing charge below one 1/den unit, in 1/(432 den) minor units
         self.sms = 0  # milliseconds not yet counted into whole seconds
         self.bwh = 0  # Wh in the current block period
         self.bkey = 0  # which block period bwh belongs to (monotonic)
         self.rate_wh = array("i", bytes(4 * MAX_RATES))
         self.block_wh = array("i", bytes(4 * MAX_BLOCKS))
-        self.energy_minor = 0  # money charged for energy, lifetime
-        self.standing_minor = 0  # money charged as standing charge, lifetime
+        self.charged_minor = 0  # money charged by this engine, lifetime
+        self.standing_s = 0  # seconds of standing charge accrued, lifetime (money = s x per_day / 86400)
         self.activations = 0
         self._lo = 1
         self._hi = 0
@@ -249,15 +250,15 @@ class Engine:
         t = Tables(doc)
         if t.activate_at is None:
             raise TariffError("a passive tariff needs activate_at")
+        if t.scale != self.t.scale:
+            # The remainder is kept in 1/den units: a different scale could not carry it exactly.
+            raise TariffError("a passive tariff must keep the active tariff's scale")
         self.passive = t
         self._hi = 0  # re-evaluate: the activation time bounds the cached period
 
     def _activate(self):
         t = self.passive
         self.passive = None
-        if t.den != self.t.den:
-            self.rem = self.rem * t.den // self.t.den
-            self.srem = self.srem * t.den // self.t.den
         self.t = t
         self.activations += 1
 
@@ -295,10 +296,14 @@ class Engine:
         minute = lc.minute(utc)
         sm = t.sw_min
         rate = t.sw_rate[b - 1]
+        lo = lc.lo
         hi = lc.hi
         for i in range(a, b):
             if sm[i] <= minute:
                 rate = t.sw_rate[i]
+                sw = lc.day_start + sm[i] * 60
+                if sw > lo:
+                    lo = sw
             else:
                 nxt = lc.day_start + sm[i] * 60
                 if nxt < hi:
@@ -307,7 +312,7 @@ class Engine:
         if p is not None and p.activate_at < hi:
             hi = p.activate_at
         self._rate = rate
-        self._lo = lc.lo
+        self._lo = lo
         self._hi = hi
         # Block period: moves forward only, so a clock set back never resets the counter again.
         if t.reset == _RESET_MONTH:
@@ -330,6 +335,18 @@ class Engine:
         if not (self._lo <= utc < self._hi):
             self._refresh(utc)
         t = self.t
+        den = t.den
+        rem = self.rem
+        if dt_ms > 0 and t.standing:
+            ms = self.sms + dt_ms
+            s = ms // 1000
+            self.sms = ms - s * 1000
+            if s:
+                self.standing_s += s
+                acc = self.srem + s * t.standing * 5
+                q = acc // _SDEN
+                self.srem = acc - q * _SDEN
+                rem += q
         minor = 0
         if wh > 0:
             r = self._rate
@@ -341,8 +358,6 @@ class Engine:
             b = 0
             while b < nb - 1 and bwh >= thr[b]:
                 b += 1
-            rem = self.rem
-            den = t.den
             while wh > 0:
                 take = wh if wh < _CHUNK_WH else _CHUNK_WH
                 if b < nb - 1 and bwh + take > thr[b]:
@@ -356,20 +371,13 @@ class Engine:
                 wh -= take
                 if b < nb - 1 and bwh >= thr[b]:
                     b += 1
-            self.rem = rem
             self.bwh = bwh
-            self.energy_minor += minor
-        if dt_ms > 0 and t.standing:
-            ms = self.sms + dt_ms
-            s = ms // 1000
-            self.sms = ms - s * 1000
-            if s:
-                sden = _DAY_S * t.scale
-                acc = self.srem + s * t.standing
-                m = acc // sden
-                self.srem = acc - m * sden
-                self.standing_minor += m
-                minor += m
+        if rem >= den:
+            m = rem // den
+            rem -= m * den
+            minor += m
+        self.rem = rem
+        self.charged_minor += minor
         return minor
 
     def rate_now(self, utc):
