@@ -74,6 +74,7 @@ class Meter:
         self._last_tele = now
         self._button_since = None
         self._friendly_hold = False
+        self._relayed = None  # the outcome of a token relayed over MQTT, for the journal
 
     # -- events ---------------------------------------------------------------
     def emit(self, code, arg):
@@ -209,9 +210,15 @@ class Meter:
         topups = self.topups
         result = self._apply(doc)
         self.commands.remember(cid, result)
-        if not self.commit():
+        committed = self.commit()
+        if not committed:
             record.unpack(self._undo, self)
             self.topups = topups
+        if doc["op"] == "token" and self._relayed is not None:
+            res, typ, tid, amt = self._relayed
+            self._relayed = None
+            self._journal(tid, billing_mod.SRC_MQTT, typ, res if committed else "store_fault", amt)
+        if not committed:
             self.sync.reply(cid, RESULTS[_STORE_FAULT], self)
             return
         if doc["op"] == "topup":
@@ -292,7 +299,8 @@ class Meter:
             tok = doc.get("tok")
             if type(tok) is not str:
                 return _BAD_ARGS
-            res = self._token(tok)[0]
+            self._relayed = self._token(tok)
+            res = self._relayed[0]
             for i in range(len(RESULTS)):
                 if RESULTS[i] == res:
                     return i
