@@ -8,6 +8,7 @@ import account
 import relay as relay_mod
 import auth
 import record
+import json
 import tariff as tariff_mod
 import token as token_mod
 import billing as billing_mod
@@ -63,6 +64,9 @@ class Meter:
         self._undo = bytearray(record.SIZE)
         self.sync = Sync(board.meter_id)
         self.topups = 0
+        self._tariff_path = board.root + "/tariff_passive.json"
+        self.tariff_error = None  # why the last tariff sent was refused (REPL)
+        self._activations = 0
         self.commit_wh = cfg.get("commit_wh", 5)
         self.commit_ms = cfg.get("commit_s", 900) * 1000
         self.tele_ms = cfg.get("telemetry_s", 900) * 1000
@@ -102,6 +106,7 @@ class Meter:
             self.emit(events.STORE_FAULT, self.store.damaged)
         if not self.board.key:
             self.emit(events.NO_KEY, 0)
+        self._load_passive()
         self.emit(events.BOOT, self.store.seq)
         self.metering.start()
         self.sync.link = self.board.make_link(self.on_message, (self.sync.cmd_topic,),
@@ -121,6 +126,9 @@ class Meter:
         self.account.debit(self.tariff.charge(wh, utc, dt))
         if wh:
             self._uncommitted_wh += wh
+        if self.tariff.activations != self._activations:
+            self._activations = self.tariff.activations
+            self.emit(events.TARIFF_ACTIVATED, self._activations)
         lc = self.tariff.t.tz
         lc.update(utc)
         if lc.day > self.account.last_day:
@@ -136,6 +144,39 @@ class Meter:
         self.sync.forward_events(self.events)
         self.sync.poll()
         self.board.feed_watchdog()
+
+    def _load_passive(self):
+        """The last tariff the backend scheduled survives reboots in a file; if its activation
+        time has passed it becomes active at the first tick."""
+        try:
+            with open(self._tariff_path) as f:
+                doc = json.load(f)
+        except OSError:
+            return
+        except ValueError:
+            self.tariff_error = "stored tariff is not JSON"
+            return
+        try:
+            self.tariff.schedule(doc)
+        except tariff_mod.TariffError as e:
+            self.tariff_error = str(e)
+
+    def set_tariff(self, doc):
+        """Validate and schedule a tariff document (docs/tariff.md); it needs activate_at.
+        A bad one is refused with the reason and the active tariff is kept."""
+        try:
+            self.tariff.schedule(doc)
+        except tariff_mod.TariffError as e:
+            self.tariff_error = str(e)
+            return _BAD_ARGS
+        self.tariff_error = None
+        try:
+            with open(self._tariff_path, "w") as f:
+                json.dump(doc, f)
+        except OSError:
+            self.tariff.passive = None
+            return _STORE_FAULT
+        return _APPLIED
 
     def _new_day(self, lc, utc):
         """Local midnight (or the first tick): daily debt recovery and the billing freeze."""
@@ -294,6 +335,8 @@ class Meter:
                 self._credit_rules()
                 return _APPLIED
             return _REFUSED_MAX if r == account.REFUSED_MAX_BALANCE else _BAD_AMOUNT
+        if op == "tariff":
+            return self.set_tariff(doc.get("tariff"))
         if op == "token":
             # An offline token relayed by the backend: the same verifier and counter space.
             tok = doc.get("tok")

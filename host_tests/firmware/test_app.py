@@ -105,7 +105,8 @@ tariff = {"v": 1, "kind": "tou_block", "scale": 1000, "rates": [30000, 10000], "
           "days": [[[0, 1], [420, 0], [1320, 1]]], "weeks": [[0, 0, 0, 0, 0, 0, 0]],
           "blocks": {"reset": "month", "thresholds_kwh": [20], "adders": [0, 5000]},
           "standing_per_day": 50000}
-cfg = {"opening_balance": 100000, "tariff": tariff, "credit": {"max_balance": 1000000}}
+cfg = {"opening_balance": 100000, "tariff": tariff, "credit": {"max_balance": 1000000},
+       "commit_wh": 2000, "commit_s": 3600}
 b, m = make(cfg, utc(2026, 1, 30, 12, 0, 0, 60), fresh=True)
 run(b, m, 86400 * 3, 30)  # to 2 Feb 12:00 local
 bl = m.billing
@@ -142,7 +143,7 @@ mptest.done()
 FRIENDLY_EC = PRELUDE + r'''
 # Friendly 16:00 -> 11:00 (UTC here); emergency credit 500 offered at or below 100.
 cfg = {"opening_balance": 60, "credit": {"friendly": {"hours": [[960, 660]]}, "ec_limit": 500,
-       "ec_threshold": 100, "low1": 50, "low2": 20},
+       "ec_threshold": 100, "low1": 50, "low2": 20}, "commit_wh": 200,
        "tariff": {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 100}}
 b, m = make(cfg, utc(2026, 3, 3, 17), fresh=True)
 run(b, m, 6 * 3600, 30)
@@ -181,4 +182,40 @@ def _args(flash):
 @pytest.mark.parametrize("name", ["TOKENS", "SNAPSHOTS", "FRIENDLY_EC"])
 def test_app_billing(mpy, name, tmp_path):
     res = mpy(globals()[name], stdin=_args(tmp_path / "flash.img"), heap="512k", timeout=120)
+    assert res.result["ok"] and res.result["checks"] > 5
+
+
+PASSIVE = PRELUDE + r'''
+cfg = {"opening_balance": 100000, "credit": {"max_balance": 1000000},
+       "tariff": {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 100}}
+b, m = make(cfg, utc(2026, 4, 1, 10), fresh=True)
+at = utc(2026, 4, 1, 12)
+m.on_message(b"cmd", ARGS["bad_tariff"].encode())
+mptest.check("price_per_kwh" in m.tariff_error, "refused with the reason: %s" % m.tariff_error)
+mptest.check(m.tariff.passive is None, "nothing scheduled")
+m.on_message(b"cmd", ARGS["tariff"].encode())
+mptest.check(m.tariff.passive is not None and m.tariff_error is None, "scheduled")
+run(b, m, 600, 30)
+mptest.eq(m.tariff.price, 100, "old price before activation")
+# A reboot before the activation time: the passive tariff comes back from flash.
+b, m = reboot(cfg, utc(2026, 4, 1, 11))
+mptest.check(m.tariff.passive is not None, "passive tariff survives a reboot")
+run(b, m, 7200, 30)
+mptest.eq(m.tariff.price, 300, "new price after activation")
+evs = [m.events.get(i)[0] for i in range(m.events.oldest_seq(), m.events.seq)]
+mptest.check(events.TARIFF_ACTIVATED in evs, "activation event")
+cleanup()
+mptest.done()
+'''
+
+
+def test_passive_tariff_over_mqtt(mpy, tmp_path):
+    args = json.loads(_args(tmp_path / "flash.img"))
+    at = 1775044800  # 2026-04-01 12:00 UTC
+    exp = 4102444800
+    new = {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 300, "activate_at": at}
+    bad = {"v": 1, "kind": "flat", "scale": 1, "activate_at": at}
+    args["tariff"] = meterproto.command(KEY, MID, 10, exp, "tariff", tariff=new).decode()
+    args["bad_tariff"] = meterproto.command(KEY, MID, 9, exp, "tariff", tariff=bad).decode()
+    res = mpy(PASSIVE, stdin=json.dumps(args), heap="512k", timeout=120)
     assert res.result["ok"] and res.result["checks"] > 5
