@@ -92,9 +92,13 @@ def decode(buf):
 
 def to_json(doc):
     """The uplink form of a snapshot (without the sequence number the sync layer adds)."""
-    return ('"t":%d,"snap":"%s","date":"%04d-%02d-%02d","e":%s,"blk":%s,"tm":%d,"ss":%d,'
+    if doc["kind"] == DAILY:
+        date = "%04d-%02d-%02d" % (doc["year"], doc["month"], doc["day"])
+    else:
+        date = "%04d-%02d" % (doc["year"], doc["month"])
+    return ('"t":%d,"snap":"%s","date":"%s","e":%s,"blk":%s,"tm":%d,"ss":%d,'
             '"c":%d,"b":%d,"debt":%d,"tu":%d}') % (
-        doc["utc"], "d" if doc["kind"] == DAILY else "m", doc["year"], doc["month"], doc["day"],
+        doc["utc"], "d" if doc["kind"] == DAILY else "m", date,
         str(doc["rate_wh"]).replace(" ", ""), str(doc["block_wh"]).replace(" ", ""),
         doc["charged_minor"], doc["standing_s"], doc["charged"], doc["balance"], doc["debt"],
         doc["topped_up"])

@@ -22,12 +22,16 @@ ARGS = json.loads(sys.stdin.read())
 KEY = unhexlify(ARGS["key"])
 FLASH = ARGS["flash"]
 
+SENT = []
+
 class FakeLink:
     retained = False
     state = 1
     def poll(self):
         pass
     def publish(self, topic, payload, qos):
+        if b'"snap"' in payload:
+            SENT.append(json.loads(payload))
         return True
     def close(self):
         pass
@@ -127,6 +131,9 @@ mptest.check(d[2]["block_wh"][1] >= 0 and d[1]["block_wh"][0] <= 20000, "blocks"
 msg = json.loads('{"seq":1,' + billing.to_json(d[2]))
 mptest.eq((msg["snap"], msg["date"], msg["c"]), ("d", "2026-02-01", d[2]["charged"]), "uplink form")
 mptest.eq(m.account.charged, m.tariff.charged_minor, "account and engine agree")
+mptest.eq([(x["snap"], x["date"]) for x in SENT], [("d", "2026-01-30"), ("d", "2026-01-31"), ("m", "2026-01"),
+          ("d", "2026-02-01")], "snapshots reported to the backend")
+mptest.eq(SENT[-1]["c"], d[2]["charged"], "reported figures are the frozen ones")
 mptest.eq(sum(m.tariff.rate_wh), m.metering.imp_wh, "every metered Wh charged")
 # Reboot the next day: the billing day comes back, no duplicate freeze.
 b, m = reboot(cfg, utc(2026, 2, 2, 12, 0, 10, 60))

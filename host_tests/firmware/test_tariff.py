@@ -288,7 +288,7 @@ a.balance = 10 ** 8
 lc = e.t.tz
 rng = Lcg(9)
 t0 = utc(2026, 3, 27)
-n = 3 * 8640  # three days (over the DST change and a month end: 27 Mar .. 30 Mar) of 10 s ticks
+n = 6 * 8640  # six days of 10 s ticks: 27 Mar .. 2 Apr, over the DST change and a month reset
 whs = bytearray(n)
 for i in range(n):
     whs[i] = rng.next(8)
@@ -309,6 +309,8 @@ finally:
     micropython.heap_unlock()
 mptest.eq(sum(e.rate_wh), total + 1, "all energy charged")
 mptest.check(fr > 0 and fr < n, "friendly periods seen")
+mptest.check(e.bkey == 2026 * 12 + 3, "the April block period was entered under heap_lock")
+mptest.check(e.block_wh[3] > 0, "all blocks crossed under heap_lock")
 mptest.done(ticks=n)
 '''
 
@@ -377,4 +379,4 @@ def test_ten_years_money_error_below_one_minor_unit(mpy):
 
 def test_charge_step_allocates_nothing(mpy):
     res = mpy(HEAP, heap="256k")
-    assert res.result["ok"] and res.result["ticks"] == 25920
+    assert res.result["ok"] and res.result["ticks"] == 6 * 8640
