@@ -92,13 +92,13 @@ class LocalClock:
         self.wday = 3
         self.day_start = 0  # UTC of this local day's midnight at the current offset
 
-    def _transition(self, y, p):
+    def _transition(self, y, p, is_end):
         mo, w, wd, mi, in_utc = p
         t = _nth_weekday(y, mo, w, wd) * _DAY + mi * 60
         if in_utc:
             return t
         t -= self.std
-        if p is self._rule[1]:
+        if is_end:
             t -= self._rule[2] * 60  # the end point is given in summer wall time
         return t
 
@@ -111,8 +111,8 @@ class LocalClock:
         self.dst = False
         if rule is not None:
             self.civil_day((utc + off) // _DAY)
-            start = self._transition(self.year, rule[0])
-            end = self._transition(self.year, rule[1])
+            start = self._transition(self.year, rule[0], False)
+            end = self._transition(self.year, rule[1], True)
             if start < end:
                 active = start <= utc < end
             else:  # southern hemisphere: summer spans the new year

@@ -139,6 +139,9 @@ mptest.eq(sum(m.tariff.rate_wh), m.metering.imp_wh, "every metered Wh charged")
 b, m = reboot(cfg, utc(2026, 2, 2, 12, 0, 10, 60))
 m.billing.daily = bl.daily
 m.billing.monthly = bl.monthly
+mptest.eq(sum(m.tariff.rate_wh), m.metering.imp_wh, "energy registers restored with the energy")
+mptest.eq(m.tariff.charged_minor, m.account.charged, "engine total restored")
+mptest.check(m.tariff.bkey == 2026 * 12 + 1 and 0 < m.tariff.bwh <= m.metering.imp_wh, "block counter restored")
 run(b, m, 600, 30)
 mptest.eq(bl.daily.next_seq, 3, "no second freeze of the same day after a reboot")
 run(b, m, 86400, 30)

@@ -1,8 +1,6 @@
 """firmware/tariff.py and firmware/localtime.py under micropython: every tariff kind against
 totals worked out by hand here, block crossings, DST, clock jumps, ten years of exactness,
 and the allocation-free charge step."""
-import json
-
 import pytest
 
 FLAT = r'''
