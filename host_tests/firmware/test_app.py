@@ -92,6 +92,17 @@ mptest.eq([(e["src"], e["id"], e["result"], e["amount"]) for e in log], [
 # The big token was refused, not consumed: it applies once the balance leaves room.
 m.account.balance = 100
 mptest.eq(m.enter_token(T["big"]), "stale_id", "ids moved past it meanwhile")
+# Storage fails while a token is applied: nothing changes and the token stays usable.
+real_commit = m.store.commit
+def broken():
+    raise OSError(5)
+m.store.commit = broken
+bal = m.account.balance
+mptest.eq(m.enter_token(T["t7"]), "store_fault", "commit failed")
+mptest.eq((m.account.balance, m.commands.seen(7)[0]), (bal, 0), "undone: no credit, id not used")
+m.store.commit = real_commit
+mptest.eq(m.enter_token(T["t7"]), "applied", "the same token works once storage is back")
+mptest.eq(m.topup_log.entries()[-2]["result"], "store_fault", "the failure is journalled")
 # Reboot: balance, lockout count and replay window come back from the record.
 m.enter_token(T["bad"])
 bal = m.account.balance
@@ -183,6 +194,7 @@ def _args(flash):
         "key": KEY.hex(),
         "flash": str(flash),
         "tokens": {"t1": iss(KEY, MID, 2, 700), "big": iss(KEY, MID, 4, 9000), "t3": iss(KEY, MID, 3, 300),
+                   "t7": iss(KEY, MID, 7, 50),
                    "bad": iss(bytes(32), MID, 9, 100)},
         "mqtt3": meterproto.command(KEY, MID, 3, exp, "topup", amt=300).decode(),
         "mqtt_tok": meterproto.command(KEY, MID, 6, exp, "token", tok=iss(KEY, MID, 5, 400)).decode(),
