@@ -31,8 +31,7 @@ _BAD_AMOUNT = const(2)
 _UNKNOWN_OP = const(3)
 _BAD_ARGS = const(4)
 _STORE_FAULT = const(5)
-_USED = const(6)
-_TOKEN_REFUSED = const(7)
+_TOKEN_REFUSED = const(7)  # a relayed token refused for a reason not in RESULTS (bad_mac, ...)
 
 
 class Meter:
