@@ -378,3 +378,88 @@ def test_ten_years_money_error_below_one_minor_unit(mpy):
 def test_charge_step_allocates_nothing(mpy):
     res = mpy(HEAP, heap="256k")
     assert res.result["ok"] and res.result["ticks"] == 6 * 8640
+
+
+TOU_MODEL = r'''
+import tariff, mptest
+from billtest import Lcg, days, utc
+# The TOU rate at random instants 2026-2031 against a plain model: CET/CEST with the EU rule
+# found by counting days, seasons, weekend and holiday profiles, a period across midnight.
+doc = {"v": 1, "kind": "tou", "scale": 1, "rates": [40, 30, 20, 10], "tz": {"offset_min": 60, "dst": "eu"},
+       "days": [[[0, 3], [390, 2], [481, 1], [1019, 0], [1201, 2], [1320, 3]],
+                [[420, 2], [1380, 3]],
+                [[0, 1], [720, 0]]],
+       "weeks": [[0, 0, 0, 0, 0, 1, 1], [2, 2, 2, 2, 2, 1, 1]],
+       "seasons": [{"start": [4, 1], "week": 0}, {"start": [10, 15], "week": 1}],
+       "special": [{"date": [1, 1], "day": 1}, {"date": [2028, 5, 17], "day": 2}]}
+e = tariff.from_doc(doc)
+
+def last_sunday(y, m):
+    d = days(y, m + 1, 1) - 1
+    while (d + 3) % 7 != 6:
+        d -= 1
+    return d
+
+def civil(d):
+    y = 1970
+    while days(y + 1, 1, 1) <= d:
+        y += 1
+    m = 1
+    while m < 12 and days(y, m + 1, 1) <= d:
+        m += 1
+    return y, m, d - days(y, m, 1) + 1
+
+def model(t):
+    y = civil((t + 3600) // 86400)[0]
+    summer = last_sunday(y, 3) * 86400 + 3600 <= t < last_sunday(y, 10) * 86400 + 3600
+    lt = t + 3600 + (3600 if summer else 0)
+    d = lt // 86400
+    y, m, dd = civil(d)
+    minute = (lt % 86400) // 60
+    if (m, dd) == (1, 1):
+        prof = 1
+    elif (y, m, dd) == (2028, 5, 17):
+        prof = 2
+    else:
+        winter = (m, dd) >= (10, 15) or (m, dd) < (4, 1)
+        wd = (d + 3) % 7
+        prof = doc["weeks"][1 if winter else 0][wd]
+    sw = doc["days"][prof]
+    rate = sw[-1][1]
+    for mi, r in sw:
+        if mi <= minute:
+            rate = r
+    return rate
+
+rng = Lcg(2024)
+lo = utc(2026, 1, 1)
+span = utc(2031, 1, 1) - lo
+pts = []
+for i in range(1500):
+    pts.append(lo + (rng.next(1 << 20) * 4096 + rng.next(4096)) % span)
+# Instants near DST changes and switch points too.
+for y in range(2026, 2031):
+    for base in (last_sunday(y, 3) * 86400 + 3600, last_sunday(y, 10) * 86400 + 3600):
+        for dlt in (-3601, -3600, -61, -1, 0, 1, 59, 3599, 3600, 3601):
+            pts.append(base + dlt)
+# And around every switch point on random days, at both offsets.
+for i in range(40):
+    d = lo // 86400 + rng.next(span // 86400)
+    for prof in doc["days"]:
+        for mi, r in prof:
+            for off in (3600, 7200):
+                for dlt in (-60, -1, 0):
+                    pts.append(d * 86400 + mi * 60 - off + dlt)
+bad = 0
+for t in pts:
+    if e.rate_now(t) != model(t):
+        bad += 1
+        mptest.eq(e.rate_now(t), model(t), "rate at %d" % t)
+mptest.eq(bad, 0, "all instants agree")
+mptest.done(points=len(pts))
+'''
+
+
+def test_tou_rate_against_a_plain_model(mpy):
+    res = mpy(TOU_MODEL, heap="256k", timeout=120)
+    assert res.result["ok"] and res.result["points"] > 1500
