@@ -241,3 +241,41 @@ def test_passive_tariff_over_mqtt(mpy, tmp_path):
     args["bad_tariff"] = meterproto.command(KEY, MID, 9, exp, "tariff", tariff=bad).decode()
     res = mpy(PASSIVE, stdin=json.dumps(args), heap="512k", timeout=120)
     assert res.result["ok"] and res.result["checks"] > 5
+
+
+STEP_HEAP = PRELUDE + r'''
+import micropython, gc
+# The whole step (metering, tariff with TOU, blocks and standing charge, account, credit rules
+# with friendly periods, relay) under heap_lock between commits, telemetry and midnight.
+tariff = {"v": 1, "kind": "tou_block", "scale": 100, "rates": [3000, 1000], "tz": {"offset_min": 60, "dst": "eu"},
+          "days": [[[0, 1], [420, 0], [1320, 1]]], "weeks": [[0, 0, 0, 0, 0, 0, 0]],
+          "blocks": {"reset": "month", "thresholds_wh": [100], "adders": [0, 500]}, "standing_per_day": 2000}
+cfg = {"opening_balance": 100000, "tariff": tariff, "commit_wh": 10 ** 6, "commit_s": 10 ** 6,
+       "telemetry_s": 10 ** 6, "credit": {"max_balance": 10 ** 7, "friendly": {"hours": [[1200, 360]]}}}
+b, m = make(cfg, utc(2026, 3, 29, 0, 30), fresh=True)  # the DST change at 01:00 UTC is inside
+m.sync.link = None
+run(b, m, 60, 10)
+gc.collect()
+n = 0
+wh0 = m.metering.imp_wh
+try:
+    for i in range(2000):
+        b.advance(10000)
+        micropython.heap_lock()
+        m.step()
+        micropython.heap_unlock()
+        n += 1
+except MemoryError:
+    micropython.heap_unlock()
+mptest.eq(n, 2000, "steps without allocation")
+mptest.check(m.metering.imp_wh - wh0 > 100, "energy flowed: %d Wh" % (m.metering.imp_wh - wh0))
+mptest.check(m.tariff.block_wh[1] > 0, "second block reached")
+mptest.check(m.tariff.t.tz.dst, "the DST change was crossed under heap_lock")
+cleanup()
+mptest.done()
+'''
+
+
+def test_step_allocates_nothing(mpy, tmp_path):
+    res = mpy(STEP_HEAP, stdin=_args(tmp_path / "flash.img"), heap="512k", timeout=120)
+    assert res.result["ok"]
