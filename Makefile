@@ -50,3 +50,8 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) .deps
+
+# Billing figures (time per charge step, tariff RAM, token check); printed, never asserted.
+.PHONY: bench-billing
+bench-billing: venv
+	MICROPYPATH=firmware $(MPY) -X heapsize=256k bench/bench_billing.py

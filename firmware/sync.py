@@ -86,6 +86,10 @@ class Sync:
         if ring.oldest_seq() > self._ev_sent:
             self._ev_sent = ring.oldest_seq()
 
+    def billing(self, text):
+        """A frozen billing snapshot (firmware/billing.py to_json), sent on the tele topic."""
+        self.outbox.put(TELE, ('{"seq":%d,%s' % (self._next(), text)).encode())
+
     def reply(self, cid, result, m, repeat=False):
         self.outbox.put(REPLY, ('{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d}' % (
             self._next(), cid, result, 1 if repeat else 0, m.account.balance, m.relay.state)).encode())
