@@ -32,7 +32,7 @@ class Board:
         self._rand = Lcg(opts.get("seed", 1) + 7)
         self.flash = blockdev.FileBlockDevice(opts["flash"])
         self.root = "/flash"
-        blockdev.mount(self.flash, self.root)
+        self.fs_state = blockdev.mount(self.flash, self.root)
         self._broker = opts.get("broker")
 
     def advance(self, ms):

@@ -9,7 +9,9 @@ import relay as relay_mod
 import auth
 import record
 import tariff as tariff_mod
+import logbook
 from metering import Metering
+import store as store_mod
 from store import RecordStore
 from sync import Sync
 
@@ -41,7 +43,9 @@ class Meter:
         self.commands = auth.Commands(board.meter_id, board.key)
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
-        self.sync = Sync(board.meter_id)
+        storage = cfg.get("storage", {})
+        self.sync = Sync(board.meter_id, storage.get("outbox", 256), board.root + "/outbox")
+        self.log = logbook.Logbook(board.root, storage)
         self.topups = 0
         self.commit_wh = cfg.get("commit_wh", 5)
         self.commit_ms = cfg.get("commit_s", 900) * 1000
@@ -62,9 +66,19 @@ class Meter:
     def boot(self):
         """Restore the durable state and start the hardware. Never raises: a meter that
         cannot read its storage keeps metering with the relay open (safe) and says so."""
-        if self.store.load() and record.unpack(self.store.payload, self):
+        reformatted = getattr(self.board, "fs_state", 0) >= store_mod.REFORMATTED
+        if reformatted:
+            # The file system had to be formatted to mount (or cannot be mounted at all):
+            # whatever it held is gone, so the state is unknown.
+            self.emit(events.STORE_REFORMATTED, self.board.fs_state)
+        try:
+            ok = self.store.load() and record.unpack(self.store.payload, self)
+        except Exception:  # never a boot loop: an unexpected record is a damaged record
+            ok = False
+            self.store.damaged += 1
+        if ok:
             pass
-        elif self.store.damaged:
+        elif self.store.damaged or reformatted:
             # Storage exists but no record is readable: we do not know the balance, so stay safe.
             self.emit(events.STORE_FAULT, self.store.damaged)
             self.relay.restore(relay_mod.DISCONNECTED, relay_mod.SAFETY)
@@ -105,6 +119,8 @@ class Meter:
         if clock.ticks_diff(now, self._last_tele) >= self.tele_ms:
             self._last_tele = now
             self.sync.telemetry(self, clock.time())
+        self.log.tick(self, clock.time())
+        self.log.drain(self.events)
         self.sync.forward_events(self.events)
         self.sync.poll()
         self.board.feed_watchdog()
@@ -139,6 +155,7 @@ class Meter:
         self._uncommitted_wh = 0
         self._last_commit = self.clock.ticks_ms()
         self.relay.changed = False
+        self.sync.outbox.checkpoint()
         return True
 
     # -- commands ---------------------------------------------------------------
@@ -168,6 +185,7 @@ class Meter:
             return
         if result == _APPLIED and doc["op"] == "topup":
             self.emit(events.TOPUP_APPLIED, doc["amt"])
+            self.log.topup(self.clock.time(), cid, doc["amt"], self.account.balance)
         self.sync.reply(cid, RESULTS[result], self)
 
     def _apply(self, doc):

@@ -2,10 +2,54 @@
 # [payload][seq u32][crc32 u32]. A commit rewrites the older slot, so a power cut
 # mid-write can only damage that slot; boot picks the valid slot with the highest seq.
 # littlefs itself makes each file's new contents visible only at close.
+import os
 import struct
 from binascii import crc32
+from micropython import const
 
 _TRAILER = "<II"
+_MOUNT_TRIES = const(3)
+_LOAD_TRIES = const(3)
+_ENOENT = const(2)
+
+# mount() results
+MOUNTED = const(0)
+FORMATTED_BLANK = const(1)  # a new meter's empty flash
+REFORMATTED = const(2)  # the file system could not be mounted and was formatted: data lost
+UNMOUNTED = const(3)  # not even a fresh format mounts: the meter runs without storage
+
+
+def _blank(dev):
+    buf = bytearray(64)
+    for block in (0, 1):  # littlefs keeps its superblock pair in blocks 0 and 1
+        if dev.readblocks(block, buf, 0):  # a driver may report errors by return code
+            return False
+        for b in buf:
+            if b != 0xFF:
+                return False
+    return True
+
+
+def mount(dev, path):
+    """Mount littlefs from block device `dev` at `path`. A failed mount is retried (an I/O error
+    can be transient); reformatting is the last resort and is reported as REFORMATTED so the app
+    raises an event and treats the record as lost. UNMOUNTED if even a fresh format fails."""
+    for _ in range(_MOUNT_TRIES):
+        try:
+            os.mount(os.VfsLfs2(dev), path)
+            return MOUNTED
+        except OSError:
+            pass
+    try:
+        blank = _blank(dev)
+    except OSError:
+        blank = False
+    try:
+        os.VfsLfs2.mkfs(dev)
+        os.mount(os.VfsLfs2(dev), path)
+    except OSError:
+        return UNMOUNTED
+    return FORMATTED_BLANK if blank else REFORMATTED
 
 
 class RecordStore:
@@ -23,8 +67,8 @@ class RecordStore:
         try:
             with open(path, "rb") as f:
                 n = f.readinto(into)
-        except OSError:
-            return -2  # missing or unreadable
+        except OSError as e:
+            return -2 if e.args[0] == _ENOENT else -1  # missing, or unreadable (damaged)
         if n != len(into):
             return -1
         seq, crc = struct.unpack_from(_TRAILER, into, self._size)
@@ -33,7 +77,16 @@ class RecordStore:
         return seq
 
     def load(self):
-        """Fill `payload` from the newest valid slot. Returns False when neither slot is valid."""
+        """Fill `payload` from the newest valid slot, falling back to the other one when the newest
+        is damaged. Returns False when neither slot is valid; `damaged` counts the bad slots."""
+        found = False
+        for _ in range(_LOAD_TRIES):  # a read error can be transient: look again before falling back
+            found = self._load()
+            if not self.damaged:
+                break
+        return found
+
+    def _load(self):
         other = bytearray(len(self._buf))
         best = -1
         self.damaged = 0
