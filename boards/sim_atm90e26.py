@@ -42,6 +42,10 @@ class Board:
         self.emu.advance(ms)
         self.clock.advance(ms)
 
+    def remount(self):
+        """After a flash error (see store.remount)."""
+        return blockdev.remount(self.flash, self.root)
+
     def feed_watchdog(self):
         pass
 

@@ -39,6 +39,9 @@ class Board:
         self.root = "/flash"
         self.fs_state = store.mount(self.flash, self.root)
 
+    def remount(self):
+        return store.remount(self.flash, self.root)
+
     def advance(self, ms):
         self.emu.set_load(self.load_w if self.relay.closed else 0)
         self.emu.advance(ms)

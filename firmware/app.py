@@ -46,6 +46,7 @@ class Meter:
         storage = cfg.get("storage", {})
         self.sync = Sync(board.meter_id, storage.get("outbox", 256), board.root + "/outbox")
         self.log = logbook.Logbook(board.root, storage)
+        self.log.on_error = self.sync.outbox.on_error = self.storage_error
         self.topups = 0
         self.commit_wh = cfg.get("commit_wh", 5)
         self.commit_ms = cfg.get("commit_s", 900) * 1000
@@ -151,12 +152,20 @@ class Meter:
         except (OSError, MemoryError):
             self.commit_faults += 1
             self.emit(events.STORE_FAULT, 0)
+            self.storage_error()
             return False
         self._uncommitted_wh = 0
         self._last_commit = self.clock.ticks_ms()
         self.relay.changed = False
         self.sync.outbox.checkpoint()
         return True
+
+    def storage_error(self):
+        """After any flash error: remount, so later reads and writes do not go through a
+        file system whose in-RAM state no longer matches the flash."""
+        remount = getattr(self.board, "remount", None)
+        if remount is not None:
+            remount()
 
     # -- commands ---------------------------------------------------------------
     def on_message(self, topic, payload):

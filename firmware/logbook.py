@@ -51,6 +51,7 @@ class Logbook:
             c.update(cfg)
         self._dir = root + "/log"
         self.faults = 0
+        self.on_error = None  # called after a flash error (the app remounts)
         self._buf = bytearray(SNAP_SIZE)
         self._by_type = {}
         self._ev_sent = 0  # next seq of the RAM event ring to persist
@@ -95,6 +96,8 @@ class Logbook:
             return ring.append(data)
         except OSError:
             self.faults += 1
+            if self.on_error is not None:
+                self.on_error()
             return -1
 
     # -- events -----------------------------------------------------------------

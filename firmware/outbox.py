@@ -24,6 +24,7 @@ class Outbox:
         self._hb = bytearray(8)
         self.dropped = 0  # messages lost: overwritten while unsent, too long, or unreadable
         self.faults = 0  # flash errors
+        self.on_error = None  # called after a flash error (the app remounts)
         self._path = path
         try:
             self._ring = Ring(path, msg_size + _HDR, capacity)
@@ -64,6 +65,8 @@ class Outbox:
             self._saved = self.head
         except OSError:
             self.faults += 1
+            if self.on_error is not None:
+                self.on_error()
 
     # -- queue --------------------------------------------------------------------
     @property
@@ -97,15 +100,25 @@ class Outbox:
         try:
             seq = self._ring.append(memoryview(r)[:_HDR + n])
         except OSError:
+            self.faults += 1
+            if self.on_error is not None:
+                self.on_error()  # remount, then try once more
+            seq = self._append_or_fallback(n)
+        self._trim()
+        return seq
+
+    def _append_or_fallback(self, n):
+        r = self._rec
+        try:
+            return self._ring.append(memoryview(r)[:_HDR + n])
+        except OSError:
             # The flash refuses: keep sending from RAM; what was queued on flash is lost.
             self.faults += 1
             self.dropped += self.count
             self._path = None
             self._ring = Ring(None, self._size + _HDR, self._n)
             self.head = 0
-            seq = self._ring.append(memoryview(r)[:_HDR + n])
-        self._trim()
-        return seq
+            return self._ring.append(memoryview(r)[:_HDR + n])
 
     def peek(self):
         """(kind, payload bytes) of the oldest unsent message; IndexError when empty."""

@@ -14,14 +14,17 @@ _ENOENT = const(2)
 
 # mount() results
 MOUNTED = const(0)
-FORMATTED_BLANK = const(1)  # a new meter's empty flash
+FORMATTED_BLANK = const(1)  # a new meter's flash (never used beyond an interrupted format)
 REFORMATTED = const(2)  # the file system could not be mounted and was formatted: data lost
 UNMOUNTED = const(3)  # not even a fresh format mounts: the meter runs without storage
 
 
-def _blank(dev):
-    buf = bytearray(64)
-    for block in (0, 1):  # littlefs keeps its superblock pair in blocks 0 and 1
+def _never_used(dev):
+    """True if nothing beyond littlefs' superblock pair (blocks 0 and 1) was ever written: a new
+    meter's flash, or a format that a power cut interrupted. Every block littlefs uses starts
+    with programmed bytes (a revision count or data), so looking at each block's head is enough."""
+    buf = bytearray(16)
+    for block in range(2, dev.ioctl(4, 0)):
         if dev.readblocks(block, buf, 0):  # a driver may report errors by return code
             return False
         for b in buf:
@@ -41,7 +44,7 @@ def mount(dev, path):
         except OSError:
             pass
     try:
-        blank = _blank(dev)
+        blank = _never_used(dev)
     except OSError:
         blank = False
     try:
@@ -50,6 +53,23 @@ def mount(dev, path):
     except OSError:
         return UNMOUNTED
     return FORMATTED_BLANK if blank else REFORMATTED
+
+
+def remount(dev, path):
+    """Mount again after an I/O error: littlefs' in-RAM state may no longer match the flash then
+    (files can look missing), so nothing may be read or written through the old mount. Never
+    formats. Returns True when mounted."""
+    try:
+        os.umount(path)
+    except OSError:
+        pass
+    for _ in range(_MOUNT_TRIES):
+        try:
+            os.mount(os.VfsLfs2(dev), path)
+            return True
+        except OSError:
+            pass
+    return False
 
 
 class RecordStore:
@@ -69,6 +89,8 @@ class RecordStore:
                 n = f.readinto(into)
         except OSError as e:
             return -2 if e.args[0] == _ENOENT else -1  # missing, or unreadable (damaged)
+        if n == 0:
+            return -2  # created but never written: a first commit into this slot was cut short
         if n != len(into):
             return -1
         seq, crc = struct.unpack_from(_TRAILER, into, self._size)

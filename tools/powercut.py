@@ -30,7 +30,7 @@ SCRIPT = "tools/powercut_mp.py"
 HEAP = "8m"
 SUM_KEYS = ("runs", "cut_points", "erases_cut", "lost", "applied_twice", "unreadable", "relay_mismatch",
             "record_mismatch", "crashes", "reboots", "failed_runs", "refused_full", "io_errors",
-            "io_error_runs", "full_runs")
+            "io_error_runs", "full_runs", "formats_redone")
 FAIL_KEYS = ("lost", "applied_twice", "unreadable", "relay_mismatch", "record_mismatch", "crashes",
              "failed_runs")
 MIN_CUT_POINTS = 400

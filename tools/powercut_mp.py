@@ -99,6 +99,7 @@ class Run:
         self.refused_full = 0
         self.full = False
         self.full_hit = False
+        self.formats_redone = 0
         self.backend = Backend()
         self.last_ok = None  # payload bytes of the last commit that reported success
         self.attempts = []  # payloads of commits tried since (they may have landed)
@@ -137,6 +138,8 @@ class Run:
                                           "load_w": 1200}, before)
         if self.board.fs_state == store_mod.UNMOUNTED and dev.dead:
             return self.died()  # the cut came while formatting the new flash
+        if before is not None and self.board.fs_state == store_mod.FORMATTED_BLANK:
+            self.formats_redone += 1  # the cut tore the factory format: nothing was lost
         if before is not None and self.board.fs_state >= store_mod.REFORMATTED:
             self.unreadable += 1
             self.fail("flash unreadable after reboot: reformatted")
@@ -345,7 +348,7 @@ def main():
     out = {"mode": mode, "runs": 0, "cut_points": 0, "erases_cut": 0, "lost": 0, "applied_twice": 0,
            "unreadable": 0, "relay_mismatch": 0, "record_mismatch": 0, "crashes": 0,
            "energy_lost_max_wh": 0, "reboots": 0, "failed_runs": 0, "refused_full": 0,
-           "io_errors": 0, "io_error_runs": 0, "full_runs": 0, "writes": 0, "ops": 0}
+           "io_errors": 0, "io_error_runs": 0, "full_runs": 0, "formats_redone": 0, "writes": 0, "ops": 0}
     if mode == "dry":
         r = Run("dry", 0)
         dev = r.run()
@@ -370,6 +373,7 @@ def main():
         out["crashes"] += r.crashes
         out["reboots"] += r.reboots
         out["refused_full"] += r.refused_full
+        out["formats_redone"] += r.formats_redone
         if r.dev0.failures:
             out["io_error_runs"] += 1
             out["io_errors"] += r.dev0.failures

@@ -49,3 +49,9 @@ def mount(dev, path):
     import store
 
     return store.mount(dev, path)
+
+
+def remount(dev, path):
+    import store
+
+    return store.remount(dev, path)
