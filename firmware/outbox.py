@@ -26,6 +26,8 @@ class Outbox:
         self.faults = 0  # flash errors
         self.on_error = None  # called after a flash error (the app remounts)
         self._path = path
+        self._peeked = None  # (kind, payload) of message _peek_seq, the last one peeked
+        self._peek_seq = -1
         try:
             self._ring = Ring(path, msg_size + _HDR, capacity)
         except OSError:
@@ -118,17 +120,23 @@ class Outbox:
             self._path = None
             self._ring = Ring(None, self._size + _HDR, self._n)
             self.head = 0
+            self._peeked = None
             return self._ring.append(memoryview(r)[:_HDR + n])
 
     def peek(self):
-        """(kind, payload bytes) of the oldest unsent message; IndexError when empty."""
+        """(kind, payload bytes) of the oldest unsent message; IndexError when empty. The result is
+        cached, so retrying a send while the link is down reads no flash and allocates nothing."""
+        if self._peeked is not None and self._peek_seq == self.head and self.count > 0:
+            return self._peeked
         while self.count > 0:
             for _ in range(_READ_TRIES):  # a read error may be transient
                 if self._ring.read(self.head, self._rec):
                     r = self._rec
                     n = r[1] | (r[2] << 8)
                     if n <= self._size:
-                        return r[0], bytes(r[_HDR:_HDR + n])
+                        self._peek_seq = self.head
+                        self._peeked = (r[0], bytes(r[_HDR:_HDR + n]))
+                        return self._peeked
             self.head += 1  # unreadable: skip it, and say so
             self.dropped += 1
         raise IndexError("outbox empty")
