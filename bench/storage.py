@@ -1,0 +1,151 @@
+# Storage benchmark (MicroPython): flash wear and energy at risk of the firmware's storage.
+#   make bench-storage      (or: MICROPYPATH=firmware:boards micropython -X heapsize=8m bench/storage.py [hours])
+# 1. Hot record: A/B slots vs temporary file + rename, bytes programmed and blocks erased per commit.
+# 2. The real app (sim-powercut board, 2 MiB RAM flash) for a simulated day per load profile and
+#    commit bound, with the link up (outbox drained and checkpointed): commits, bytes programmed
+#    and blocks erased per day, projected erase cycles per block over 20 years, and the energy a
+#    power cut can lose (measured worst case: energy metered but not yet committed just before a
+#    commit, and the bound from the commit rule).
+# Prints figures; asserts nothing.
+import sys
+import os
+import gc
+import json
+import time
+
+import app as app_mod
+import store
+from simhw.cutdev import CutBlockDevice
+from simhw.household import Household
+import sim_powercut
+
+BLOCKS = 512  # a 2 MiB littlefs data partition (the vfs partition of a 4 MiB ESP32 flash)
+YEARS = 20
+RATED = 100000  # erase cycles the flash is rated for
+TICK_MS = 1000  # the real board's loop period
+MAX_POWER_W = 13800
+
+
+def hot_record_methods(commits=2000, size=96):
+    print("== hot record: %d commits of a %d-byte record on a %d-block littlefs" % (commits, size, BLOCKS))
+    res = {}
+    for method in ("ab", "tmp_rename"):
+        dev = blank_device()
+        store.mount(dev, "/b")
+        rec = bytearray(size)
+        p0, b0, e0 = dev.programs, dev.bytes_programmed, dev.erases
+        t0 = time.ticks_ms()
+        if method == "ab":
+            s = store.RecordStore("/b/a", "/b/b", size)
+            for i in range(commits):
+                s.payload[0] = i & 0xFF
+                s.commit()
+        else:
+            for i in range(commits):
+                rec[0] = i & 0xFF
+                with open("/b/state.tmp", "wb") as f:
+                    f.write(rec)
+                os.rename("/b/state.tmp", "/b/state")
+        ms = time.ticks_diff(time.ticks_ms(), t0)
+        os.umount("/b")
+        r = {"bytes_per_commit": (dev.bytes_programmed - b0) // commits,
+             "programs_per_commit_x100": (dev.programs - p0) * 100 // commits,
+             "erases_per_1000_commits": (dev.erases - e0) * 1000 // commits, "host_ms": ms}
+        res[method] = r
+        print("  %-10s %5d bytes programmed/commit, %d.%02d programs/commit, %4d erases per 1000 commits"
+              % (method, r["bytes_per_commit"], r["programs_per_commit_x100"] // 100,
+                 r["programs_per_commit_x100"] % 100, r["erases_per_1000_commits"]))
+    return res
+
+
+class ConstLoad:
+    def __init__(self, w):
+        self.w = w
+
+    def power_w(self, utc, dt_s):
+        return self.w
+
+
+_DEV = []
+
+
+def blank_device():
+    """One 2 MiB RAM flash, erased again for each case (a new one each time would fragment the heap)."""
+    if not _DEV:
+        _DEV.append(CutBlockDevice(BLOCKS))
+    dev = _DEV[0]
+    blank = b"\xff" * dev.bs
+    for blk in range(dev.n):
+        dev._mv[blk * dev.bs:(blk + 1) * dev.bs] = blank
+    dev.programs = dev.erases = dev.bytes_programmed = dev.reads = dev.writes = dev.ops = 0
+    return dev
+
+
+def day(profile, load, commit_wh, hours):
+    gc.collect()
+    dev = blank_device()
+    cfg = {"commit_wh": commit_wh, "opening_balance": 100000000 // 100}
+    b = sim_powercut.Board({"meter_id": "bench-1", "key": b"b" * 32, "dev": dev, "config": cfg})
+    m = app_mod.Meter(b)
+    committed = [0]
+    st = m.store
+    orig = st.commit
+
+    def commit():
+        orig()
+        committed[0] = m.metering.imp_wh
+
+    st.commit = commit
+    m.boot()
+    p0, b0, e0, c0 = dev.programs, dev.bytes_programmed, dev.erases, st.commits
+    risk = 0
+    ob = m.sync.outbox
+    for _ in range(hours * 3600 * 1000 // TICK_MS):
+        b.load_w = load.power_w(b.clock.time(), TICK_MS // 1000)
+        before = committed[0]
+        b.advance(TICK_MS)
+        m.step()
+        # a cut just before this step's commit loses what was metered since the last commit
+        r = m.metering.imp_wh - before
+        if r > risk:
+            risk = r
+        while ob.count:  # the link is up: everything queued is sent
+            ob.peek()
+            ob.pop()
+    scale = 24 // hours if hours < 24 else 1
+    r = {"profile": profile, "commit_wh": commit_wh, "kwh_per_day": m.metering.imp_wh * scale // 1000,
+         "commits_per_day": (st.commits - c0) * scale,
+         "kib_programmed_per_day": (dev.bytes_programmed - b0) * scale // 1024,
+         "erases_per_day": (dev.erases - e0) * scale,
+         "energy_at_risk_wh_measured": risk,
+         "energy_at_risk_wh_bound": commit_wh + (MAX_POWER_W * TICK_MS + 3599999) // 3600000}
+    r["cycles_20y_per_block"] = r["erases_per_day"] * 365 * YEARS // BLOCKS
+    r["cycles_20y_half_partition"] = r["erases_per_day"] * 365 * YEARS // (BLOCKS // 2)
+    os.umount("/flash")
+    print("  %-22s commit %2d Wh: %4d kWh/day, %6d commits/day, %6d KiB/day programmed, %5d erases/day, "
+          "20 y: %5d cycles/block (%5d if only half the partition rotates; rated %d), "
+          "energy at risk: measured %d Wh, bound %d Wh" % (
+              profile, commit_wh, r["kwh_per_day"], r["commits_per_day"], r["kib_programmed_per_day"],
+              r["erases_per_day"], r["cycles_20y_per_block"], r["cycles_20y_half_partition"], RATED,
+              r["energy_at_risk_wh_measured"], r["energy_at_risk_wh_bound"]))
+    return r
+
+
+def main():
+    hours = int(sys.argv[1]) if len(sys.argv) > 1 else 24
+    out = {"hot_record": hot_record_methods()}
+    print("== the app for %d simulated hour(s) per case (1 s loop), link up, on a %d-block partition"
+          % (hours, BLOCKS))
+    runs = []
+    for profile, load, bounds in (("household (seed 1)", lambda: Household(1), (5, 6, 10)),
+                                  ("constant 5 kW", lambda: ConstLoad(5000), (5, 10)),
+                                  ("constant 13.8 kW (max)", lambda: ConstLoad(MAX_POWER_W), (5,))):
+        for commit_wh in bounds:
+            runs.append(day(profile, load(), commit_wh, hours))  # the same day for every bound
+    out["days"] = runs
+    print("(cycles assume littlefs' dynamic wear levelling spreads erases over the partition; the bound on "
+          "energy at risk is commit_wh + one loop period at maximum power, plus < 1 Wh of remainder)")
+    print(json.dumps(out))
+
+
+main()
