@@ -58,6 +58,43 @@ def hot_record_methods(commits=2000, size=96):
     return res
 
 
+def footprint():
+    """Fill every ring of the default layout past its capacity; report the blocks in use."""
+    import logbook
+    from outbox import Outbox
+
+    dev = blank_device()
+    store.mount(dev, "/b")
+    s = store.RecordStore("/b/state.a", "/b/state.b", 88)
+    s.commit()
+    s.commit()
+    lb = logbook.Logbook("/b")
+    ob = Outbox(256, "/b/outbox")
+    c = logbook.DEFAULTS
+    t0 = time.ticks_ms()
+    for ring, n in ((lb.events, c["events"]), (lb.profile, c["profile_days"] * 96), (lb.daily, c["daily"]),
+                    (lb.monthly, c["monthly"]), (lb.topups, c["topups"])):
+        rec = bytes(ring.rec_size)
+        for _ in range(n + n // 4):
+            ring.append(rec)
+    for code in range(1, 18):  # every event type has its last-10 ring
+        for _ in range(12):
+            lb.event(code, 0, 1767225600)
+    msg = b"x" * 200
+    for _ in range(300):
+        ob.put(0, msg)
+    ms = time.ticks_diff(time.ticks_ms(), t0)
+    st = os.statvfs("/b")
+    used = st[2] - st[3]
+    os.umount("/b")
+    print("== footprint with every ring full (default sizes): %d of %d blocks (%d KiB of %d KiB, %d%%)"
+          % (used, BLOCKS, used * 4, BLOCKS * 4, used * 100 // BLOCKS))
+    print("   load profile %d days (%d records), events %d + last 10 per type, daily %d, monthly %d, "
+          "top-ups %d, outbox 256 messages; filled in %d ms on the host" % (
+              c["profile_days"], c["profile_days"] * 96, c["events"], c["daily"], c["monthly"], c["topups"], ms))
+    return {"blocks_used": used, "blocks": BLOCKS}
+
+
 class ConstLoad:
     def __init__(self, w):
         self.w = w
@@ -133,7 +170,7 @@ def day(profile, load, commit_wh, hours):
 
 def main():
     hours = int(sys.argv[1]) if len(sys.argv) > 1 else 24
-    out = {"hot_record": hot_record_methods()}
+    out = {"hot_record": hot_record_methods(), "footprint": footprint()}
     print("== the app for %d simulated hour(s) per case (1 s loop), link up, on a %d-block partition"
           % (hours, BLOCKS))
     runs = []
