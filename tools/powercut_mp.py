@@ -27,7 +27,6 @@ KEY = b"powercut-sweep-test-key-only-32b"  # test key for this harness only
 TICK_MS = 5000
 TICKS = 150
 BLOCKS = 96
-TOTAL_TOPUPS = 0
 # tick -> command; amounts are distinct so a double credit shows in the totals
 SCRIPT = {
     3: ("topup", 41), 9: ("disconnect",), 14: ("reconnect", True), 22: ("topup", 67),
