@@ -30,9 +30,9 @@ SCRIPT = "tools/powercut_mp.py"
 HEAP = "8m"
 SUM_KEYS = ("runs", "cut_points", "erases_cut", "lost", "applied_twice", "unreadable", "relay_mismatch",
             "record_mismatch", "crashes", "reboots", "failed_runs", "refused_full", "io_errors",
-            "io_error_runs", "full_runs", "formats_redone")
+            "io_error_runs", "full_runs", "formats_redone", "log_damaged", "log_records_checked")
 FAIL_KEYS = ("lost", "applied_twice", "unreadable", "relay_mismatch", "record_mismatch", "crashes",
-             "failed_runs")
+             "log_damaged", "failed_runs")
 MIN_CUT_POINTS = 400
 
 
@@ -94,9 +94,9 @@ def main(argv=None):
         what = {"cut": "power cut at program/erase N", "once": "I/O error at operation N, once",
                 "sticky": "I/O error from operation N on", "full": "file system full from tick N"}[mode]
         print("%-7s %-34s N=%d..%d step %d: %d runs, %d reboots, lost %d, twice %d, unreadable %d, "
-              "relay mismatch %d, record mismatch %d, crashes %d%s" % (
+              "relay mismatch %d, record mismatch %d, damaged log records %d, crashes %d%s" % (
                   mode, what, first, last, stride, r["runs"], r["reboots"], r["lost"], r["applied_twice"],
-                  r["unreadable"], r["relay_mismatch"], r["record_mismatch"], r["crashes"],
+                  r["unreadable"], r["relay_mismatch"], r["record_mismatch"], r["log_damaged"], r["crashes"],
                   ", %d cut points (%d on erases), worst energy lost %d Wh" % (
                       r["cut_points"], r["erases_cut"], r["energy_lost_max_wh"]) if mode == "cut" else ""))
         for k in SUM_KEYS:

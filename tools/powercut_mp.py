@@ -18,6 +18,8 @@ import app as app_mod
 import record
 import relay as relay_mod
 import store as store_mod
+import logbook
+from journal import Ring
 from hmac256 import HmacSha256
 from simhw.cutdev import CutBlockDevice
 import sim_powercut
@@ -99,6 +101,8 @@ class Run:
         self.full = False
         self.full_hit = False
         self.formats_redone = 0
+        self.log_damaged = 0
+        self.log_checked = 0
         self.backend = Backend()
         self.last_ok = None  # payload bytes of the last commit that reported success
         self.attempts = []  # payloads of commits tried since (they may have landed)
@@ -142,7 +146,10 @@ class Run:
         if before is not None and self.board.fs_state >= store_mod.REFORMATTED:
             self.unreadable += 1
             self.fail("flash unreadable after reboot: reformatted")
-        found = self._check_record() if before is not None else None
+        found = None
+        if before is not None:
+            found = self._check_record()
+            self._check_logs()
         m = app_mod.Meter(self.board)
         self._track(m)
         m.boot()
@@ -154,6 +161,31 @@ class Run:
                 self.fail("relay %d (closed=%s) after boot, record says %d" % (
                     m.relay.state, self.board.relay.closed, h[12]))
         self.redeliver(True)
+
+    def _check_logs(self):
+        """Every record a ring claims must read back whole; the top-up journal names each top-up
+        once, with the amount the backend sent."""
+        buf = bytearray(logbook.SNAP_SIZE)
+        c = logbook.DEFAULTS
+        for name, size, cap in (("ev", logbook.EV_SIZE, c["events"]), ("lp", logbook.LP_SIZE, c["profile_days"] * 96),
+                                ("top", logbook.TOPUP_SIZE, c["topups"])):
+            try:
+                r = Ring("/flash/log/" + name, size, cap)  # the firmware's geometry
+            except OSError:
+                continue  # not created yet
+            seen = {}
+            for seq in range(r.first_seq, r.next_seq):
+                self.log_checked += 1
+                if not r.read(seq, buf):
+                    self.log_damaged += 1
+                    self.fail("log %s record %d unreadable" % (name, seq))
+                elif name == "top":
+                    _, cid, amt, _ = struct.unpack_from(logbook.TOPUP_FMT, buf)
+                    sent = self.backend.cmds.get(cid)
+                    if cid in seen or sent is None or sent[1] != amt:
+                        self.log_damaged += 1
+                        self.fail("top-up journal entry %d/%d is a duplicate or unknown" % (cid, amt))
+                    seen[cid] = 1
 
     def _check_record(self):
         """What survived must be the last committed record, or one whose commit was under way."""
@@ -347,7 +379,7 @@ def main():
     out = {"mode": mode, "runs": 0, "cut_points": 0, "erases_cut": 0, "lost": 0, "applied_twice": 0,
            "unreadable": 0, "relay_mismatch": 0, "record_mismatch": 0, "crashes": 0,
            "energy_lost_max_wh": 0, "reboots": 0, "failed_runs": 0, "refused_full": 0,
-           "io_errors": 0, "io_error_runs": 0, "full_runs": 0, "formats_redone": 0, "writes": 0, "ops": 0}
+           "io_errors": 0, "io_error_runs": 0, "full_runs": 0, "formats_redone": 0, "log_damaged": 0, "log_records_checked": 0, "writes": 0, "ops": 0}
     if mode == "dry":
         r = Run("dry", 0)
         dev = r.run()
@@ -373,6 +405,8 @@ def main():
         out["reboots"] += r.reboots
         out["refused_full"] += r.refused_full
         out["formats_redone"] += r.formats_redone
+        out["log_damaged"] += r.log_damaged
+        out["log_records_checked"] += r.log_checked
         if r.dev0.failures:
             out["io_error_runs"] += 1
             out["io_errors"] += r.dev0.failures

@@ -21,7 +21,9 @@ def test_quick_sweep_passes():
     assert out["erases_cut"] >= 1
     assert out["io_error_runs"] >= 10
     assert out["full_runs"] >= 1
-    for k in ("lost", "applied_twice", "unreadable", "relay_mismatch", "record_mismatch", "crashes"):
+    assert out["log_records_checked"] > 0
+    for k in ("lost", "applied_twice", "unreadable", "relay_mismatch", "record_mismatch", "crashes",
+              "log_damaged"):
         assert out[k] == 0, k
     assert "power cut at program/erase N" in proc.stdout
 
