@@ -14,7 +14,7 @@ BROKER ?=
 # Let tools/mprun.py find the micropython of this venv even when VENV is moved.
 export MICROPYTHON := $(abspath $(MPY))
 
-.PHONY: venv deps mosquitto sim build test bench clean distclean
+.PHONY: venv deps mosquitto sim build test bench bench-billing powercut bench-storage clean distclean
 
 venv: $(STAMP)
 
@@ -42,6 +42,14 @@ bench: deps
 
 test: deps build
 	$(PY) -m pytest host_tests -ra
+
+# Power-cut / I/O-error / full-disk sweep of the storage (a quick one runs inside `make test`).
+powercut: venv
+	$(PY) tools/powercut.py
+
+# Flash wear and energy-at-risk figures of the storage (docs/storage.md).
+bench-storage: venv
+	MICROPYPATH=firmware:boards $(MPY) -X heapsize=8m bench/storage.py
 
 clean:
 	rm -rf build .pytest_cache

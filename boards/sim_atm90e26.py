@@ -35,7 +35,7 @@ class Board:
         self._rand = Lcg(opts.get("seed", 1) + 7)
         self.flash = blockdev.FileBlockDevice(opts["flash"])
         self.root = "/flash"
-        blockdev.mount(self.flash, self.root)
+        self.fs_state = blockdev.mount(self.flash, self.root)
         self._broker = opts.get("broker")
 
     def advance(self, ms):
@@ -52,6 +52,10 @@ class Board:
     def rand(self, n):
         """0..n-1, deterministic per seed (randomised reconnect delays)."""
         return self._relay_rand.next(n)
+
+    def remount(self):
+        """After a flash error (see store.remount)."""
+        return blockdev.remount(self.flash, self.root)
 
     def feed_watchdog(self):
         pass

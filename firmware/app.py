@@ -13,14 +13,11 @@ import json
 import tariff as tariff_mod
 import token as token_mod
 import billing as billing_mod
+import logbook
 from metering import Metering
+import store as store_mod
 from store import RecordStore
 from sync import Sync
-
-try:
-    from journal import Ring  # the storage journal; without it snapshots and the top-up log stay off
-except ImportError:
-    Ring = None
 
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
 
@@ -53,17 +50,22 @@ class Meter:
         self.relay, self.protection, self.relay_cmds = protection_mod.build(board, self.metering, emit)
         self.commands = auth.Commands(board.meter_id, board.key)
         self.tokens = token_mod.Tokens(board.meter_id, board.key, self.commands)
-        self.billing = None
-        self.topup_log = None
-        if Ring is not None:
-            self.billing = billing_mod.Billing(
-                Ring(board.root + "/daily.j", billing_mod.SNAP_SIZE, billing_mod.DAYS_KEPT),
-                Ring(board.root + "/monthly.j", billing_mod.SNAP_SIZE, billing_mod.MONTHS_KEPT))
-            self.topup_log = billing_mod.TopupLog(
-                Ring(board.root + "/topups.j", billing_mod.TOPUP_SIZE, billing_mod.TOPUPS_KEPT))
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
-        self.sync = Sync(board.meter_id)
+        storage = cfg.get("storage", {})
+        self.sync = Sync(board.meter_id, storage.get("outbox", 256), board.root + "/outbox")
+        self.log = logbook.Logbook(board.root, storage)
+        self.log.on_error = self.sync.outbox.on_error = self.storage_error
+        # Billing decides what the snapshots and the top-up journal hold; the logbook keeps them.
+        self.billing = None
+        self.topup_log = None
+        day = self.log.ring("daily", billing_mod.SNAP_SIZE)
+        month = self.log.ring("monthly", billing_mod.SNAP_SIZE)
+        tops = self.log.ring("topups", billing_mod.TOPUP_SIZE)
+        if day is not None and month is not None:
+            self.billing = billing_mod.Billing(day, month)
+        if tops is not None:
+            self.topup_log = billing_mod.TopupLog(tops)
         self.topups = 0
         self._tariff_path = board.root + "/tariff_passive.json"
         self.tariff_error = None  # why the last tariff sent was refused (REPL)
@@ -88,9 +90,19 @@ class Meter:
     def boot(self):
         """Restore the durable state and start the hardware. Never raises: a meter that
         cannot read its storage keeps metering with the relay open (safe) and says so."""
-        if self.store.load() and record.unpack(self.store.payload, self):
+        reformatted = getattr(self.board, "fs_state", 0) >= store_mod.REFORMATTED
+        if reformatted:
+            # The file system had to be formatted to mount (or cannot be mounted at all):
+            # whatever it held is gone, so the state is unknown.
+            self.emit(events.STORE_REFORMATTED, self.board.fs_state)
+        try:
+            ok = self.store.load() and record.unpack(self.store.payload, self)
+        except Exception:  # never a boot loop: an unexpected record is a damaged record
+            ok = False
+            self.store.damaged += 1
+        if ok:
             pass
-        elif self.store.damaged:
+        elif self.store.damaged or reformatted:
             # Storage exists but no record is readable: we do not know the balance, so stay safe.
             self.emit(events.STORE_FAULT, self.store.damaged)
             self.relay.restore(relay_mod.DISCONNECTED, relay_mod.SAFETY)
@@ -143,6 +155,8 @@ class Meter:
         if clock.ticks_diff(now, self._last_tele) >= self.tele_ms:
             self._last_tele = now
             self.sync.telemetry(self, clock.time())
+        self.log.tick(self, clock.time())
+        self.log.drain(self.events)
         self.sync.forward_events(self.events)
         self.sync.poll()
         self.board.feed_watchdog()
@@ -223,12 +237,21 @@ class Meter:
         except (OSError, MemoryError):
             self.commit_faults += 1
             self.emit(events.STORE_FAULT, 0)
+            self.storage_error()
             return False
         self._uncommitted_wh = 0
         self._last_commit = self.clock.ticks_ms()
         self.relay.changed = False
         self.protection.committed()
+        self.sync.outbox.checkpoint()
         return True
+
+    def storage_error(self):
+        """After any flash error: remount, so later reads and writes do not go through a
+        file system whose in-RAM state no longer matches the flash."""
+        remount = getattr(self.board, "remount", None)
+        if remount is not None:
+            remount()
 
     # -- commands ---------------------------------------------------------------
     def on_message(self, topic, payload):

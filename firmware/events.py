@@ -50,6 +50,7 @@ DEBT_CLEARED = const(42)
 TOPUP_REFUSED = const(43)
 TOKEN_LOCKOUT = const(44)
 TARIFF_ACTIVATED = const(45)
+STORE_REFORMATTED = const(46)  # storage could not be mounted and was formatted
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -62,6 +63,7 @@ NAMES = (
     "tamper_cleared", "keep_power", "friendly",
     "credit_zero", "ec_invoked", "ec_repaid", "debt_recovered", "debt_cleared",
     "topup_refused", "token_lockout", "tariff_activated",
+    "store_reformatted",
 )
 
 
