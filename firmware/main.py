@@ -7,6 +7,11 @@ import time
 import app
 
 SETTINGS = "settings.json"  # technician overrides (repl.config), under board.root
+# While the loop is paused at the REPL a timer keeps feeding the watchdog, but only for this
+# long after the last REPL command: a console left open reboots into metering. It must stay
+# well under the ~9 minutes the chip's 16-bit energy registers hold at full load.
+HOLD_S = 300
+_HOLD_PERIOD_MS = 5000
 
 
 def board_name():
@@ -65,6 +70,7 @@ def loop(m, ticks=None):
     clock = board.clock
     advance = getattr(board, "advance", None)
     n = 0
+    release_watchdog()  # the loop feeds it again from here
     try:
         nxt = clock.ticks_ms()
         while ticks is None or n < ticks:
@@ -81,9 +87,46 @@ def loop(m, ticks=None):
             n += 1
     except KeyboardInterrupt:
         board.feed_watchdog()
-        print("\nmeter loop paused (the watchdog keeps running: resume within its timeout).")
+        held = advance is None and hold_watchdog(board)
+        print("\nmeter loop paused%s." % (
+            " (the meter reboots into metering %d s after the last REPL command)" % HOLD_S if held else ""))
         print("  from repl import *   then status(), help_(), resume()")
     return n
+
+
+def hold_watchdog(board):
+    """Feed the watchdog from a timer while a technician works at the REPL; app.console_hold
+    counts down the periods left (every REPL command renews it). False if the port has no Timer."""
+    try:
+        from machine import Timer
+    except ImportError:
+        return False
+    app.console_hold = [HOLD_S * 1000 // _HOLD_PERIOD_MS]
+
+    def feed(_t):
+        h = app.console_hold
+        if h[0] > 0:
+            h[0] -= 1
+            board.feed_watchdog()
+
+    t = Timer(0)
+    t.init(period=_HOLD_PERIOD_MS, callback=feed)
+    app.console_timer = t
+    return True
+
+
+def renew_hold():
+    h = getattr(app, "console_hold", None)
+    if h is not None:
+        h[0] = HOLD_S * 1000 // _HOLD_PERIOD_MS
+
+
+def release_watchdog():
+    t = getattr(app, "console_timer", None)
+    if t is not None:
+        t.deinit()
+        app.console_timer = None
+        app.console_hold = None
 
 
 def run():

@@ -27,6 +27,11 @@ def _m():
     m = getattr(app, "current", None)
     if m is None:
         raise ReplError("no running meter (main.py starts one; or call main.start(board))")
+    if getattr(app, "console_hold", None) is not None:
+        import main
+        main.renew_hold()  # the technician is still here
+    # One loop step first: energy drawn while paused is billed, and what we show is current.
+    m.step()
     return m
 
 
@@ -170,6 +175,8 @@ def _click(m):
 
 
 def _check_relay(m):
+    if not m.metering.ok:
+        return _result("relay", None, "not tested: metering chip not answering, so no current to confirm it")
     ok, before, after = _click(m)
     if ok is None and m.relay.state != relay_mod.CONNECTED:
         return _result("relay", None, "not tested: relay is %s (reasons %s)" % (

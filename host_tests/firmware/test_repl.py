@@ -9,7 +9,7 @@ def session(mpy, tmp_path, commands, ticks=2000, config=None):
     if config is not None:
         import json
         args.append(json.dumps(config))
-    r = mpy(SESSION, *args, heap="192k", stdin="\n".join(commands) + "\n")
+    r = mpy(SESSION, *args, heap="256k", stdin="\n".join(commands) + "\n")
     blocks = {}
     cur = None
     for line in r.stdout.splitlines():
@@ -48,10 +48,17 @@ def test_selftest_clicks_the_relay_and_confirms_with_current(mpy, tmp_path):
 
 
 def test_selftest_reports_a_broken_chip(mpy, tmp_path):
-    out, res = session(mpy, tmp_path, ["__import__('app').current.board.emu.reset()", "selftest()"])
+    # MISO stuck high: every read is 0xFFFF, as with an unplugged chip.
+    dead = (r'exec("class Dead:\n def write_readinto(self, tx, rx):\n  rx[0] = rx[1] = rx[2] = 0xFF\n'
+            r'__import__(\'app\').current.metering._chip._spi = Dead()")')
+    out, res = session(mpy, tmp_path, [dead, "selftest()", "status()"])
     lines = out["selftest()"]
     spi = [ln for ln in lines if ln.startswith("spi")][0]
-    assert "FAIL" in spi and "reset" in spi
+    assert "FAIL" in spi and "chip absent" in spi
+    assert any(ln.startswith("chip      FAULT") for ln in out["status()"])
+    relay = [ln for ln in lines if ln.startswith("relay")][0]
+    assert relay.split()[1] == "--" and "chip not answering" in relay
+    assert res["relay_ops"] == 0  # no click without a way to confirm it
     assert lines[-1] == "False"
 
 
