@@ -339,14 +339,14 @@ def cmd_list(h, a):
                 online[mid] = json.loads(payload).get("online")
             except ValueError:
                 pass
-    print("%-20s %-16s %-8s %-12s %s" % ("METER", "BOARD", "LINK", "LAST SEEN", "BALANCE"))
+    print("%-20s %-16s %-8s %-17s %s" % ("METER", "BOARD", "LINK", "LAST REPORT UTC", "BALANCE"))
     for mid in ids:
         rec = h.reg.get(mid)
         tele = h.reg.recorded(mid, "tele")
         last = tele[-1] if tele else None
         link = {1: "online", 0: "offline"}.get(online.get(mid), "unknown")
-        print("%-20s %-16s %-8s %-12s %s" % (
-            mid, rec.get("board", "?"), link, utc(last["t"])[:10] if last else "-",
+        print("%-20s %-16s %-8s %-17s %s" % (
+            mid, rec.get("board", "?"), link, utc(last["t"])[:16] if last else "-",
             fmt_money(last["b"], rec.get("decimals", 2)) if last else "-"))
     strangers = sorted(set(online) - set(ids))
     if strangers:
@@ -575,9 +575,12 @@ def cmd_plot(h, a):
     if len(tele) < 2:
         raise CliError("need at least two telemetry reports for %s to plot (have %d)" % (a.meter, len(tele)))
     ch = pngplot.Chart(a.width, a.height, title="%s  %s - %s" % (a.meter, utc(tele[0]["t"])[:16], utc(tele[-1]["t"])[:16]))
-    ch.panel("LOAD PROFILE  MEAN W PER INTERVAL", [r[0] for r in rows], [r[3] for r in rows], bars=True)
+    def when(t):
+        return utc(t)[5:16]
+
+    ch.panel("LOAD PROFILE  MEAN W PER INTERVAL", [r[0] for r in rows], [r[3] for r in rows], bars=True, xfmt=when)
     ch.panel("BALANCE", [d["t"] for d in tele], [d["b"] for d in tele], color=pngplot.GREEN,
-             fmt=lambda v: fmt_money(v, dec))
+             fmt=lambda v: fmt_money(v, dec), xfmt=when)
     size = ch.save(a.out)
     print("%s: %d intervals plotted to %s (%d bytes)" % (a.meter, len(rows), a.out, size), file=sys.stderr)
     return 0

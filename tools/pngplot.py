@@ -88,10 +88,10 @@ class Chart:
         self.title = title
         self.panels = []
 
-    def panel(self, label, xs, ys, bars=False, color=BLUE, fmt=str):
+    def panel(self, label, xs, ys, bars=False, color=BLUE, fmt=str, xfmt=None):
         if len(xs) != len(ys):
             raise ValueError("xs and ys differ in length")
-        self.panels.append((label, list(xs), list(ys), bars, color, fmt))
+        self.panels.append((label, list(xs), list(ys), bars, color, fmt, xfmt))
 
     def render(self):
         c = Canvas(self.w, self.h)
@@ -100,11 +100,12 @@ class Chart:
             c.text(10, 8, self.title, BLACK, 3)
         n = max(1, len(self.panels))
         ph = (self.h - top - 10) // n
-        for k, (label, xs, ys, bars, color, fmt) in enumerate(self.panels):
-            self._draw(c, 90, top + k * ph + 20, self.w - 20, top + (k + 1) * ph - 30, label, xs, ys, bars, color, fmt)
+        for k, (label, xs, ys, bars, color, fmt, xfmt) in enumerate(self.panels):
+            self._draw(c, 90, top + k * ph + 20, self.w - 20, top + (k + 1) * ph - 30, label, xs, ys, bars, color,
+                       fmt, xfmt)
         return c
 
-    def _draw(self, c, x0, y0, x1, y1, label, xs, ys, bars, color, fmt):
+    def _draw(self, c, x0, y0, x1, y1, label, xs, ys, bars, color, fmt, xfmt=None):
         c.text(x0, y0 - 16, label, BLACK, 2)
         lo = min(0, min(ys)) if ys else 0
         hi = max(ys) if ys else 1
@@ -127,6 +128,10 @@ class Chart:
         def py(y):
             return y1 - (y - lo) * (y1 - y0) // (hi - lo)
 
+        if xfmt is not None:  # first and last x under the axis
+            c.text(x0, y1 + 4, xfmt(xs[0]), BLACK, 2)
+            last = xfmt(xs[-1])
+            c.text(x1 - 8 * len(last), y1 + 4, last, BLACK, 2)
         zero = py(0)
         prev = None
         for i, (x, y) in enumerate(zip(xs, ys)):

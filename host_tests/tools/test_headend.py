@@ -5,12 +5,14 @@ import struct
 import subprocess
 import sys
 import types
+import zlib
 from pathlib import Path
 
 import pytest
 
 import headend
 import mpbroker
+import pngplot
 from fleet import start_meter, wait_online
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,6 +238,13 @@ def test_plot_writes_a_png(cli, tmp_path):
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (640, 400)
+    # Decode the one IDAT chunk: every row is filter byte 0 + RGB; the bars and the line are drawn.
+    n = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    raw = zlib.decompress(data[41:41 + n])
+    assert len(raw) == 400 * (1 + 3 * 640)
+    px = [raw[y * 1921 + 1 + 3 * x:y * 1921 + 4 + 3 * x] for y in range(400) for x in range(640)]
+    assert px.count(bytes(pngplot.BLUE)) > 500 and px.count(bytes(pngplot.GREEN)) > 100
 
 
 def test_unknown_meter_and_no_data(cli, tmp_path):
