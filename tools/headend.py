@@ -9,7 +9,7 @@
     headend token MTR-0001 12.50
     headend disconnect MTR-0001 | reconnect MTR-0001 [--direct]
     headend tariff MTR-0001 tariff.json
-    headend backfill MTR-0001 --since 2026-11-01
+    headend backfill MTR-0001 [--from-seq N]
     headend export-csv MTR-0001 --kind load|billing --out FILE.csv
     headend plot MTR-0001 --out FILE.png
 
@@ -73,18 +73,6 @@ def utc(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def parse_time(text):
-    if text.isdigit():
-        return int(text)
-    try:
-        d = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise CliError("time must be unix seconds or ISO date like 2026-11-01 or 2026-11-01T10:00, got %r" % text)
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=datetime.timezone.utc)
-    return int(d.timestamp())
-
-
 # -- the registry of provisioned meters ---------------------------------------------------------
 class Registry:
     def __init__(self, home):
@@ -132,7 +120,8 @@ class Registry:
         with open(self.data / (meter_id + ".jsonl"), "a") as f:
             f.write(json.dumps({"k": kind, "rx": int(time.time()), "d": doc}, sort_keys=True) + "\n")
 
-    def recorded(self, meter_id, kind):
+    def recorded(self, meter_id, kind=None):
+        """Recorded uplink messages of one kind (all kinds when None), once each, in time order."""
         p = self.data / (meter_id + ".jsonl")
         out = {}
         if not p.exists():
@@ -142,7 +131,7 @@ class Registry:
                 r = json.loads(line)
             except ValueError:
                 continue  # a line cut by a crash: skip it
-            if r.get("k") == kind and isinstance(r.get("d"), dict) and "seq" in r["d"]:
+            if (kind is None or r.get("k") == kind) and isinstance(r.get("d"), dict) and "seq" in r["d"]:
                 out[r["d"]["seq"]] = r["d"]  # a duplicate delivery (QoS1) counts once
         return sorted(out.values(), key=lambda d: (d.get("t", 0), d["seq"]))
 
@@ -264,6 +253,8 @@ class Headend:
             raise Refused("no reply from %s within %gs (offline? the command stays valid until %s UTC and "
                           "is delivered when it reconnects)" % (meter_id, self.a.timeout, utc(exp)))
         doc = got[1]
+        if "seq" in doc:
+            self.reg.record(meter_id, "reply", doc)
         if doc["id"] == 0:
             raise Refused("%s refused command %d: %s" % (meter_id, cid, doc.get("res")))
         if doc.get("res") != "applied":
@@ -297,7 +288,7 @@ def cmd_provision(h, a):
         raise CliError("give both --wifi-ssid and --wifi-password, or neither")
     rec = {"meter_id": a.meter, "board": a.board, "key": secrets.token_hex(32),
            "mqtt_user": a.meter, "mqtt_password": secrets.token_urlsafe(18),
-           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "next_cmd_id": 1, "next_token_id": 1,
+           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "next_cmd_id": 1,
            "provisioned": int(time.time())}
     h.reg.put(rec)
     out = h.reg.deploy / a.meter
@@ -384,7 +375,7 @@ def cmd_watch(h, a):
     for m in a.meters:
         h.reg.get(m)  # unknown meter: a clear error before waiting
     bus = h.bus
-    bus.subscribe(*[meterproto.PREFIX + m + "/" + k for m in ids for k in ("tele", "evt", "status")])
+    bus.subscribe(*[meterproto.PREFIX + m + "/" + k for m in ids for k in ("tele", "evt", "reply", "status")])
     deadline = time.monotonic() + a.seconds if a.seconds else None
     n = 0
     seen = 0
@@ -416,10 +407,12 @@ def cmd_watch(h, a):
                     line = show_tele(rec, d)
                 elif kind == "evt":
                     line = "%s  event %s (%d)" % (utc(d["t"]), d["ev"], d.get("a", 0))
+                elif kind == "reply":
+                    line = "reply to command %s: %s%s" % (d.get("id"), d.get("res"), " (repeat)" if d.get("rep") else "")
                 else:
                     line = "link %s%s" % ("online" if d.get("online") else "offline", " (retained)" if retain else "")
                 print("%-14s %s" % (mid, line), flush=True)
-                if rec and kind in ("tele", "evt") and not a.no_record:
+                if rec and kind in ("tele", "evt", "reply") and not a.no_record:
                     h.reg.record(mid, kind, d)
                 if rec and "t" in d:
                     h.reg.note_time(mid, d["t"])
@@ -442,12 +435,15 @@ def cmd_topup(h, a):
     return 0
 
 
+ISSUER = "token_issue.py"  # the host token issuer: issue(meter_key, meter_id, cmd_id, amount_minor)
+
+
 def load_issuer():
-    """The host token issuer (20-digit offline tokens) lives in tools/token_issuer.py."""
-    p = Path(__file__).resolve().parent / "token_issuer.py"
+    """The host side of the 20-digit token format, when this build has it (docs/tokens.md)."""
+    p = Path(__file__).resolve().parent / ISSUER
     if not p.is_file():
         return None
-    spec = importlib.util.spec_from_file_location("token_issuer", p)
+    spec = importlib.util.spec_from_file_location("token_issue", p)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod if hasattr(mod, "issue") else None
@@ -459,13 +455,19 @@ def cmd_token(h, a):
     issuer = load_issuer()
     if issuer is None:
         raise CliError("offline tokens are not supported by this build: no host token issuer "
-                       "(tools/token_issuer.py with issue(key, meter_id, amount_minor, token_id))")
-    tid, rec = h.reg.next_id(a.meter, "next_token_id")
-    digits = str(issuer.issue(bytes.fromhex(rec["key"]), a.meter, amt, tid))
-    if not (digits.isdigit() and len(digits) == 20):
-        raise CliError("token issuer returned %r, not 20 digits" % digits)
+                       "(tools/%s with issue(meter_key, meter_id, cmd_id, amount_minor))" % ISSUER)
+    # A token spends an id from the same counter as MQTT commands: one credit, one id.
+    cid, rec = h.reg.next_id(a.meter)
+    try:
+        tok = issuer.issue(bytes.fromhex(rec["key"]), a.meter, cid, amt)
+    except ValueError as e:
+        raise CliError("cannot make a token for %s: %s" % (fmt_money(amt, rec.get("decimals", 2)), e))
+    digits = "".join(ch for ch in str(tok) if ch.isdigit())
+    if len(digits) != 20:
+        raise CliError("token issuer returned %r, not 20 digits" % (tok,))
     print(" ".join(digits[i:i + 4] for i in range(0, 20, 4)))
-    print("(%s for %s, token %d)" % (fmt_money(amt, rec.get("decimals", 2)), a.meter, tid), file=sys.stderr)
+    print("(%s for %s, id %d: type it at the meter, or at the REPL with token(\"...\"))" % (
+        fmt_money(amt, rec.get("decimals", 2)), a.meter, cid), file=sys.stderr)
     return 0
 
 
@@ -512,13 +514,23 @@ def cmd_tariff(h, a):
 
 def cmd_backfill(h, a):
     h.reg.get(a.meter)
-    since = parse_time(a.since)
-    until = parse_time(a.until) if a.until else int(time.time())
-    if until <= since:
-        raise CliError("--until must be after --since")
-    h.send(a.meter, "backfill", since=since, until=until)
-    print("%s: backfill %s .. %s requested; `headend watch %s` records what arrives" % (
-        a.meter, utc(since), utc(until), a.meter))
+    first = a.from_seq
+    if first is None:
+        # Every uplink message carries one sequence number: a hole in what we recorded is lost data.
+        seqs = {d["seq"] for d in h.reg.recorded(a.meter)}
+        if not seqs:
+            raise CliError("nothing recorded for %s to look for gaps in; give --from-seq N" % a.meter)
+        missing = [q for q in range(min(seqs), max(seqs)) if q not in seqs]
+        if not missing:
+            print("%s: no gaps in the recorded uplink (seq %d..%d); nothing to request" % (a.meter, min(seqs), max(seqs)))
+            return 0
+        first = missing[0]
+        print("%s: %d uplink message(s) missing, first seq %d" % (a.meter, len(missing), first))
+    elif first < 1:
+        raise CliError("--from-seq must be 1 or more")
+    r = h.send(a.meter, "backfill", **{"from": first})
+    print("%s: resend from seq %d requested%s; `headend watch %s` records what arrives" % (
+        a.meter, first, " (meter sends %s..%s)" % (r["from"], r["to"]) if "to" in r else "", a.meter))
     return 0
 
 
@@ -641,10 +653,9 @@ def parser():
     s.add_argument("file")
     s.set_defaults(fn=cmd_tariff)
 
-    s = sub.add_parser("backfill", help="ask a meter to resend its load profile")
+    s = sub.add_parser("backfill", help="ask a meter to resend uplink messages missing here")
     s.add_argument("meter")
-    s.add_argument("--since", required=True)
-    s.add_argument("--until")
+    s.add_argument("--from-seq", type=int, help="resend from this uplink seq (default: the first gap recorded)")
     s.set_defaults(fn=cmd_backfill)
 
     s = sub.add_parser("export-csv", help="load profile or daily billing snapshots to CSV")

@@ -168,20 +168,25 @@ def test_token_needs_an_issuer_and_formats_twenty_digits(cli, monkeypatch):
         assert rc == 2 and "offline tokens are not supported by this build" in err
     calls = []
 
-    def issue(key, meter, amt, tid):
-        calls.append((key, meter, amt, tid))
-        return "%020d" % (amt * 1000 + tid)
+    def issue(key, meter, cid, amt):
+        calls.append((key, meter, cid, amt))
+        return "%020d" % (amt * 1000 + cid)
 
     monkeypatch.setattr(headend, "load_issuer", lambda: types.SimpleNamespace(issue=issue))
-    tid = cli.rec()["next_token_id"]
+    cid = cli.rec()["next_cmd_id"]
     rc, out, err = cli("token", METER, "10.50")
     assert rc == 0, err
-    assert out.strip() == " ".join(("%020d" % (1050 * 1000 + tid))[i:i + 4] for i in range(0, 20, 4))
-    assert calls[0][1:] == (METER, 1050, tid) and calls[0][0] == bytes.fromhex(cli.rec()["key"])
-    assert cli.rec()["next_token_id"] == tid + 1
-    monkeypatch.setattr(headend, "load_issuer", lambda: types.SimpleNamespace(issue=lambda *a: "123"))
-    rc, out, err = cli("token", METER, "1")
-    assert rc == 2 and "not 20 digits" in err
+    assert out.strip() == " ".join(("%020d" % (1050 * 1000 + cid))[i:i + 4] for i in range(0, 20, 4))
+    assert calls[0][1:] == (METER, cid, 1050) and calls[0][0] == bytes.fromhex(cli.rec()["key"])
+    assert cli.rec()["next_cmd_id"] == cid + 1  # tokens and MQTT commands share one id counter
+
+    def refuse(*a):
+        raise ValueError("amount not representable")
+
+    for fake, msg in ((lambda *a: "123", "not 20 digits"), (refuse, "amount not representable")):
+        monkeypatch.setattr(headend, "load_issuer", lambda f=fake: types.SimpleNamespace(issue=f))
+        rc, out, err = cli("token", METER, "1")
+        assert rc == 2 and msg in err
 
 
 def test_tariff_is_validated_before_sending(cli, tmp_path):
@@ -205,11 +210,34 @@ def test_tariff_push_reaches_the_meter(cli, tmp_path):
     assert (rc == 0 and "tariff applied" in out) or (rc == 1 and "does not support 'tariff' yet" in err), err
 
 
-def test_backfill_request_reaches_the_meter(cli):
-    rc, out, err = cli("backfill", METER, "--since", "2026-01-01")
-    assert (rc == 0 and "backfill" in out) or (rc == 1 and "does not support 'backfill' yet" in err), err
-    rc, out, err = cli("backfill", METER, "--since", "yesterday")
-    assert rc == 2 and "time must be unix seconds or ISO date" in err
+def test_backfill_asks_for_the_first_gap_in_what_was_recorded(cli):
+    assert cli("watch", METER, "--count", "3")[0] == 0
+    data = cli.home / "data" / (METER + ".jsonl")
+    saved = data.read_text()
+    try:
+        # Messages 1-3 and 6 arrived; 4 and 5 were lost.
+        data.write_text("".join(json.dumps({"k": "tele", "rx": 0, "d": {"seq": q, "t": q}}) + "\n" for q in (1, 2, 3, 6)))
+        rc, out, err = cli("backfill", METER)
+    finally:
+        data.write_text(saved)
+    assert "2 uplink message(s) missing, first seq 4" in out
+    # The meter answers: it resends (newer firmware) or says it cannot (this one).
+    assert (rc == 0 and "resend from seq 4 requested" in out) or (
+        rc == 1 and "does not support 'backfill' yet" in err), err
+
+
+def test_backfill_without_gaps_or_data(cli, tmp_path, capsys):
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)  # no broker needed: nothing is sent
+    assert c("provision", "B1", "--board", "esp32-atm90e26")[0] == 0
+    rc, out, err = c("backfill", "B1")
+    assert rc == 2 and "give --from-seq" in err
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "B1.jsonl").write_text("".join(
+        json.dumps({"k": "tele", "rx": 0, "d": {"seq": q, "t": q}}) + "\n" for q in (4, 5, 6)))
+    rc, out, err = c("backfill", "B1")
+    assert rc == 0 and "no gaps in the recorded uplink (seq 4..6)" in out
+    rc, out, err = c("backfill", "B1", "--from-seq", "0")
+    assert rc == 2 and "--from-seq must be 1 or more" in err
 
 
 def test_export_csv_load_profile_and_billing(cli, tmp_path):
