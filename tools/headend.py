@@ -251,7 +251,7 @@ class Headend:
         got = bus.wait_for(lambda t, d, r: t == reply_t and d.get("id") in (cid, 0), self.a.timeout, start)
         if got is None:
             raise Refused("no reply from %s within %gs (offline? the command stays valid until %s UTC and "
-                          "is delivered when it reconnects)" % (meter_id, self.a.timeout, utc(exp)))
+                          "is delivered if the meter reconnects before then)" % (meter_id, self.a.timeout, utc(exp)))
         doc = got[1]
         if "seq" in doc:
             self.reg.record(meter_id, "reply", doc)
@@ -269,6 +269,13 @@ def hint(res, op):
     if res == "refused_max_balance":
         return " (the balance would pass the meter's maximum)"
     return ""
+
+
+REASONS = ("safety", "remote", "credit", "load", "manual")  # firmware/relay.py bit order
+
+
+def reasons_text(bits):
+    return ",".join(n for i, n in enumerate(REASONS) if bits & (1 << i)) or "none"
 
 
 def relay_name(r):
@@ -350,7 +357,7 @@ def show_tele(rec, d):
     return ("%s  energy %d.%03d kWh  power %d W  %d.%02d V  %d.%03d A  balance %s  charged %s  relay %s%s" % (
         utc(d["t"]), d["e"] // 1000, d["e"] % 1000, d["p"], d["v"] // 100, d["v"] % 100, d["i"] // 1000,
         d["i"] % 1000, fmt_money(d["b"], dec), fmt_money(d["c"], dec), relay_name(d["r"]),
-        " (reasons %d)" % d["rs"] if d.get("rs") else ""))
+        " (%s)" % reasons_text(d["rs"]) if d.get("rs") else ""))
 
 
 def cmd_status(h, a):
