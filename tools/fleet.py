@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -288,7 +289,12 @@ def run(a):
         backend.close()
         log = broker.log_text()
         broker.close()
-    return report(a, books, procs, work, backend, restarts, log, time.monotonic() - t0)
+    rc = report(a, books, procs, work, backend, restarts, log, time.monotonic() - t0)
+    if rc == 0:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("fleet: meter logs and flash images kept in %s" % work, file=sys.stderr)
+    return rc
 
 
 def report(a, books, procs, work, backend, restarts, log, real_s):
