@@ -1,5 +1,5 @@
 # A technician's REPL session on a simulated meter, under micropython.
-#   micropython repl_session.py FLASH TICKS [CONFIG_JSON] < commands
+#   micropython repl_session.py FLASH TICKS [CONFIG_JSON [BROKER_HOST:PORT]] < commands
 # Boots the sim meter through main.start(), runs TICKS loop steps, then executes each stdin line
 # like the REPL would after `from repl import *`, echoing it with a ">>> " prompt.
 # The last line is JSON with a few facts the test checks against the printed text.
@@ -12,6 +12,9 @@ import app
 flash, ticks = sys.argv[1], int(sys.argv[2])
 cfg = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {"opening_balance": 1000}
 board = simkit.board(flash, config=cfg)
+if len(sys.argv) > 4:
+    host, _, port = sys.argv[4].partition(":")
+    board._broker = (host, int(port))  # the sim board's link target (boards/sim_atm90e26.py)
 m = main.start(board)
 main.loop(m, ticks)
 g = {}

@@ -4,11 +4,13 @@ import pytest
 SESSION = "host_tests/firmware/repl_session.py"
 
 
-def session(mpy, tmp_path, commands, ticks=2000, config=None):
+def session(mpy, tmp_path, commands, ticks=2000, config=None, broker=None):
+    import json
     args = [str(tmp_path / "flash.img"), ticks]
-    if config is not None:
-        import json
-        args.append(json.dumps(config))
+    if config is not None or broker:
+        args.append(json.dumps(config or {"opening_balance": 1000}))
+    if broker:
+        args.append(broker)
     r = mpy(SESSION, *args, heap="256k", stdin="\n".join(commands) + "\n")
     blocks = {}
     cur = None
@@ -134,3 +136,19 @@ def test_resume_runs_the_loop_again(mpy, tmp_path):
     out, res = session(mpy, tmp_path, ["resume(720)"], ticks=1)
     assert out["resume(720)"] == ["resuming the meter loop", "720"]
     assert res["time"] == 1767225600 + 721  # 1 + 720 ticks of 1 s (tick_ms 1000)
+
+
+def test_selftest_checks_the_broker(mpy, tmp_path, broker):
+    out, res = session(mpy, tmp_path, ["selftest()", "status()"], ticks=50, broker="%s:%d" % (broker.host, broker.port))
+    line = [ln for ln in out["selftest()"] if ln.startswith("broker")][0]
+    assert line.split()[1] == "ok" and "%s:%d" % (broker.host, broker.port) in line
+    assert any(ln.startswith("network") and " up " in ln for ln in out["status()"])
+
+
+def test_selftest_reports_an_unreachable_broker(mpy, tmp_path):
+    import mpbroker
+    port = mpbroker.free_port()
+    out, res = session(mpy, tmp_path, ["selftest()"], ticks=5, broker="127.0.0.1:%d" % port)
+    line = [ln for ln in out["selftest()"] if ln.startswith("broker")][0]
+    assert line.split()[1] == "FAIL" and "unreachable" in line
+    assert out["selftest()"][-1] == "False"
