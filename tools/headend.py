@@ -102,11 +102,18 @@ class Registry:
         os.replace(tmp, p)  # atomic: a crash never leaves a half-written key file
 
     def next_id(self, meter_id, field="next_cmd_id"):
-        """Reserve the next command (or token) id before sending: ids are never reused."""
-        rec = self.get(meter_id)
-        cid = rec.get(field, 1)
-        rec[field] = cid + 1
-        self.put(rec)
+        """Reserve the next command (or token) id before sending: ids are never reused, even by
+        two headends working on the same home at once (the meter would take a reused id for a
+        repeat of the first command)."""
+        import fcntl
+
+        self.meters.mkdir(parents=True, exist_ok=True)
+        with open(self.meters / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rec = self.get(meter_id)
+            cid = rec.get(field, 1)
+            rec[field] = cid + 1
+            self.put(rec)
         return cid, rec
 
     def note_time(self, meter_id, t):

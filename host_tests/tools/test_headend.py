@@ -306,3 +306,23 @@ def test_cli_entry_point_runs_as_a_program(tmp_path):
     assert p.returncode == 2 and "cannot reach broker" in p.stderr and "Traceback" not in p.stderr
     p = subprocess.run([sys.executable, str(REPO / "tools" / "headend.py"), "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "provision" in p.stdout and "export-csv" in p.stdout
+
+
+def test_command_ids_are_unique_across_concurrent_headends(tmp_path, capsys):
+    import threading
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    assert c("provision", "C1", "--board", "esp32-atm90e26")[0] == 0
+    reg = headend.Registry(tmp_path)
+    got = []
+
+    def grab():
+        for _ in range(50):
+            got.append(reg.next_id("C1")[0])
+
+    ts = [threading.Thread(target=grab) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(got) == list(range(1, 201))
+    assert c.rec("C1")["next_cmd_id"] == 201
