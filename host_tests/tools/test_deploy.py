@@ -76,3 +76,8 @@ def test_make_deploy_dry_run(tmp_path):
                        cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "mpremote connect /dev/ttyUSB9 reset" in p.stdout
+
+
+def test_make_repl_needs_a_port():
+    p = subprocess.run(["make", "-s", "-o", ".venv/.stamp", "repl"], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode != 0 and "PORT is required" in p.stderr

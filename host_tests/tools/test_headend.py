@@ -112,6 +112,12 @@ def test_watch_prints_and_records_telemetry(cli):
     assert len(headend.Registry(cli.home).recorded(METER, "tele")) > before
 
 
+def test_watch_without_a_meter_watches_them_all(cli):
+    rc, out, err = cli("watch", "--count", "3", "--no-record")
+    assert rc == 0, err
+    assert len(out.splitlines()) == 3 and all(ln.split()[0] == METER for ln in out.splitlines())
+
+
 def test_topup_applies_once_and_reports_balance(cli):
     rc, out, err = cli("topup", METER, "5.25")
     assert rc == 0, err
