@@ -8,6 +8,7 @@
     headend topup MTR-0001 12.50
     headend token MTR-0001 12.50
     headend disconnect MTR-0001 | reconnect MTR-0001 [--direct]
+    headend retry MTR-0001 [--drop]
     headend tariff MTR-0001 tariff.json
     headend backfill MTR-0001 [--from-seq N]
     headend export-csv MTR-0001 --kind load|billing --out FILE.csv
@@ -101,20 +102,28 @@ class Registry:
         tmp.write_text(json.dumps(rec, indent=1, sort_keys=True))
         os.replace(tmp, p)  # atomic: a crash never leaves a half-written key file
 
-    def next_id(self, meter_id, field="next_cmd_id"):
-        """Reserve the next command (or token) id before sending: ids are never reused, even by
-        two headends working on the same home at once (the meter would take a reused id for a
-        repeat of the first command)."""
+    def update(self, meter_id, change):
+        """Read-modify-write one meter's record under a lock, so two headends working on the
+        same home never lose each other's changes; returns what change(rec) returned."""
         import fcntl
 
         self.meters.mkdir(parents=True, exist_ok=True)
         with open(self.meters / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             rec = self.get(meter_id)
+            out = change(rec)
+            self.put(rec)
+        return out
+
+    def next_id(self, meter_id, field="next_cmd_id"):
+        """Reserve the next command id before sending: ids are never reused (the meter would
+        take a reused id for a repeat of the first command)."""
+        def take(rec):
             cid = rec.get(field, 1)
             rec[field] = cid + 1
-            self.put(rec)
-        return cid, rec
+            return cid, dict(rec)
+
+        return self.update(meter_id, take)
 
     def note_time(self, meter_id, t):
         rec = self.get(meter_id)
@@ -242,26 +251,42 @@ class Headend:
             self._bus.close()
 
     def send(self, meter_id, op, **args):
-        """Sign, send, wait for the meter's reply. Returns the reply; raises Refused with its reason."""
+        """Sign, send, wait for the meter's reply. Returns the reply; raises Refused with its reason.
+        A command left unanswered stays pending: the next command to that meter is held back until
+        `retry` has re-sent it (same id, so the meter applies it at most once) or dropped it."""
         rec = self.reg.get(meter_id)
-        bus = self.bus
-        reply_t = meterproto.topic(meter_id, "reply")
-        bus.subscribe(reply_t, meterproto.topic(meter_id, "tele"))
+        p = rec.get("pending")
+        if p:
+            raise CliError("command %d (%s) to %s is still unanswered: `headend retry %s` re-sends it "
+                           "(applied at most once), `headend retry %s --drop` forgets it" % (
+                               p["id"], p["op"], meter_id, meter_id, meter_id))
         cid, rec = self.reg.next_id(meter_id)
         # Expiry counts in the meter's time: the later of ours and the last time it reported.
         exp = max(int(time.time()), rec.get("meter_time", 0)) + CMD_TTL_S
         payload = meterproto.command(bytes.fromhex(rec["key"]), meter_id, cid, exp, op, **args)
         if len(payload) > MAX_CMD_BYTES:
             raise CliError("command is %d bytes, the meter takes at most %d" % (len(payload), MAX_CMD_BYTES))
+        pending = {"id": cid, "op": op, "exp": exp, "payload": payload.decode()}
+        self.reg.update(meter_id, lambda r: r.__setitem__("pending", pending))
+        return self.transmit(meter_id, pending)
+
+    def transmit(self, meter_id, pending):
+        bus = self.bus
+        cid, op = pending["id"], pending["op"]
+        reply_t = meterproto.topic(meter_id, "reply")
+        bus.subscribe(reply_t)
         start = len(bus.msgs)
-        bus.publish(meterproto.topic(meter_id, "cmd"), payload)
+        bus.publish(meterproto.topic(meter_id, "cmd"), pending["payload"].encode())
         got = bus.wait_for(lambda t, d, r: t == reply_t and d.get("id") in (cid, 0), self.a.timeout, start)
         if got is None:
-            raise Refused("no reply from %s within %gs (offline? the command stays valid until %s UTC and "
-                          "is delivered if the meter reconnects before then)" % (meter_id, self.a.timeout, utc(exp)))
+            raise Refused("no reply from %s within %gs (offline?). The command is valid until %s UTC: "
+                          "`headend retry %s` re-sends it; it is applied at most once" % (
+                              meter_id, self.a.timeout, utc(pending["exp"]), meter_id))
         doc = got[1]
         if "seq" in doc:
             self.reg.record(meter_id, "reply", doc)
+        # Any answer settles the command: applied, or refused for good.
+        self.reg.update(meter_id, lambda r: r.pop("pending", None))
         if doc["id"] == 0:
             raise Refused("%s refused command %d: %s" % (meter_id, cid, doc.get("res")))
         if doc.get("res") != "applied":
@@ -389,7 +414,7 @@ def cmd_watch(h, a):
     for m in a.meters:
         h.reg.get(m)  # unknown meter: a clear error before waiting
     bus = h.bus
-    bus.subscribe(*[meterproto.PREFIX + m + "/" + k for m in ids for k in ("tele", "evt", "reply", "status")])
+    bus.subscribe(*[meterproto.PREFIX + m + "/" + k for m in ids for k in ("tele", "lp", "evt", "snap", "reply", "status")])
     deadline = time.monotonic() + a.seconds if a.seconds else None
     n = 0
     seen = 0
@@ -421,12 +446,18 @@ def cmd_watch(h, a):
                     line = show_tele(rec, d)
                 elif kind == "evt":
                     line = "%s  event %s (%d)" % (utc(d["t"]), d["ev"], d.get("a", 0))
+                elif kind == "lp":
+                    line = "%s  interval +%d Wh (import %d.%03d kWh)" % (utc(d["t"]), d.get("de", 0), d["e"] // 1000, d["e"] % 1000)
+                elif kind == "snap":
+                    line = "%s  daily snapshot: import %d.%03d kWh  balance %s  charged %s" % (
+                        utc(d["t"]), d["e"] // 1000, d["e"] % 1000, fmt_money(d["b"], rec.get("decimals", 2)),
+                        fmt_money(d["c"], rec.get("decimals", 2)))
                 elif kind == "reply":
                     line = "reply to command %s: %s%s" % (d.get("id"), d.get("res"), " (repeat)" if d.get("rep") else "")
                 else:
                     line = "link %s%s" % ("online" if d.get("online") else "offline", " (retained)" if retain else "")
                 print("%-14s %s" % (mid, line), flush=True)
-                if rec and kind in ("tele", "evt", "reply") and not a.no_record:
+                if rec and kind in ("tele", "lp", "evt", "snap", "reply") and not a.no_record:
                     h.reg.record(mid, kind, d)
                 if rec and "t" in d:
                     h.reg.note_time(mid, d["t"])
@@ -482,6 +513,24 @@ def cmd_token(h, a):
     print(" ".join(digits[i:i + 4] for i in range(0, 20, 4)))
     print("(%s for %s, id %d: type it at the meter, or at the REPL with token(\"...\"))" % (
         fmt_money(amt, rec.get("decimals", 2)), a.meter, cid), file=sys.stderr)
+    return 0
+
+
+def cmd_retry(h, a):
+    rec = h.reg.get(a.meter)
+    p = rec.get("pending")
+    if not p:
+        print("%s: no unanswered command" % a.meter)
+        return 0
+    if a.drop:
+        h.reg.update(a.meter, lambda r: r.pop("pending", None))
+        print("%s: forgot command %d (%s); if the meter got it, its reply still shows in `headend watch`" % (
+            a.meter, p["id"], p["op"]))
+        return 0
+    r = h.transmit(a.meter, p)
+    print("%s: command %d (%s) %s; balance %s, relay %s" % (
+        a.meter, p["id"], p["op"], "had already been applied" if r.get("rep") else "applied now",
+        fmt_money(r["b"], rec.get("decimals", 2)), relay_name(r["r"])))
     return 0
 
 
@@ -549,42 +598,70 @@ def cmd_backfill(h, a):
 
 
 def load_profile(reg, meter_id):
-    """Intervals between consecutive telemetry reports: (t_end, seconds, Wh, mean W, balance)."""
-    tele = reg.recorded(meter_id, "tele")
+    """Load-profile rows (t_end, seconds, Wh, mean W, import total Wh, balance or None).
+    From the meter's own interval records (`lp`) when it sends them, else from the energy
+    between consecutive telemetry reports."""
+    lp = [d for d in reg.recorded(meter_id, "lp") if "de" in d]
+    tele = [d for d in reg.recorded(meter_id, "tele") if "e" in d]
     rows = []
+    if lp:
+        steps = [b["t"] - a["t"] for a, b in zip(lp, lp[1:]) if b["t"] > a["t"]]
+        first = min(steps) if steps else 900  # the interval length, for the first record
+        prev = None
+        for d in lp:
+            dt = d["t"] - prev if prev is not None and d["t"] > prev else first
+            rows.append((d["t"], dt, d["de"], d["de"] * 3600 // dt, d["e"], None))
+            prev = d["t"]
+        return tele, rows
     for prev, cur in zip(tele, tele[1:]):
         dt = cur["t"] - prev["t"]
         if dt <= 0:
             continue
         wh = cur["e"] - prev["e"]
-        rows.append((cur["t"], dt, wh, wh * 3600 // dt, cur["b"], cur["e"]))
+        rows.append((cur["t"], dt, wh, wh * 3600 // dt, cur["e"], cur["b"]))
     return tele, rows
+
+
+def billing_rows(reg, meter_id, tele):
+    """(date, snapshot time, import Wh, charged, balance, topped up or None, top-ups or None, relay or None):
+    the meter's daily snapshots (`snap`, stamped at the midnight that ends the day) when it sends
+    them, else the last telemetry report of each UTC day."""
+    snaps = [d for d in reg.recorded(meter_id, "snap") if "b" in d]
+    if snaps:
+        return [(utc(d["t"] - 1)[:10], d["t"], d["e"], d["c"], d["b"], d.get("tu"), d.get("n"), None) for d in snaps]
+    days = {}
+    for d in tele:
+        days[utc(d["t"])[:10]] = d
+    return [(day, d["t"], d["e"], d["c"], d["b"], None, None, d["r"]) for day, d in sorted(days.items())]
 
 
 def cmd_export(h, a):
     rec = h.reg.get(a.meter)
     dec = rec.get("decimals", 2)
     tele, rows = load_profile(h.reg, a.meter)
-    if not tele:
-        raise CliError("no telemetry recorded for %s yet: run `headend watch %s` (or status) first" % (a.meter, a.meter))
+    bills = billing_rows(h.reg, a.meter, tele)
+    if not (rows if a.kind == "load" else bills):
+        raise CliError("no %s data recorded for %s yet: run `headend watch %s` (or status) first" % (
+            a.kind, a.meter, a.meter))
+
+    def money(v):
+        return "" if v is None else fmt_money(v, dec)
+
     out = open(a.out, "w", newline="") if a.out != "-" else sys.stdout
     try:
         w = csv.writer(out)
         if a.kind == "load":
             w.writerow(["interval_end_utc", "interval_s", "import_wh", "mean_w", "import_total_wh", "balance"])
-            for t, dt, wh, mw, b, e in rows:
-                w.writerow([utc(t), dt, wh, mw, e, fmt_money(b, dec)])
+            for t, dt, wh, mw, e, b in rows:
+                w.writerow([utc(t), dt, wh, mw, e, money(b)])
             n = len(rows)
         else:
-            # One billing snapshot per UTC day: the day's last report.
-            days = {}
-            for d in tele:
-                days[utc(d["t"])[:10]] = d
-            w.writerow(["date_utc", "snapshot_utc", "import_total_wh", "charged_total", "balance", "relay"])
-            for day in sorted(days):
-                d = days[day]
-                w.writerow([day, utc(d["t"]), d["e"], fmt_money(d["c"], dec), fmt_money(d["b"], dec), relay_name(d["r"])])
-            n = len(days)
+            w.writerow(["date_utc", "snapshot_utc", "import_total_wh", "charged_total", "balance", "topped_up_total",
+                        "topups", "relay"])
+            for day, t, e, c, b, tu, nt, r in bills:
+                w.writerow([day, utc(t), e, money(c), money(b), money(tu), "" if nt is None else nt,
+                            "" if r is None else relay_name(r)])
+            n = len(bills)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -598,14 +675,18 @@ def cmd_plot(h, a):
     rec = h.reg.get(a.meter)
     dec = rec.get("decimals", 2)
     tele, rows = load_profile(h.reg, a.meter)
-    if len(tele) < 2:
-        raise CliError("need at least two telemetry reports for %s to plot (have %d)" % (a.meter, len(tele)))
-    ch = pngplot.Chart(a.width, a.height, title="%s  %s - %s" % (a.meter, utc(tele[0]["t"])[:16], utc(tele[-1]["t"])[:16]))
+    bal = [(d["t"], d["b"]) for d in tele] or [(b[1], b[4]) for b in billing_rows(h.reg, a.meter, tele)]
+    if not rows or not bal:
+        raise CliError("not enough recorded for %s to plot: need two telemetry reports or a load-profile record "
+                       "(have %d reports); run `headend watch %s` first" % (a.meter, len(tele), a.meter))
+    t0, t1 = min(rows[0][0] - rows[0][1], bal[0][0]), max(rows[-1][0], bal[-1][0])
+    ch = pngplot.Chart(a.width, a.height, title="%s  %s - %s" % (a.meter, utc(t0)[:16], utc(t1)[:16]))
+
     def when(t):
         return utc(t)[5:16]
 
     ch.panel("LOAD PROFILE  MEAN W PER INTERVAL", [r[0] for r in rows], [r[3] for r in rows], bars=True, xfmt=when)
-    ch.panel("BALANCE", [d["t"] for d in tele], [d["b"] for d in tele], color=pngplot.GREEN,
+    ch.panel("BALANCE", [t for t, _ in bal], [b for _, b in bal], color=pngplot.GREEN,
              fmt=lambda v: fmt_money(v, dec), xfmt=when)
     size = ch.save(a.out)
     print("%s: %d intervals plotted to %s (%d bytes)" % (a.meter, len(rows), a.out, size), file=sys.stderr)
@@ -653,6 +734,11 @@ def parser():
         s.add_argument("meter")
         s.add_argument("amount", help="money, e.g. 12.50")
         s.set_defaults(fn=fn)
+
+    s = sub.add_parser("retry", help="re-send the unanswered command (same id: applied at most once)")
+    s.add_argument("meter")
+    s.add_argument("--drop", action="store_true", help="forget it instead")
+    s.set_defaults(fn=cmd_retry)
 
     s = sub.add_parser("disconnect", help="open the relay remotely")
     s.add_argument("meter")

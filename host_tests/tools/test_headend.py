@@ -298,11 +298,33 @@ def test_unreachable_broker_is_a_clear_error(tmp_path, capsys):
     assert rc == 2 and "broker must be HOST:PORT" in capsys.readouterr().err
 
 
-def test_offline_meter_gives_no_reply_error(tmp_path, capsys, broker):
+def test_offline_meter_gives_no_reply_error_and_holds_the_command(tmp_path, capsys, broker):
     c = Cli(tmp_path, "%s:%d" % (broker.host, broker.port), capsys)
     assert c("provision", "M2", "--board", "esp32-atm90e26")[0] == 0
-    rc, out, err = c("disconnect", "M2", timeout=1)
+    rc, out, err = c("topup", "M2", "3", timeout=1)
+    assert rc == 1 and "no reply from M2" in err and "headend retry M2" in err
+    assert c.rec("M2")["pending"]["op"] == "topup"
+    # No second money command while the first may or may not have been applied.
+    rc, out, err = c("topup", "M2", "3", timeout=1)
+    assert rc == 2 and "command 1 (topup) to M2 is still unanswered" in err
+    assert c.rec("M2")["next_cmd_id"] == 2
+    rc, out, err = c("retry", "M2", timeout=1)
     assert rc == 1 and "no reply from M2" in err
+    rc, out, err = c("retry", "M2", "--drop")
+    assert rc == 0 and "forgot command 1 (topup)" in out and "pending" not in c.rec("M2")
+    rc, out, err = c("retry", "M2")
+    assert rc == 0 and "no unanswered command" in out
+
+
+def test_retry_of_an_applied_command_is_not_applied_again(cli):
+    # The reply is missed (timeout 0), but the meter applied the top-up.
+    rc, out, err = cli("topup", METER, "1.00", timeout=0)
+    assert rc == 1 and "no reply" in err
+    cid = cli.rec()["pending"]["id"]
+    rc, out, err = cli("retry", METER)
+    assert rc == 0, err
+    assert out.startswith("%s: command %d (topup) had already been applied; balance " % (METER, cid))
+    assert "pending" not in cli.rec()
 
 
 def test_cli_entry_point_runs_as_a_program(tmp_path):
@@ -332,3 +354,30 @@ def test_command_ids_are_unique_across_concurrent_headends(tmp_path, capsys):
         t.join()
     assert sorted(got) == list(range(1, 201))
     assert c.rec("C1")["next_cmd_id"] == 201
+
+
+def test_export_prefers_the_meters_own_load_profile_and_snapshots(tmp_path, capsys):
+    # Firmware that sends `lp` and `snap` (docs/protocol.md): those records win over telemetry.
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    assert c("provision", "L1", "--board", "esp32-atm90e26")[0] == 0
+    t = 1767225600
+    msgs = [("lp", {"seq": 1, "t": t + 900, "e": 100, "x": 0, "de": 100, "dx": 0}),
+            ("lp", {"seq": 2, "t": t + 1800, "e": 160, "x": 0, "de": 60, "dx": 0}),
+            ("lp", {"seq": 2, "t": t + 1800, "e": 160, "x": 0, "de": 60, "dx": 0}),  # a QoS1 duplicate
+            ("tele", {"seq": 3, "t": t + 2000, "e": 170, "x": 0, "b": 950, "c": 50, "v": 23000, "i": 0, "p": 0,
+                      "r": 0, "rs": 0}),
+            ("snap", {"seq": 4, "t": t + 86400, "e": 2400, "x": 0, "b": 389, "c": 411, "tu": 800, "n": 1})]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "L1.jsonl").write_text("".join(json.dumps({"k": k, "rx": 0, "d": d}) + "\n" for k, d in msgs))
+    rc, out, err = c("export-csv", "L1", "--kind", "load")
+    assert rc == 0, err
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[1:] == [["2026-01-01 00:15:00", "900", "100", "400", "100", ""],
+                        ["2026-01-01 00:30:00", "900", "60", "240", "160", ""]]
+    rc, out, err = c("export-csv", "L1", "--kind", "billing")
+    assert rc == 0, err
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[0][-3:] == ["topped_up_total", "topups", "relay"]
+    assert rows[1:] == [["2026-01-01", "2026-01-02 00:00:00", "2400", "4.11", "3.89", "8.00", "1", ""]]
+    rc, out, err = c("plot", "L1", "--out", str(tmp_path / "l1.png"))
+    assert rc == 0 and (tmp_path / "l1.png").read_bytes()[:4] == b"\x89PNG"
