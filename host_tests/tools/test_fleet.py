@@ -11,8 +11,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_small_fleet_keeps_every_invariant_through_a_broker_restart():
-    p = subprocess.run([sys.executable, str(REPO / "tools" / "fleet.py"), "--meters", "3", "--hours", "8",
-                        "--pace-ms", "25", "--seed", "3"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "fleet.py"), "--meters", "3", "--hours", "6",
+                        "--pace-ms", "20", "--seed", "3"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     r = json.loads(p.stdout.strip().splitlines()[-1])
     for k in ("meters", "topups_sent", "topups_acked", "applied_exactly_once", "telemetry_gaps",
@@ -22,7 +22,7 @@ def test_small_fleet_keeps_every_invariant_through_a_broker_restart():
     assert r["topups_sent"] > 0 and r["topups_acked"] == r["topups_sent"]
     assert r["applied_exactly_once"] is True and r["telemetry_gaps"] == 0 and r["ledger_mismatches"] == 0
     assert r["repeats_answered"] >= r["duplicates_sent"]  # every deliberate duplicate answered as a repeat
-    assert r["uplink_messages"] > 3 * 8 * 3  # at least the telemetry of 8 simulated hours per meter
+    assert r["uplink_messages"] > 3 * 6 * 3  # at least the telemetry of 6 simulated hours per meter
     assert r["peak_connects_per_s"] >= 1
 
 
