@@ -75,6 +75,8 @@ class Meter:
         self.tele_ms = cfg.get("telemetry_s", 900) * 1000
         self._uncommitted_wh = 0
         self.commit_faults = 0
+        self.step_errors = 0  # steps that raised (main.loop counts them and goes on)
+        self.last_error = None
         now = self.clock.ticks_ms()
         self._last_tick = now
         self._last_commit = now

@@ -36,7 +36,7 @@ def parse_args(argv):
     p.add_argument("--hours", default="48")
     p.add_argument("--seed", default="1")
     p.add_argument("--broker", default="", help="host:port of a running broker (default: start one)")
-    p.add_argument("--heap", default="384k")
+    p.add_argument("--heap", default=mprun.APP_HEAP)
     a = p.parse_args(argv)
     if a.board not in sim_boards():
         raise SimError("unknown board %r (simulated boards: %s)" % (a.board, ", ".join(sim_boards())))
