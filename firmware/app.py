@@ -12,6 +12,8 @@ import tariff as tariff_mod
 from metering import Metering
 from store import RecordStore
 from sync import Sync
+from report import Reporter
+from remote import Remote
 
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
 
@@ -41,17 +43,16 @@ class Meter:
         self.commands = auth.Commands(board.meter_id, board.key)
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
-        self.sync = Sync(board.meter_id)
+        self.sync = Sync(board.meter_id, cfg.get("outbox_capacity", 64))
+        self.remote = Remote(self)
         self.topups = 0
         self.commit_wh = cfg.get("commit_wh", 5)
         self.commit_ms = cfg.get("commit_s", 900) * 1000
-        self.tele_ms = cfg.get("telemetry_s", 900) * 1000
         self._uncommitted_wh = 0
         self.commit_faults = 0
         now = self.clock.ticks_ms()
         self._last_tick = now
         self._last_commit = now
-        self._last_tele = now
         self._button_since = None
 
     # -- events ---------------------------------------------------------------
@@ -78,10 +79,13 @@ class Meter:
             self.commit()
         if self.store.damaged:
             self.emit(events.STORE_FAULT, self.store.damaged)
+        self.remote.boot()
         if not self.board.key:
             self.emit(events.NO_KEY, 0)
         self.emit(events.BOOT, self.store.seq)
         self.metering.start()
+        self.sync.boot = self.clock.time()
+        self.reporter = Reporter(self, self.board.config)
         self.sync.link = self.board.make_link(self.on_message, (self.sync.cmd_topic,),
                                               self.sync.will(), self.sync.birth)
 
@@ -102,9 +106,7 @@ class Meter:
         if (self.relay.changed or self._uncommitted_wh >= self.commit_wh
                 or clock.ticks_diff(now, self._last_commit) >= self.commit_ms):
             self.commit()
-        if clock.ticks_diff(now, self._last_tele) >= self.tele_ms:
-            self._last_tele = now
-            self.sync.telemetry(self, clock.time())
+        self.reporter.step(now)
         self.sync.forward_events(self.events)
         self.sync.poll()
         self.board.feed_watchdog()
@@ -143,7 +145,7 @@ class Meter:
 
     # -- commands ---------------------------------------------------------------
     def on_message(self, topic, payload):
-        if self.sync.link.retained:
+        if self.sync.link is not None and self.sync.link.retained:
             # A retained command would replay on every reconnect: never act on one.
             self.emit(events.RETAINED_CMD, 0)
             return
@@ -168,7 +170,7 @@ class Meter:
             return
         if result == _APPLIED and doc["op"] == "topup":
             self.emit(events.TOPUP_APPLIED, doc["amt"])
-        self.sync.reply(cid, RESULTS[result], self)
+        self.sync.reply(cid, RESULTS[result], self, extra=self.remote.extra if result == _APPLIED else "")
 
     def _apply(self, doc):
         op = doc["op"]
@@ -188,4 +190,4 @@ class Meter:
         if op == "status":
             self.sync.telemetry(self, self.clock.time())
             return _APPLIED
-        return _UNKNOWN_OP
+        return self.remote.apply(doc)

@@ -1,20 +1,30 @@
 # Sync with the utility backend over MQTT: topics, uplink messages, the outbox, and the
 # hand-off of incoming commands to the app. Metering never waits for anything here: messages
 # are queued in the outbox and sent a few per loop while the link is up.
-# Topic tree (see docs/protocol.md):  pm/v1/<meter>/{status,tele,evt,reply}  and  .../cmd (downlink)
+# Topic tree (docs/protocol.md):  pm/v1/<meter>/{status,tele,evt,reply,lp,snap}  and  .../cmd (downlink)
+# Every message that goes through the outbox carries "seq", the outbox's own running number,
+# so the backend can see gaps and ask for a backfill (replay_from).
 from micropython import const
 import events
 
+PROTOCOL = const(1)
 TELE = const(0)
 EVT = const(1)
 REPLY = const(2)
-_NAMES = (b"tele", b"evt", b"reply")
+LP = const(3)
+SNAP = const(4)
+_NAMES = (b"tele", b"evt", b"reply", b"lp", b"snap")
 _SENDS_PER_POLL = const(2)
+# Events that make the telemetry policy report at once (report.py).
+_EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTED, events.RELAY_OPEN,
+                events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
 
 
 class Outbox:
     """Fixed-capacity FIFO of (topic kind, payload). When full the oldest telemetry is dropped
-    first; `dropped` counts what was lost so gaps are visible."""
+    first; `dropped` counts what was lost so gaps are visible.
+    Entries are numbered: put() gives the entry number seq + 1 (the payload must carry it).
+    Sent entries stay in the ring until their slot is needed, so replay_from() can resend them."""
 
     def __init__(self, capacity):
         self._kind = bytearray(capacity)
@@ -23,56 +33,96 @@ class Outbox:
         self._head = 0
         self.count = 0
         self.dropped = 0
+        self.seq = 0  # number of the newest entry
+        self._held = 0  # sent entries still kept just before _head
 
     def put(self, kind, payload):
-        if self.count == self._n:
-            self._pop()
-            self.dropped += 1
+        if self.count + self._held == self._n:
+            if self._held:
+                self._held -= 1  # forget the oldest already-sent entry first
+            else:
+                self._pop()
+                self._held -= 1
+                self.dropped += 1
         i = (self._head + self.count) % self._n
         self._kind[i] = kind
         self._msg[i] = payload
         self.count += 1
+        self.seq += 1
 
     def peek(self):
         return self._kind[self._head], self._msg[self._head]
 
     def _pop(self):
-        self._msg[self._head] = None
         self._head = (self._head + 1) % self._n
         self.count -= 1
+        self._held += 1
 
     pop = _pop
 
+    def replay_from(self, seq):
+        """Queue every held entry from number `seq` on for sending again. Returns the number of
+        the first entry that will go out (later than `seq` when older ones are gone), or 0 when
+        nothing at or after `seq` is held."""
+        first = self.seq - self.count - self._held + 1
+        if seq < first:
+            seq = first
+        if seq > self.seq or seq < 1:
+            return 0
+        back = (self.seq - self.count + 1) - seq  # already-sent entries to rewind over
+        if back > 0:
+            self._head = (self._head - back) % self._n
+            self._held -= back
+            self.count += back
+        return seq
+
 
 class Sync:
-    def __init__(self, meter_id, outbox_capacity=64):
+    def __init__(self, meter_id, outbox_capacity=64, outbox=None):
         base = b"pm/v1/" + meter_id.encode() + b"/"
         self.topics = tuple(base + n for n in _NAMES)
         self.status_topic = base + b"status"
         self.cmd_topic = base + b"cmd"
-        self.outbox = Outbox(outbox_capacity)
+        self.outbox = outbox if outbox is not None else Outbox(outbox_capacity)
         self.link = None  # set by the app once the board has made it
-        self.seq = 0  # uplink sequence number, one counter over tele/evt/reply
+        self.boot = 0  # boot epoch (UTC at boot), so a counter restart is visible to the backend
+        self.kid = 0  # id of the command key in use
         self._ev_sent = 0  # next event-ring seq to forward
         self.published = 0
+        self.exception = False  # an event asked for an early telemetry report
+
+    @property
+    def seq(self):
+        return self.outbox.seq
 
     def birth(self):
-        return self.status_topic, b'{"online":1}'
+        return self.status_topic, ('{"online":1,"v":%d,"boot":%d,"last":%d,"kid":%d}' % (
+            PROTOCOL, self.boot, self.outbox.seq, self.kid)).encode()
 
     def will(self):
         return self.status_topic, b'{"online":0}'
 
-    def _next(self):
-        self.seq += 1
-        return self.seq
+    def _put(self, kind, fmt, args):
+        # The payload carries the number the outbox is about to give it.
+        self.outbox.put(kind, (fmt % ((self.outbox.seq + 1,) + args)).encode())
 
     def telemetry(self, m, utc):
         mt = m.metering
         a = m.account
-        self.outbox.put(TELE, (
-            '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}' % (
-                self._next(), utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
-                mt.p_w, m.relay.state, m.relay.reasons)).encode())
+        self._put(TELE, '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}', (
+            utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
+            mt.p_w, m.relay.state, m.relay.reasons))
+
+    def load_profile(self, m, utc, d_imp, d_exp):
+        mt = m.metering
+        self._put(LP, '{"seq":%d,"t":%d,"e":%d,"x":%d,"de":%d,"dx":%d}', (
+            utc, mt.imp_wh, mt.exp_wh, d_imp, d_exp))
+
+    def snapshot(self, m, utc):
+        mt = m.metering
+        a = m.account
+        self._put(SNAP, '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"tu":%d,"n":%d}', (
+            utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, a.topped_up, m.topups))
 
     def forward_events(self, ring):
         while self._ev_sent < ring.seq:
@@ -80,14 +130,16 @@ class Sync:
             self._ev_sent += 1
             if e is not None:
                 code, arg, utc = e
-                self.outbox.put(EVT, ('{"seq":%d,"t":%d,"ev":"%s","a":%d}' % (
-                    self._next(), utc, events.name(code), arg)).encode())
+                if code in _EXCEPTIONAL:
+                    self.exception = True
+                self._put(EVT, '{"seq":%d,"t":%d,"ev":"%s","a":%d}', (utc, events.name(code), arg))
         if ring.oldest_seq() > self._ev_sent:
             self._ev_sent = ring.oldest_seq()
 
-    def reply(self, cid, result, m, repeat=False):
-        self.outbox.put(REPLY, ('{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d}' % (
-            self._next(), cid, result, 1 if repeat else 0, m.account.balance, m.relay.state)).encode())
+    def reply(self, cid, result, m, repeat=False, extra=""):
+        """extra: more compact JSON members, starting with a comma (e.g. ',"from":12')."""
+        self._put(REPLY, '{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}', (
+            cid, result, 1 if repeat else 0, m.account.balance, m.relay.state, extra))
 
     def poll(self):
         link = self.link
