@@ -151,8 +151,8 @@ class Meter:
             return
         verdict, doc, res = self.commands.check(payload, self.clock.time())
         if verdict == auth.REFUSED:
-            self.emit(events.CMD_REFUSED, 0)
-            self.sync.reply(0, res, self)
+            self.emit(events.CMD_REFUSED, doc)
+            self.sync.reply(doc, res, self)
             return
         cid = doc["id"]
         if verdict == auth.REPEAT:

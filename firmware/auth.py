@@ -29,7 +29,7 @@ class Commands:
         self.refused = 0
 
     def check(self, payload, now_utc):
-        """(verdict, body or None, reason or stored result).
+        """(verdict, body, stored result) or (REFUSED, command id or 0, reason).
         Nothing here changes state: the caller applies, then calls remember()."""
         if self._mac is None:
             return self._refuse("no_key")
@@ -60,17 +60,18 @@ class Commands:
             return self._refuse("wrong_meter")
         if type(cid) is not int or cid <= 0 or cid >= 1 << 31 or type(exp) is not int:
             return self._refuse("malformed")
+        # From here the body is authentic and names its id: refusals echo it to the backend.
         for i in range(WINDOW):
             if self.ids[i] == cid:
                 return REPEAT, doc, self.results[i]
         if old:
-            return self._refuse("old_key")
+            return self._refuse("old_key", cid)
         if cid <= self.last_id:
-            return self._refuse("stale_id")
+            return self._refuse("stale_id", cid)
         if exp < now_utc:
-            return self._refuse("expired")
+            return self._refuse("expired", cid)
         if type(doc.get("op")) is not str:
-            return self._refuse("malformed")
+            return self._refuse("malformed", cid)
         return OK, doc, None
 
     def set_key(self, key):
@@ -78,9 +79,10 @@ class Commands:
         self._prev = self._mac
         self._mac = HmacSha256(key)
 
-    def _refuse(self, reason):
+    def _refuse(self, reason, cid=0):
+        """(REFUSED, id to answer with (0 when unknown or not authentic), reason)."""
         self.refused += 1
-        return REFUSED, None, reason
+        return REFUSED, cid, reason
 
     def remember(self, cid, result):
         i = cid % WINDOW
