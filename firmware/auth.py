@@ -37,10 +37,13 @@ class Commands:
             return self._refuse("oversized")
         if len(payload) < 66 or payload[64] != 0x20:
             return self._refuse("malformed")
-        try:
-            mac = unhexlify(payload[:64])
-        except ValueError:
-            return self._refuse("malformed")
+        for i in range(64):
+            # Lowercase hex only: one spelling per MAC, so a captured command cannot be
+            # re-sent in a form that looks new.
+            c = payload[i]
+            if not (0x30 <= c <= 0x39 or 0x61 <= c <= 0x66):
+                return self._refuse("malformed")
+        mac = unhexlify(payload[:64])
         body = memoryview(payload)[65:]
         old = False
         if not equal(self._mac.digest(body), mac):
