@@ -1,0 +1,65 @@
+"""firmware/sync.py: the numbered outbox and its replay, message formats, heap-quiet paths."""
+
+OUTBOX = r'''
+import mptest
+from sync import Outbox, TELE, EVT
+o = Outbox(4)
+for i in range(3):
+    o.put(TELE, b"m%d" % (i + 1))
+mptest.eq((o.seq, o.count), (3, 3), "numbered from 1")
+mptest.eq(o.peek(), (TELE, b"m1"), "fifo")
+o.pop(); o.pop()
+mptest.eq((o.count, o.peek()), (1, (TELE, b"m3")), "popped two")
+mptest.eq(o.replay_from(1), 1, "replay from a held entry")
+mptest.eq((o.count, o.peek()), (3, (TELE, b"m1")), "sent entries queued again in order")
+o.pop(); o.pop(); o.pop()
+o.put(EVT, b"m4"); o.put(EVT, b"m5")  # ring full: the oldest sent entry is forgotten
+mptest.eq(o.dropped, 0, "nothing unsent lost")
+mptest.eq(o.replay_from(1), 2, "m1 is gone: the replay starts at the oldest held")
+mptest.eq([o.peek()[1] for _ in range(1) ], [b"m2"], "m2 first")
+mptest.eq(o.count, 4, "m2..m5 pending")
+o.put(TELE, b"m6")  # full and nothing sent: the oldest unsent is dropped and counted
+mptest.eq((o.dropped, o.count, o.peek()[1]), (1, 4, b"m3"), "drop counted")
+mptest.eq(o.replay_from(99), 0, "nothing at or after a future number")
+mptest.eq(o.replay_from(4), 4, "pending already: nothing rewound")
+mptest.eq(o.count, 4, "count unchanged")
+mptest.done()
+'''
+
+
+def test_outbox_numbers_and_replays(mpy):
+    mpy(OUTBOX)
+
+
+FORMATS = r'''
+import json, mptest
+from sync import Sync
+class A: balance = 120; charged = 30; topped_up = 150
+class Mt: imp_wh = 1000; exp_wh = 2; v_cv = 23000; i_ma = 1500; p_w = 345
+class R: state = 0; reasons = 0
+class M: account = A(); metering = Mt(); relay = R(); topups = 2
+s = Sync("m-1", 16)
+s.telemetry(M(), 1767225600)
+s.load_profile(M(), 1767225600, 12, 0)
+s.snapshot(M(), 1767225600)
+s.reply(7, "applied", M(), extra=',"from":3')
+topics = []
+while s.outbox.count:
+    k, p = s.outbox.peek()
+    s.outbox.pop()
+    topics.append(s.topics[k])
+    d = json.loads(p)
+    mptest.eq(d["seq"], len(topics), "seq in payload = outbox number")
+    for v in d.values():
+        mptest.check(type(v) in (int, str), "integers only: %r" % (v,))
+mptest.eq(topics, [b"pm/v1/m-1/tele", b"pm/v1/m-1/lp", b"pm/v1/m-1/snap", b"pm/v1/m-1/reply"], "topics")
+mptest.eq(d["from"], 3, "reply extra")
+t, b = s.birth()
+mptest.eq((t, json.loads(b)["last"]), (b"pm/v1/m-1/status", 4), "birth names the last number")
+mptest.eq(s.will(), (b"pm/v1/m-1/status", b'{"online":0}'), "will")
+mptest.done()
+'''
+
+
+def test_uplink_formats(mpy):
+    mpy(FORMATS)
