@@ -30,7 +30,8 @@ class LinkError(OSError):
 
 class _BoundedSocket:
     def __init__(self, sock, timeout_s, link):
-        self._s = sock
+        self._s = sock  # what we read and write: the TLS socket once wrapped
+        self._raw = sock  # where timeouts go: MicroPython's TLS socket has no settimeout
         self._t = timeout_s
         self._link = link
         self._last1 = 0
@@ -39,16 +40,20 @@ class _BoundedSocket:
 
     def settimeout(self, t):
         # umqtt >= 1.5 passes its connect timeout, None by default: never let it mean "forever".
-        self._s.settimeout(self._t if t is None or t > self._t else t)
+        self._raw.settimeout(self._t if t is None or t > self._t else t)
 
     def setblocking(self, flag):
         if flag:
             # umqtt's wait_msg() reads a packet's first byte, then calls setblocking(True):
             # that byte is the fixed header, whose bit 0 is the RETAIN flag of a PUBLISH.
             self._link.retained = self._last1 & 1
-            self._s.settimeout(self._t)
+            if self._s is not self._raw:
+                self._s.setblocking(True)
+            self._raw.settimeout(self._t)
         else:
             self._s.setblocking(False)
+            if self._s is not self._raw:
+                self._raw.setblocking(False)
 
     def connect(self, addr):
         self._s.connect(addr)
