@@ -47,3 +47,17 @@ def test_seq_tracker_gaps_duplicates_restart():
     assert t.status({"online": 1, "boot": 100, "last": 7}) is False  # a reconnect, same boot
     assert t.status({"online": 1, "boot": 200, "last": 0}) is True  # RAM outbox restarted at 1
     assert t.gaps() == [] and t.add(1)
+
+
+def test_worked_examples_in_protocol_doc_verify():
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    lines = re.findall(r"^([0-9a-f]{64}) (\{.*\})$", doc, re.M)
+    assert len(lines) == 2
+    key = bytes(range(32))
+    for mac, body in lines:
+        assert mp.sign(key, body.encode()) == (mac + " " + body).encode()
+    rot = json.loads(lines[1][1])
+    new = bytes(range(32, 64))
+    assert rot["wk"] == mp.wrap_key(key, rot["m"], rot["id"], new) and rot["kcv"] == mp.kcv(new)
