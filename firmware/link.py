@@ -21,6 +21,8 @@ UP = const(1)
 
 _MAX_PID = const(0xFFF0)
 _MAX_MSGS_PER_POLL = const(4)
+_IPPROTO_TCP = const(6)  # the same on lwIP and Linux; MicroPython's socket module omits them
+_TCP_NODELAY = const(1)
 _MAX_READ = const(2048)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
 
 
@@ -56,6 +58,12 @@ class _BoundedSocket:
                 self._raw.setblocking(False)
 
     def connect(self, addr):
+        try:
+            # umqtt writes a packet in several small pieces; with Nagle each publish would
+            # wait for the peer's delayed ACK before its PUBACK can come back.
+            self._s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
         self._s.connect(addr)
         ctx = self._link.ssl_context
         if ctx is not None:

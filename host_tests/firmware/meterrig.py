@@ -124,5 +124,5 @@ class Backend:
         return False
 
     def close(self):
-        self.c.loop_stop()
         self.c.disconnect()
+        self.c.loop_stop()

@@ -13,7 +13,7 @@ KEY = bytes(range(1, 33))
 KEEPALIVE_S = 2
 TIMEOUT_MS = 1000  # the sim board's socket bound
 # Quiet meter: nothing to publish, so only the keepalive logic can notice a dead link.
-QUIET = {"keepalive_s": KEEPALIVE_S, "telemetry_s": 86400, "lp_s": 86400, "report_step_w": 10 ** 6,
+QUIET = {"keepalive_s": KEEPALIVE_S, "backoff_max_ms": 1000, "telemetry_s": 86400, "lp_s": 86400, "report_step_w": 10 ** 6,
          "opening_balance": 100000}
 
 
@@ -24,7 +24,7 @@ def test_half_open_link_detected_within_1_5_keepalive_and_metering_goes_on(tmp_p
         try:
             st = rig("run", ms=1500, adv=100)
             assert st["link"] == 1 and st["connects"] == 1
-            rig.send(do="run", ms=5000, adv=5000, sleep=5)
+            rig.send(do="run", ms=4000, adv=5000, sleep=5)
             time.sleep(1.0)
             proxy.blackhole()  # both ends stay open; nothing flows (a half-open link)
             t_fault = 1000
@@ -37,7 +37,10 @@ def test_half_open_link_detected_within_1_5_keepalive_and_metering_goes_on(tmp_p
             assert st["max_step_ms"] <= TIMEOUT_MS + 300 and st["steps"] > 100
             e0 = st["imp_wh"]
             proxy.heal()
-            st = rig("run", ms=6000, adv=5000)
+            for _ in range(40):
+                st = rig("run", ms=200, adv=5000)
+                if st["link"] == 1:
+                    break
             assert st["imp_wh"] > e0 and st["link"] == 1 and st["connects"] >= 2
         finally:
             rig.close()

@@ -11,7 +11,7 @@ import meterproto  # noqa: E402
 from meterrig import Backend, Rig
 
 KEY = bytes(range(1, 33))
-FAST = {"keepalive_s": 2, "opening_balance": 1000}
+FAST = {"keepalive_s": 2, "opening_balance": 1000, "backoff_max_ms": 1000}
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_broker_down_for_hours_backlog_without_gaps(rig_env, broker):
     connected(rig, b)
     st0 = rig("run", ms=500, adv=100)
     broker.stop()
-    st = rig("steps", n=12 * 360, adv=10000)  # 12 simulated hours, broker down
+    st = rig("steps", n=12 * 120, adv=30000)  # 12 simulated hours, broker down
     assert st["link"] == 0 and st["outbox"] >= 12 * 8 and st["dropped"] == 0
     queued = st["seq"]
     broker.start()

@@ -106,7 +106,7 @@ got = []
 L = Link(simple, RealClock(), lambda n: 0, "pm-tls-test", host, int(port), lambda t, m: got.append(m),
          (b"pm/v1/m-1/cmd",), keepalive_s=5, timeout_ms=2000, user=sec["mqtt_user"],
          password=sec["mqtt_password"], ssl_context=ctx, backoff_min_ms=100, backoff_max_ms=200)
-end = time.ticks_add(time.ticks_ms(), 3000)
+end = time.ticks_add(time.ticks_ms(), 1500)
 while L.state != UP and time.ticks_diff(end, time.ticks_ms()) > 0:
     L.poll()
     time.sleep_ms(20)
