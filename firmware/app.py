@@ -45,6 +45,7 @@ class Meter:
         self._undo = bytearray(record.SIZE)
         self.sync = Sync(board.meter_id, cfg.get("outbox_capacity", 64))
         self.remote = Remote(self)
+        self.sync.emit = emit
         self.topups = 0
         self.commit_wh = cfg.get("commit_wh", 5)
         self.commit_ms = cfg.get("commit_s", 900) * 1000
@@ -151,8 +152,7 @@ class Meter:
             return
         verdict, doc, res = self.commands.check(payload, self.clock.time())
         if verdict == auth.REFUSED:
-            self.emit(events.CMD_REFUSED, doc)
-            self.sync.reply(doc, res, self)
+            self.sync.refused(doc, res, self, self.clock.ticks_ms())
             return
         cid = doc["id"]
         if verdict == auth.REPEAT:

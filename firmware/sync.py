@@ -15,6 +15,11 @@ LP = const(3)
 SNAP = const(4)
 _NAMES = (b"tele", b"evt", b"reply", b"lp", b"snap")
 _SENDS_PER_POLL = const(2)
+# Answers to commands that are not authentic (anyone can send them) come from a token bucket,
+# so a flood of garbage cannot push telemetry out of the outbox. The rest are counted and the
+# count rides on the next such answer ("sup").
+_ANON_BURST = const(8)
+_ANON_REFILL_MS = const(10000)
 # Events that make the telemetry policy report at once (report.py).
 _EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTED, events.RELAY_OPEN,
                 events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
@@ -90,6 +95,11 @@ class Sync:
         self._ev_sent = 0  # next event-ring seq to forward
         self.published = 0
         self.exception = False  # an event asked for an early telemetry report
+        self.emit = None  # the app's event hook, for what only the link can see
+        self._oversized = 0
+        self._tokens = _ANON_BURST
+        self._refill = None  # ticks of the last token refill
+        self.suppressed = 0  # refusals not yet answered one by one
 
     @property
     def seq(self):
@@ -141,11 +151,36 @@ class Sync:
         self._put(REPLY, '{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}', (
             cid, result, 1 if repeat else 0, m.account.balance, m.relay.state, extra))
 
+    def refused(self, cid, reason, m, now):
+        """Answer and log a refused command (cid 0: not authentic, so rate-limited)."""
+        if cid == 0:
+            clock = m.clock
+            if self._refill is None:
+                self._refill = now
+            n = clock.ticks_diff(now, self._refill) // _ANON_REFILL_MS
+            if n > 0:
+                self._tokens = min(_ANON_BURST, self._tokens + n)
+                self._refill = clock.ticks_add(self._refill, n * _ANON_REFILL_MS)
+            if not self._tokens:
+                self.suppressed += 1
+                return
+            self._tokens -= 1
+        sup = self.suppressed
+        self.suppressed = 0
+        if self.emit is not None:
+            self.emit(events.CMD_REFUSED, cid)
+        self.reply(cid, reason, m, False, ',"sup":%d' % sup if sup else "")
+
     def poll(self):
         link = self.link
         if link is None:
             return
         link.poll()
+        if link.oversized != self._oversized:
+            # A packet too big to read was dropped with its connection: log it as a refusal.
+            self._oversized = link.oversized
+            if self.emit is not None:
+                self.emit(events.CMD_REFUSED, -1)
         for _ in range(_SENDS_PER_POLL):
             if not self.outbox.count:
                 break

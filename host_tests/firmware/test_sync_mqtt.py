@@ -63,6 +63,13 @@ def call(rig, b, payload, cid=None, ms=3000, adv=100):
     return run_until(rig, lambda st: len(b.replies.get(cid, ())) > n and st["outbox"] == 0, ms, adv)
 
 
+def untouched(a, b):
+    """Nothing a command can change has changed (metering goes on, so the record does)."""
+    keys = ("topups", "last_id", "relay", "reasons", "kid", "low1", "maxb", "price")
+    return ([a[k] for k in keys] == [b[k] for k in keys]
+            and a["balance"] + a["charged"] == b["balance"] + b["charged"])
+
+
 def contiguous(seqs):
     s = sorted(set(seqs))
     return s == list(range(s[0], s[0] + len(s)))
@@ -238,3 +245,48 @@ def test_key_rotation_is_committed_with_its_ack(rig_env, tmp_path):
     c4, cmd4 = b.command("topup", amt=50)
     st4 = call(rig, b, cmd4)
     assert b.wait(lambda: c4 in b.replies) and st4["topups"] == 2
+
+
+def test_garbage_through_the_broker_is_answered_and_changes_nothing(rig_env):
+    import random
+    make, b = rig_env
+    rig = make()
+    st0 = connected(rig, b)
+    rnd = random.Random(5)
+    good = b.command("topup", amt=10)[1]
+    cases = []
+    for i in range(300):
+        k = i % 4
+        if k == 0:
+            cases.append(bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 300))))
+        elif k == 1:
+            cases.append(good[:rnd.randrange(len(good))] or b"x")
+        elif k == 2:
+            cases.append(b"0" * 64 + good[64:])  # forged MAC
+        else:
+            cases.append(good[:65] + b"x" * 1100)  # oversized for a command, fine for MQTT
+    rig.send(do="run", ms=100, adv=100)
+    for p in cases:
+        b.publish(p)
+    rig.result()
+    st = run_until(rig, lambda st: st["refused"] >= st0["refused"] + len(cases) and st["outbox"] == 0, 8000)
+    assert st["refused"] - st0["refused"] == len(cases)
+    # Anyone can send garbage, so it is answered from a small budget; the rest is counted and the
+    # count rides on the next answer. Let the budget refill and send one more to collect it.
+    rig("steps", n=2, adv=10000)
+    rig.send(do="run", ms=100, adv=100)
+    b.publish(b"z")
+    rig.result()
+    run_until(rig, lambda st: st["outbox"] == 0, 2000)
+    assert b.wait(lambda: sum(1 + d.get("sup", 0) for d in b.replies.get(0, ())) == len(cases) + 1)
+    assert len(b.replies[0]) < len(cases) // 4, "the refusal budget did not hold"
+    reasons = {d["res"] for d in b.replies[0]}
+    assert reasons <= {"malformed", "bad_mac", "oversized"}
+    assert untouched(st0, st)
+    # A packet too big to read at all: the link drops it with the connection, logs it, comes back.
+    rig.send(do="run", ms=100, adv=100)
+    b.publish(b"y" * 5000)
+    rig.result()
+    st = run_until(rig, lambda st: st["oversized"] == 1 and st["link"] == 1, 4000)
+    assert st["oversized"] == 1 and st["connects"] == 2 and untouched(st0, st)
+    assert st["events"].get("cmd_refused", 0) >= 1
