@@ -23,7 +23,8 @@ _MAX_PID = const(0xFFF0)
 _MAX_MSGS_PER_POLL = const(4)
 _IPPROTO_TCP = const(6)  # the same on lwIP and Linux; MicroPython's socket module omits them
 _TCP_NODELAY = const(1)
-_MAX_READ = const(2048)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
+_MAX_READ = const(2048)
+_DNS_RETRY_FAILS = const(4)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
 
 
 class LinkError(OSError):
@@ -105,7 +106,13 @@ class _SocketModule:
         return _BoundedSocket(_socket.socket(*a), self._link.timeout_s, self._link)
 
     def getaddrinfo(self, host, port, *a):
-        return _socket.getaddrinfo(host, port, *a)
+        # DNS has no timeout of its own: resolve once and reuse the answer, so reconnecting
+        # during an outage does not block on the resolver. After a few failed connects the
+        # answer is dropped, in case the broker has moved.
+        link = self._link
+        if link._ai is None or link._fails >= _DNS_RETRY_FAILS:
+            link._ai = _socket.getaddrinfo(host, port, *a)
+        return link._ai
 
 
 class Link:
@@ -138,6 +145,7 @@ class Link:
         self._fails = 0
         self._client = None
         self._sock = None  # the proxy of the current connection
+        self._ai = None  # the broker's resolved address
         self.state = DOWN
         now = clock.ticks_ms()
         self._next_try = now

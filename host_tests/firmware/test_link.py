@@ -112,6 +112,11 @@ mptest.eq(L.state, link_mod.UP, "connected")
 mptest.eq(L._fails, 0, "backoff reset after a connect")
 mptest.eq(FakeClient.made[-1].clean, True, "clean session")
 mptest.eq(FakeClient.made[-1].sub, b"t", "resubscribed")
+sm = FakeMod.socket
+a1 = sm.getaddrinfo("127.0.0.1", 1883)
+mptest.check(sm.getaddrinfo("127.0.0.1", 1883) is a1, "resolved once, reused")
+L._fails = 4
+mptest.check(sm.getaddrinfo("127.0.0.1", 1883) is not a1, "resolved again after repeated failures")
 c = FakeClient.made[-1]
 c.pid = 0xFFF0
 mptest.check(L.publish(b"t", b"m"), "publish")
