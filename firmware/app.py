@@ -152,7 +152,7 @@ class Meter:
             return
         verdict, doc, res = self.commands.check(payload, self.clock.time())
         if verdict == auth.REFUSED:
-            self.sync.refused(doc, res, self, self.clock.ticks_ms())
+            self.sync.refused(doc, res, self, self.clock.ticks_ms())  # doc: the id, or 0
             return
         cid = doc["id"]
         if verdict == auth.REPEAT:
@@ -162,6 +162,7 @@ class Meter:
         record.pack(self._undo, self)
         topups = self.topups
         result = self._apply(doc)
+        extra = self.remote.take_extra()
         self.commands.remember(cid, result)
         if not self.commit():
             record.unpack(self._undo, self)
@@ -170,7 +171,7 @@ class Meter:
             return
         if result == _APPLIED and doc["op"] == "topup":
             self.emit(events.TOPUP_APPLIED, doc["amt"])
-        self.sync.reply(cid, RESULTS[result], self, extra=self.remote.extra if result == _APPLIED else "")
+        self.sync.reply(cid, RESULTS[result], self, extra=extra if result == _APPLIED else "")
 
     def _apply(self, doc):
         op = doc["op"]

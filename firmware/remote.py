@@ -51,6 +51,12 @@ class Remote:
             c.remember(ks.rot_id, APPLIED)
             m.commit()
 
+    def take_extra(self):
+        """The reply members of the last op applied here, once (then "")."""
+        e = self.extra
+        self.extra = ""
+        return e
+
     def apply(self, doc):
         self.extra = ""
         op = doc["op"]

@@ -108,6 +108,8 @@ def test_normal_flow_commands_replies_and_replays(rig_env):
     assert r["res"] == "bad_args" and st["price"] == 31000
     st, r = do("time", utc=1800000000)
     assert r["res"] == "applied" and 1800000000 <= r["t"] <= st["utc"]
+    st, r = do("topup", amt=1)
+    assert "t" not in r, "reply members of one op leaked into the next"
     st = rig("run", ms=300, adv=100)
     # Replays of every captured valid command: none is applied again.
     before = st
