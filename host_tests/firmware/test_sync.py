@@ -63,3 +63,36 @@ mptest.done()
 
 def test_uplink_formats(mpy):
     mpy(FORMATS)
+
+
+IDLE = r'''
+import mptest, micropython, events
+from sync import Sync
+class FakeLink:
+    oversized = 0
+    polls = 0
+    def poll(self): self.polls += 1
+    def publish(self, *a): return True
+s = Sync("m-1", 8)
+ring = events.EventRing(8)
+ring.raise_(events.BOOT, 0, 1)
+s.forward_events(ring)  # formats one message (allocates): outside the lock
+s.link = FakeLink()
+s.poll()  # sends it
+micropython.heap_lock()
+try:
+    for _ in range(100):
+        s.forward_events(ring)
+        s.poll()
+    ok = True
+except MemoryError:
+    ok = False
+micropython.heap_unlock()
+mptest.check(ok, "an idle loop pass through sync allocates nothing")
+mptest.eq((s.link.polls, s.outbox.count, s.published), (101, 0, 1), "polled, nothing left")
+mptest.done()
+'''
+
+
+def test_idle_sync_allocates_nothing(mpy):
+    mpy(IDLE)
