@@ -79,6 +79,7 @@ ring.raise_(events.BOOT, 0, 1)
 s.forward_events(ring)  # formats one message (allocates): outside the lock
 s.link = FakeLink()
 s.poll()  # sends it
+_ = ok = 0  # module globals exist before the lock: creating one would allocate
 micropython.heap_lock()
 try:
     for _ in range(100):
