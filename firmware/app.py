@@ -167,7 +167,8 @@ class Meter:
         if not self.commit():
             record.unpack(self._undo, self)
             self.topups = topups
-            self.sync.reply(cid, RESULTS[_STORE_FAULT], self)
+            # extra tells what did take effect outside the record (e.g. a rotated key's kid).
+            self.sync.reply(cid, RESULTS[_STORE_FAULT], self, extra=extra)
             return
         if result == _APPLIED and doc["op"] == "topup":
             self.emit(events.TOPUP_APPLIED, doc["amt"])
