@@ -38,4 +38,5 @@ mptest.done()
 
 
 def test_old_key_only_answers_repeats(mpy):
-    mpy(ROTATE_REPEAT)
+    r = mpy(ROTATE_REPEAT).result
+    assert r["ok"] and r["checks"] > 0

@@ -126,7 +126,8 @@ mptest.done()
 
 
 def test_backoff_is_capped_exponential_with_jitter_and_pid_wraps(mpy):
-    mpy(FAKE_MQTT)
+    r = mpy(FAKE_MQTT).result
+    assert r["ok"] and r["checks"] > 0
 
 
 BOUNDS = r'''
@@ -168,4 +169,5 @@ mptest.done()
 
 
 def test_socket_proxy_bounds_every_read(mpy):
-    mpy(BOUNDS)
+    r = mpy(BOUNDS).result
+    assert r["ok"] and r["checks"] > 0

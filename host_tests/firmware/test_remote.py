@@ -48,11 +48,32 @@ m2 = app_mod.Meter(sim_atm90e26.build({"meter_id": "r-1", "key": key, "seed": 1,
 m2.boot()
 mptest.eq((m2.sync.kid, m2.commands.last_id), (1, 9), "boot completes the rotation")
 mptest.check(9 in list(m2.commands.ids), "and its id is in the replay window")
+# The hot record cannot be written after the key store took a new key: the reply says so.
+import keys
+from hmac256 import HmacSha256
+from binascii import hexlify
+k1 = m2.remote._key
+k2 = bytes(range(90, 122))
+wk = hexlify(bytes(a ^ b for a, b in zip(k2, keys.pad(k1, "r-1", 10)))).decode()
+body = json.dumps({"m": "r-1", "id": 10, "exp": 2000000000, "op": "rotkey", "kid": 2, "wk": wk,
+                   "kcv": keys.kcv(k2)}).encode()
+def broken():
+    raise OSError(5)
+m2.store.commit = broken
+m2.on_message(m2.sync.cmd_topic, hexlify(HmacSha256(k1).digest(body)) + b" " + body)
+k, p = m2.sync.outbox.peek()
+while m2.sync.outbox.count > 1:
+    m2.sync.outbox.pop()
+    k, p = m2.sync.outbox.peek()
+r = json.loads(p)
+mptest.eq((r["id"], r["res"], r.get("kid")), (10, "store_fault", 2), "store fault names the key in force")
+mptest.eq((m2.sync.kid, m2.commands.last_id), (2, 9), "key rotated, window unchanged")
 mptest.done()
 '''
 
 
 def test_remote_ops_validate_then_apply(mpy, tmp_path):
     new = bytes(range(50, 82))
-    mpy(REMOTE, tmp_path / "f.img", KEY.hex(), meterproto.wrap_key(KEY, "r-1", 9, new), meterproto.kcv(new),
-        heap="256k")
+    res = mpy(REMOTE, tmp_path / "f.img", KEY.hex(), meterproto.wrap_key(KEY, "r-1", 9, new),
+              meterproto.kcv(new), heap="256k")
+    assert res.result["ok"] and res.result["checks"] >= 25

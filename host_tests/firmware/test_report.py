@@ -64,4 +64,5 @@ mptest.done()
 
 
 def test_reporting_policy(mpy):
-    mpy(REPORT)
+    r = mpy(REPORT).result
+    assert r["ok"] and r["checks"] > 0

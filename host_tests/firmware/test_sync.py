@@ -28,7 +28,8 @@ mptest.done()
 
 
 def test_outbox_numbers_and_replays(mpy):
-    mpy(OUTBOX)
+    r = mpy(OUTBOX).result
+    assert r["ok"] and r["checks"] > 0
 
 
 FORMATS = r'''
@@ -62,7 +63,8 @@ mptest.done()
 
 
 def test_uplink_formats(mpy):
-    mpy(FORMATS)
+    r = mpy(FORMATS).result
+    assert r["ok"] and r["checks"] > 0
 
 
 IDLE = r'''
@@ -96,4 +98,5 @@ mptest.done()
 
 
 def test_idle_sync_allocates_nothing(mpy):
-    mpy(IDLE)
+    r = mpy(IDLE).result
+    assert r["ok"] and r["checks"] > 0
