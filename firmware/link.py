@@ -23,8 +23,8 @@ _MAX_PID = const(0xFFF0)
 _MAX_MSGS_PER_POLL = const(4)
 _IPPROTO_TCP = const(6)  # the same on lwIP and Linux; MicroPython's socket module omits them
 _TCP_NODELAY = const(1)
-_MAX_READ = const(2048)
-_DNS_RETRY_FAILS = const(4)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
+_MAX_READ = const(2048)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
+_DNS_RETRY_FAILS = const(4)  # resolve the broker again on every 4th failed connect
 
 
 class LinkError(OSError):
@@ -107,10 +107,10 @@ class _SocketModule:
 
     def getaddrinfo(self, host, port, *a):
         # DNS has no timeout of its own: resolve once and reuse the answer, so reconnecting
-        # during an outage does not block on the resolver. After a few failed connects the
-        # answer is dropped, in case the broker has moved.
+        # during an outage does not block on the resolver each time. Every few failed connects
+        # the name is resolved again, in case the broker has moved.
         link = self._link
-        if link._ai is None or link._fails >= _DNS_RETRY_FAILS:
+        if link._ai is None or (link._fails and link._fails % _DNS_RETRY_FAILS == 0):
             link._ai = _socket.getaddrinfo(host, port, *a)
         return link._ai
 
