@@ -262,6 +262,10 @@ class Link:
     def close(self):
         if self._client is not None and self.state == UP:
             try:
+                if self._will:
+                    # A clean disconnect suppresses the will: say "offline" ourselves (QoS 0,
+                    # so closing never waits for, or acts on, anything still arriving).
+                    self._client.publish(self._will[0], self._will[1], True, 0)
                 self._client.disconnect()
             except Exception:
                 pass

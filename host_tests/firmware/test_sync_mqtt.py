@@ -139,10 +139,12 @@ def test_replays_after_reboot_are_not_accepted(rig_env, tmp_path):
         call(rig, b, p)
     assert b.wait(lambda: len(b.replies) == 3)
     st = rig("state")
+    n_status = len(b.of("status"))
     # A retained command (valid, fresh, never seen) waits on the broker for the next subscribe.
     rcid, rp = b.command("topup", amt=700)
     b.publish(rp, retain=True)
     rig.close()
+    assert b.wait(lambda: len(b.of("status")) > n_status) and b.of("status")[n_status] == {"online": 0}
     rig = make()  # same flash: a reboot
     st1 = connected(rig, b)
     assert st1["events"].get("retained_cmd") == 1 and rcid not in b.replies
