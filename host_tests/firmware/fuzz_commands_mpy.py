@@ -127,6 +127,30 @@ for i in range(N):
         board.advance(10000)
         utc0 += 10
 
+# Authentic commands with arguments of every wrong shape: answered, never a crash.
+WILD = (None, True, False, -1, 0, 1, 2 ** 31, 2 ** 64, -2 ** 40, 1.5, "", "x" * 40, [], [1], {}, {"v": 1},
+        {"v": 1, "kind": "flat", "price_per_kwh": 2 ** 40, "scale": 0}, "00" * 32)
+OPS = ("topup", "disconnect", "reconnect", "tariff", "limits", "time", "status", "backfill", "rotkey", "nope")
+ARGS = ("amt", "direct", "tariff", "low1", "low2", "hyst", "maxb", "rth", "utc", "from", "kid", "wk", "kcv")
+wild_crashes = 0
+wild_unanswered = 0
+cid = 100000
+for i in range(1000):
+    cid += 1
+    d = {"m": MID, "id": cid, "exp": NOW + 3600 + 100000, "op": random.choice(OPS)}
+    for _ in range(random.getrandbits(2)):
+        d[random.choice(ARGS)] = random.choice(WILD)
+    seq0 = m.sync.outbox.seq
+    try:
+        m.on_message(m.sync.cmd_topic, signed(KEY, d))
+    except Exception as e:
+        wild_crashes += 1
+        if wild_crashes < 5:
+            print("crash on", d, repr(e))
+    if m.sync.outbox.seq == seq0:
+        wild_unanswered += 1
+mptest.eq(wild_crashes, 0, "crashes on authentic commands with wild arguments")
+mptest.eq(wild_unanswered, 0, "authentic commands without a reply")
 mptest.eq(crashes, 0, "crashes")
 mptest.eq(changed, 0, "state changes")
 mptest.eq(unanswered, 0, "commands without a reply")
