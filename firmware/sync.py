@@ -26,10 +26,11 @@ _EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTE
 
 
 class Outbox:
-    """Fixed-capacity FIFO of (topic kind, payload). When full the oldest telemetry is dropped
-    first; `dropped` counts what was lost so gaps are visible.
+    """Fixed-capacity FIFO of (topic kind, payload), in RAM.
     Entries are numbered: put() gives the entry number seq + 1 (the payload must carry it).
-    Sent entries stay in the ring until their slot is needed, so replay_from() can resend them."""
+    Sent entries stay in the ring until their slot is needed, so replay_from() can resend them.
+    When full, the oldest sent entry is forgotten first; only then is the oldest unsent one
+    dropped, and `dropped` counts those so gaps are visible."""
 
     def __init__(self, capacity):
         self._kind = bytearray(capacity)
