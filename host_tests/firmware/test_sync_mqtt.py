@@ -295,3 +295,26 @@ def test_garbage_through_the_broker_is_answered_and_changes_nothing(rig_env):
     st = run_until(rig, lambda st: st["oversized"] == 1 and st["link"] == 1, 4000)
     assert st["oversized"] == 1 and st["connects"] == 2 and untouched(st0, st)
     assert st["events"].get("cmd_refused", 0) >= 1
+
+
+def test_overflowing_outage_shows_gaps_and_backfill_says_what_is_left(rig_env, broker):
+    make, b = rig_env
+    rig = make({"outbox_capacity": 40})
+    connected(rig, b)
+    st0 = rig("run", ms=300, adv=100)
+    broker.stop()
+    st = rig("steps", n=12 * 120, adv=30000)  # ~100 messages into 40 slots
+    assert st["dropped"] > 0 and st["dropped"] + st["outbox"] == st["seq"] - st0["seq"]
+    broker.start()
+    assert b.connected.wait(10)
+    st = run_until(rig, lambda st: st["outbox"] == 0 and st["link"] == 1, 8000)
+    assert b.wait(lambda: max(b.seqs()) >= st["seq"] - 1)
+    t = meterproto.SeqTracker()
+    for s in b.seqs():
+        t.add(s)
+    gaps = t.gaps()
+    assert len(gaps) == st["dropped"] and gaps[0] == st0["seq"] + 1  # exactly the dropped ones
+    cid, p = b.command("backfill", **{"from": gaps[0]})
+    call(rig, b, p)
+    r = b.replies[cid][0]
+    assert r["from"] == gaps[-1] + 1, "the reply names the oldest number still held"
