@@ -156,18 +156,24 @@ def _read_ma(m):
     return m.metering._chip.read(_chip.IRMS)
 
 
+def _closed(m):
+    """True when the contacts are driven closed: CONNECTED and no close still waiting for its
+    randomised reconnect delay (then the contacts are still open)."""
+    return m.relay.state == relay_mod.CONNECTED and not m.protection.driver.pending()
+
+
 def _click(m):
     """Open the contacts for a moment and watch the current fall. Returns (ok, before_ma, after_ma)."""
-    hw = m.board.relay
-    if m.relay.state != relay_mod.CONNECTED:
+    drv = m.protection.driver
+    if not _closed(m):
         return None, 0, 0
     before = _read_ma(m)
-    hw.set(False)
+    drv.jog(False)
     try:
         _settle(m, _SETTLE_MS)
         after = _read_ma(m)
     finally:
-        hw.set(True)  # back to what RelayControl says: it was CONNECTED
+        drv.jog(True)  # back to where the driver has them: closed
     _settle(m, _SETTLE_MS)
     if before < _NO_LOAD_MA:
         return None, before, after
@@ -181,6 +187,9 @@ def _check_relay(m):
     if ok is None and m.relay.state != relay_mod.CONNECTED:
         return _result("relay", None, "not tested: relay is %s (reasons %s)" % (
             relay_mod.STATE_NAMES[m.relay.state], _reasons(m.relay.reasons)))
+    if ok is None and not _closed(m):
+        return _result("relay", None, "not tested: relay closes after its reconnect delay (up to %d s)" % (
+            m.relay.delay_max_s))
     if ok is None:
         return _result("relay", None, "clicked, but no load to confirm it (%s A before)" % _fixed(before, 1000, 3))
     return _result("relay", ok, "open: %s A -> %s A, closed again" % (_fixed(before, 1000, 3), _fixed(after, 1000, 3)))
@@ -252,6 +261,17 @@ def relay_test():
 
 
 # -- token entry --------------------------------------------------------------------------
+_TOKEN_HELP = {
+    "applied": "credit added",
+    "used": "already applied, nothing added",
+    "check_digit": "a digit is mistyped: type the token again",
+    "bad_mac": "not a valid token for this meter",
+    "locked": "too many wrong tokens: wait and try again",
+    "refused_max_balance": "the balance would go above its maximum",
+    "no_key": "this meter has no key: it cannot check tokens",
+}
+
+
 def token(text):
     """Enter a 20-digit token; spaces and dashes between groups are fine."""
     m = _m()
@@ -260,21 +280,46 @@ def token(text):
     digits = "".join(ch for ch in text if ch not in " -")
     if not digits.isdigit() or len(digits) != 20:
         return _err("a token has 20 digits, got %r (%d digits)" % (text, sum(1 for c in digits if c.isdigit())))
-    enter = getattr(m, "enter_token", None)
-    if enter is None:
-        return _err("token entry is not supported by this firmware")
-    res = enter(digits)
-    _out("token %s: %s; balance %s" % (" ".join(digits[i:i + 4] for i in range(0, 20, 4)), res,
-                                       money(m.account.balance, _dec(m))))
+    res = m.enter_token(digits)
+    why = _TOKEN_HELP.get(res)
+    _out("token %s: %s%s; balance %s" % (" ".join(digits[i:i + 4] for i in range(0, 20, 4)), res,
+                                         " (%s)" % why if why else "", money(m.account.balance, _dec(m))))
     return res
 
 
 # -- event log ------------------------------------------------------------------------------
 def log(n=20):
-    """The last n events, oldest first."""
-    m = _m()
+    """The last n events, oldest first, from the event log on flash (so events from before
+    the last reboot show too); the RAM ring if the log cannot be read."""
+    m = _m()  # its step persists the events raised so far
     if type(n) is not int or n <= 0:
         return _err("log(n): n must be a positive whole number")
+    ring = m.log.events
+    if ring is None:
+        _out("(event log on flash unavailable: events since boot only)")
+        return _log_ram(m, n)
+    import struct
+    from logbook import EV_FMT, EV_SIZE
+    buf = bytearray(EV_SIZE)
+    first = ring.next_seq - n if ring.next_seq - n > ring.first_seq else ring.first_seq
+    shown = 0
+    for s in range(first, ring.next_seq):
+        if not ring.read(s, buf):
+            _out("#%-4d (unreadable)" % s)
+            continue
+        utc, arg, code = struct.unpack(EV_FMT, buf)
+        _show_event(s, code, arg, utc)
+        shown += 1
+    if not shown:
+        _out("(no events logged)")
+    return shown
+
+
+def _show_event(s, code, arg, utc):
+    _out("#%-4d %s  %-17s %d" % (s, utc_text(utc), events.name(code), arg))
+
+
+def _log_ram(m, n):
     ring = m.events
     first = ring.seq - n if ring.seq > n else 0
     if first < ring.oldest_seq():
@@ -284,8 +329,7 @@ def log(n=20):
         e = ring.get(s)
         if e is None:
             continue
-        code, arg, utc = e
-        _out("#%-4d %s  %-17s %d" % (s, utc_text(utc), events.name(code), arg))
+        _show_event(s, e[0], e[1], e[2])
         shown += 1
     if not shown:
         _out("(no events since boot)")
@@ -504,7 +548,7 @@ _HELP = (
     ("selftest()", "SPI + checksums, relay click with current check, storage, clock, broker"),
     ("relay_test()", "open the relay for a moment and confirm the current falls"),
     ('token("1234 ...")', "enter a 20-digit token"),
-    ("log(20)", "the last events, oldest first"),
+    ("log(20)", "the last events from the log on flash, oldest first"),
     ("set_time(2026,11,27,10,30,0)", "set the clock (UTC); or set_time(unix_seconds)"),
     ("config()", 'show settings; config("telemetry_s", 300) sets one'),
     ("cal_read()", "calibration step 1: the meter's V, A, W over a few seconds"),

@@ -160,9 +160,10 @@ class Backend:
             b.acked[cid] = d["res"]
         if b.pending and b.pending[0] == cid:
             op = b.pending[1]
-            if op == "disconnect":
+            # A relay command the meter refused (e.g. rate_limited) changed nothing there.
+            if op == "disconnect" and d["res"] == "applied":
                 b.remote_off = True
-            elif op == "reconnect":
+            elif op == "reconnect" and d["res"] == "applied":
                 b.remote_off = False
             if op == "topup" and d["res"] == "applied" and self.rng.random() < 0.2:
                 b.resend_after_ack = (b.pending[3], cid)

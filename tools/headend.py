@@ -300,6 +300,10 @@ def hint(res, op):
         return " (this meter's firmware does not support %r yet)" % op
     if res == "refused_max_balance":
         return " (the balance would pass the meter's maximum)"
+    if res == "rate_limited":
+        return " (the meter limits relay commands: a few at once, then one per refill period; try later)"
+    if res == "bad_args" and op == "tariff":
+        return " (the active tariff stays; a new tariff must keep the meter's active scale)"
     return ""
 
 
@@ -549,12 +553,30 @@ def cmd_reconnect(h, a):
     return 0
 
 
-def _firmware_tariff():
-    # The meter's own validator, so the headend never accepts a tariff the meter would reject.
-    spec = importlib.util.spec_from_file_location("fw_tariff", ROOT / "firmware" / "tariff.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+# The meter's own check (firmware/tariff.py under micropython), done the way Meter.set_tariff
+# does it: the document must build a tariff and schedule as a passive one (so it needs activate_at).
+_TARIFF_CHECK = """
+import sys, json, tariff
+doc = json.loads(sys.stdin.read())
+try:
+    tariff.from_doc(doc).schedule(doc)
+    print(json.dumps({"ok": True}))
+except tariff.TariffError as e:
+    print(json.dumps({"ok": False, "error": str(e)}))
+"""
+
+
+def check_tariff(doc):
+    """None if the meter's firmware accepts the tariff document, else its reason."""
+    import mprun
+    try:
+        res = mprun.run_mpy(_TARIFF_CHECK, heap="256k", stdin=json.dumps(doc))
+    except mprun.MpyNotFound as e:
+        raise CliError("cannot check the tariff with the firmware: %s" % e)
+    got = mprun.parse_result(res.stdout)
+    if res.returncode != 0 or got is None:
+        raise CliError("the firmware's tariff check failed to run:\n%s" % res.describe())
+    return None if got["ok"] else got["error"]
 
 
 def cmd_tariff(h, a):
@@ -565,11 +587,9 @@ def cmd_tariff(h, a):
         raise CliError("no such tariff file: %s" % a.file)
     except ValueError as e:
         raise CliError("%s is not valid JSON: %s" % (a.file, e))
-    fw = _firmware_tariff()
-    try:
-        fw.from_doc(doc)
-    except fw.TariffError as e:
-        raise CliError("tariff %s rejected before sending: %s" % (a.file, e))
+    why = check_tariff(doc)
+    if why is not None:
+        raise CliError("tariff %s rejected before sending: %s" % (a.file, why))
     h.send(a.meter, "tariff", tariff=doc)
     print("%s: tariff applied" % a.meter)
     return 0

@@ -17,6 +17,7 @@ if len(sys.argv) > 4:
     board._broker = (host, int(port))  # the sim board's link target (boards/sim_atm90e26.py)
 m = main.start(board)
 main.loop(m, ticks)
+ops_boot = board.relay.operations  # before any REPL command (includes the power-up close)
 g = {}
 exec("from repl import *", g)
 for line in sys.stdin:
@@ -34,6 +35,7 @@ for line in sys.stdin:
         print("EXC %s: %s" % (type(e).__name__, e))
 m = app.current
 print(json.dumps({"balance": m.account.balance, "imp_wh": m.metering.imp_wh, "relay": m.relay.state,
-                  "reasons": m.relay.reasons, "relay_ops": board.relay.operations, "time": m.clock.time(),
+                  "reasons": m.relay.reasons, "relay_ops": board.relay.operations,
+                  "relay_ops_boot": ops_boot, "closed": board.relay.closed, "time": m.clock.time(),
                   "tele_ms": m.tele_ms, "events": m.events.seq, "topups": m.topups,
-                  "commits": m.store.commits}))
+                  "commits": m.store.commits, "logged": m.log.events.next_seq}))

@@ -54,6 +54,12 @@ def test_main_loop_interrupt_resume_and_settings(mpy, tmp_path):
 
 REALTIME = r"""
 import sys, mptest, simkit, main, app, time
+from simhw.clock import RealClock
+
+class IntClock(RealClock):
+    # Whole UTC seconds, as the ESP32 board's clock gives (the unix port's time.time() is a float).
+    def time(self):
+        return int(time.time())
 
 class RealBoard:
     # The sim board without advance(): main.loop sleeps to real tick deadlines, as on the ESP32.
@@ -61,8 +67,7 @@ class RealBoard:
     def __init__(self, b):
         self.b = b
         self.feeds = 0
-        from simhw.clock import RealClock
-        self.clock = RealClock()  # real time, as on the device
+        self.clock = IntClock()  # real time, as on the device
     def __getattr__(self, k):
         if k == "advance":
             raise AttributeError(k)

@@ -45,8 +45,19 @@ def test_selftest_clicks_the_relay_and_confirms_with_current(mpy, tmp_path):
     assert by["clock"].split()[1] == "ok"
     assert by["broker"].split()[1] == "--"
     assert lines[-1] == "True"
-    assert res["relay_ops"] == 2  # opened once, closed again
-    assert res["relay"] == 0  # connected
+    assert res["relay_ops"] - res["relay_ops_boot"] == 2  # opened once, closed again
+    assert res["relay"] == 0 and res["closed"]  # connected, contacts closed
+
+
+def test_selftest_leaves_a_relay_waiting_for_its_reconnect_delay_open(mpy, tmp_path):
+    # Right after power-up the relay is CONNECTED but its contacts close only after the
+    # randomised reconnect delay: the click must not close them early.
+    cfg = {"opening_balance": 1000, "protection": {"relay": {"reconnect_delay_s": 600}}}
+    out, res = session(mpy, tmp_path, ["selftest()"], ticks=1, config=cfg)
+    assert res["relay_ops_boot"] == 0  # precondition: still waiting (seeded delay > 1 s)
+    relay = [ln for ln in out["selftest()"] if ln.startswith("relay")][0]
+    assert relay.split()[1] == "--" and "reconnect delay" in relay
+    assert res["relay"] == 0 and not res["closed"] and res["relay_ops"] == 0
 
 
 def test_selftest_reports_a_broken_chip(mpy, tmp_path):
@@ -60,7 +71,7 @@ def test_selftest_reports_a_broken_chip(mpy, tmp_path):
     assert any(ln.startswith("chip      FAULT") for ln in out["status()"])
     relay = [ln for ln in lines if ln.startswith("relay")][0]
     assert relay.split()[1] == "--" and "chip not answering" in relay
-    assert res["relay_ops"] == 0  # no click without a way to confirm it
+    assert res["relay_ops"] == res["relay_ops_boot"]  # no click without a way to confirm it
     assert lines[-1] == "False"
 
 
@@ -68,7 +79,8 @@ def test_relay_test_does_not_close_a_relay_that_is_open_for_credit(mpy, tmp_path
     out, res = session(mpy, tmp_path, ["relay_test()"], config={"opening_balance": 1})
     text = "\n".join(out["relay_test()"])
     assert "not tested: relay is" in text and "credit" in text
-    assert res["relay"] != 0 and res["relay_ops"] == 1  # only the credit disconnect itself
+    assert res["relay"] != 0 and not res["closed"]
+    assert res["relay_ops"] == res["relay_ops_boot"]  # relay_test did not move the contacts
 
 
 def test_config_validates_saves_and_survives_a_restart(mpy, tmp_path):
@@ -86,21 +98,31 @@ def test_config_validates_saves_and_survives_a_restart(mpy, tmp_path):
     assert res["tele_ms"] == 300000
 
 
-def test_token_checks_digits_and_says_when_firmware_lacks_entry(mpy, tmp_path):
-    out, res = session(mpy, tmp_path, ['token("1234 5678 9012 3456 7890")', 'token("1234-5678")',
-                                      'token(12345678901234567890)'])
-    assert out['token("1234 5678 9012 3456 7890")'] == ["error: token entry is not supported by this firmware"]
-    assert "a token has 20 digits" in out['token("1234-5678")'][0]
-    assert "give the token as text" in out['token(12345678901234567890)'][0]
+def _tokens(amount=500):
+    import token_issue
+    key = bytes(range(32))  # simkit.TEST_KEY, meter t-0001
+    good = token_issue.issue(key, "t-0001", 1, amount)
+    typo = good[:-1] + str((int(good[-1]) + 1) % 10)  # check digit off by one
+    forged = token_issue.issue(bytes(32), "t-0001", 2, amount)  # another meter's key
+    return token_issue.grouped(good), good.replace(" ", "")[:8] + "-" + good[8:], typo, forged
 
 
-def test_token_goes_to_the_firmware_hook_when_present(mpy, tmp_path):
-    hook = ("exec(\"def _t(d):\\n m=__import__('app').current\\n m.account.topup(int(d[-4:]))\\n return 'applied'\\n"
-            "__import__('app').current.enter_token=_t\")")
-    out, res = session(mpy, tmp_path, [hook, 'token("0000 0000 0000 0000 0500")'])
-    line = out['token("0000 0000 0000 0000 0500")'][0]
-    assert line.startswith("token 0000 0000 0000 0000 0500: applied; balance ")
-    assert line.endswith("%d.%02d" % (res["balance"] // 100, res["balance"] % 100))
+def test_token_enters_issued_tokens_once_and_refuses_typos(mpy, tmp_path):
+    good, good_dashed, typo, forged = _tokens(500)
+    cmds = ["status()['balance']", 'token("%s")' % good, 'token("%s")' % good_dashed, 'token("%s")' % typo,
+            'token("%s")' % forged, 'token("1234-5678")', "token(12345678901234567890)"]
+    out, res = session(mpy, tmp_path, cmds)
+    before = int(out[cmds[0]][-1])
+    first = out[cmds[1]]
+    assert first[-1] == "'applied'"
+    assert first[0].startswith("token %s: applied" % good)
+    assert first[0].endswith("balance %d.%02d" % ((before + 500) // 100, (before + 500) % 100))
+    assert out[cmds[2]][-1] == "'used'"  # same token again (dashes are fine): nothing added
+    assert out[cmds[3]][-1] == "'check_digit'" and "mistyped" in out[cmds[3]][0]
+    assert out[cmds[4]][-1] == "'bad_mac'"
+    assert "a token has 20 digits" in out[cmds[5]][0]
+    assert "give the token as text" in out[cmds[6]][0]
+    assert res["topups"] == 1 and res["balance"] == before + 500
 
 
 def test_log_lists_events_with_times_and_names(mpy, tmp_path):
@@ -110,6 +132,20 @@ def test_log_lists_events_with_times_and_names(mpy, tmp_path):
     assert any("credit_exhausted" in ln or "relay_open" in ln for ln in lines)
     assert all(" UTC " in ln for ln in lines[:3])
     assert out["log(0)"] == ["error: log(n): n must be a positive whole number"]
+
+
+def test_log_shows_events_logged_before_the_last_reboot(mpy, tmp_path):
+    out, first = session(mpy, tmp_path, ["log(500)"], config={"opening_balance": 1})
+    before = out["log(500)"]
+    assert int(before[-1]) == first["logged"] > 0
+    assert any(" credit_exhausted " in ln for ln in before)
+    # Reboot on the same flash: the RAM ring starts again, the log on flash goes on.
+    out, res = session(mpy, tmp_path, ["log(500)", "log(2)"], ticks=1, config={"opening_balance": 1})
+    lines = out["log(500)"]
+    assert int(lines[-1]) == res["logged"] > first["logged"] > res["events"]
+    assert lines[:len(before) - 1] == before[:-1]  # same numbers, times, names as before the reboot
+    assert [ln.split()[4] for ln in lines[:-1]].count("boot") == 2
+    assert out["log(2)"][:2] == lines[-3:-1] and out["log(2)"][2] == "2"  # the newest two
 
 
 def test_set_time_sets_the_clock_and_refuses_bad_dates(mpy, tmp_path):

@@ -198,7 +198,9 @@ def test_token_needs_an_issuer_and_formats_twenty_digits(cli, monkeypatch):
 def test_tariff_is_validated_before_sending(cli, tmp_path):
     nid = cli.rec()["next_cmd_id"]
     bad = tmp_path / "bad.json"
-    for text, msg in (('{"v": 1, "kind": "flat", "price_per_kwh": -5, "scale": 1000}', "price_per_kwh must be"),
+    for text, msg in (('{"v": 1, "kind": "flat", "price_per_kwh": -5, "scale": 1000, "activate_at": 1}',
+                       "price_per_kwh must be"),
+                      ('{"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000}', "needs activate_at"),
                       ('{"v": 2}', "unsupported tariff version"), ("{nope", "not valid JSON")):
         bad.write_text(text)
         rc, out, err = cli("tariff", METER, str(bad))
@@ -210,10 +212,14 @@ def test_tariff_is_validated_before_sending(cli, tmp_path):
 
 def test_tariff_push_reaches_the_meter(cli, tmp_path):
     good = tmp_path / "t.json"
-    good.write_text('{"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000}')
+    good.write_text('{"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000, "activate_at": 1767225600}')
     rc, out, err = cli("tariff", METER, str(good))
-    # This firmware does not take tariff commands yet: the meter's own answer comes back.
-    assert (rc == 0 and "tariff applied" in out) or (rc == 1 and "does not support 'tariff' yet" in err), err
+    assert rc == 0 and "%s: tariff applied" % METER in out, err
+    # Valid on its own, but the meter keeps its remainder in the active scale's units: it refuses.
+    other = tmp_path / "t100.json"
+    other.write_text('{"v": 1, "kind": "flat", "price_per_kwh": 3000, "scale": 100, "activate_at": 1767225600}')
+    rc, out, err = cli("tariff", METER, str(other))
+    assert rc == 1 and "refused tariff: bad_args" in err and "active scale" in err, err
 
 
 def test_backfill_asks_for_the_first_gap_in_what_was_recorded(cli):
@@ -381,3 +387,9 @@ def test_export_prefers_the_meters_own_load_profile_and_snapshots(tmp_path, caps
     assert rows[1:] == [["2026-01-01", "2026-01-02 00:00:00", "2400", "4.11", "3.89", "8.00", "1", ""]]
     rc, out, err = c("plot", "L1", "--out", str(tmp_path / "l1.png"))
     assert rc == 0 and (tmp_path / "l1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_refusal_hints_say_what_to_do():
+    assert "limits relay commands" in headend.hint("rate_limited", "disconnect") and "later" in headend.hint("rate_limited", "reconnect")
+    assert "scale" in headend.hint("bad_args", "tariff")
+    assert headend.hint("bad_args", "topup") == ""
