@@ -24,6 +24,7 @@ import csv
 import datetime
 import importlib.util
 import json
+import math
 import os
 import re
 import secrets
@@ -131,25 +132,78 @@ class Registry:
             rec["meter_time"] = t
             self.put(rec)
 
+    def seq_high(self, meter_id):
+        """Newest uplink number this headend has seen from the meter (0: none yet)."""
+        return self.get(meter_id).get("seq_high", 0)
+
+    def _note_seq(self, meter_id, kind, doc):
+        """Keep the meter's newest uplink number (docs/protocol.md 5.1): it only grows, across
+        reboots too, unless a birth shows that the meter restarted its numbering."""
+        def change(rec):
+            high = rec.get("seq_high", 0)
+            if kind == "status":
+                if doc.get("online") != 1 or not isinstance(doc.get("last"), int):
+                    return
+                if rec.get("boot") is not None and doc.get("boot") != rec["boot"] and doc["last"] < high:
+                    high = 0  # blank or reformatted flash: a new sequence
+                rec["boot"] = doc.get("boot")
+                rec["seq_high"] = max(high, doc["last"])
+            elif isinstance(doc.get("seq"), int) and doc["seq"] > high:
+                rec["seq_high"] = doc["seq"]
+
+        if self.path(meter_id).exists():
+            self.update(meter_id, change)
+
     def record(self, meter_id, kind, doc):
+        """Append an uplink message (or a birth, kind "status") to the meter's data file."""
         self.data.mkdir(parents=True, exist_ok=True)
         with open(self.data / (meter_id + ".jsonl"), "a") as f:
             f.write(json.dumps({"k": kind, "rx": int(time.time()), "d": doc}, sort_keys=True) + "\n")
+        self._note_seq(meter_id, kind, doc)
 
-    def recorded(self, meter_id, kind=None):
-        """Recorded uplink messages of one kind (all kinds when None), once each, in time order."""
+    def _scan(self, meter_id):
+        """(era, kind, doc) of every readable recorded line, in file order. The era counts the
+        times the meter restarted its numbering (a birth with a new boot and `last` below the
+        numbers seen before; docs/protocol.md 5.1): a seq identifies a message only within one era."""
         p = self.data / (meter_id + ".jsonl")
-        out = {}
         if not p.exists():
             return []
+        out = []
+        era, boot, high = 0, None, 0
         for line in p.read_text().splitlines():
             try:
                 r = json.loads(line)
             except ValueError:
                 continue  # a line cut by a crash: skip it
-            if (kind is None or r.get("k") == kind) and isinstance(r.get("d"), dict) and "seq" in r["d"]:
-                out[r["d"]["seq"]] = r["d"]  # a duplicate delivery (QoS1) counts once
+            d = r.get("d") if isinstance(r, dict) else None
+            if not isinstance(d, dict):
+                continue
+            if r.get("k") == "status":
+                if d.get("online") == 1 and isinstance(d.get("last"), int):
+                    if boot is not None and d.get("boot") != boot and d["last"] < high:
+                        era, high = era + 1, 0
+                    boot = d.get("boot")
+                    high = max(high, d["last"])
+            elif isinstance(d.get("seq"), int):
+                high = max(high, d["seq"])
+            out.append((era, r.get("k"), d))
+        return out
+
+    def recorded(self, meter_id, kind=None, current=False):
+        """Recorded uplink messages of one kind (all kinds when None), once each, in time order;
+        only those of the meter's current numbering when `current`."""
+        lines = self._scan(meter_id)
+        last = lines[-1][0] if lines else 0
+        out = {}
+        for era, k, d in lines:
+            if k != "status" and (kind is None or k == kind) and "seq" in d and (not current or era == last):
+                out[(era, d["seq"])] = d  # a duplicate delivery (QoS1, backfill) counts once
         return sorted(out.values(), key=lambda d: (d.get("t", 0), d["seq"]))
+
+    def boots(self, meter_id):
+        """The boot times (UTC) of the recorded births."""
+        return sorted({d["boot"] for _, k, d in self._scan(meter_id)
+                       if k == "status" and isinstance(d.get("boot"), int)})
 
 
 def check_id(meter_id):
@@ -205,8 +259,9 @@ class Bus:
         info = self.c.publish(topic, payload, qos=1)
         info.wait_for_publish(5)
 
-    def wait_for(self, pred, timeout, start=0):
-        """First message from index `start` on, as (topic, doc, retain), satisfying pred; None after timeout."""
+    def wait_for(self, pred, timeout, start=0, idle=False):
+        """First message from index `start` on, as (topic, doc, retain), satisfying pred; None after
+        timeout. With `idle`, the timeout counts from the last message received (any topic)."""
         deadline = time.monotonic() + timeout
         seen = start
         with self.cond:
@@ -214,6 +269,8 @@ class Bus:
                 while seen < len(self.msgs):
                     topic, payload, retain = self.msgs[seen]
                     seen += 1
+                    if idle:
+                        deadline = time.monotonic() + timeout
                     try:
                         doc = json.loads(payload)
                     except ValueError:
@@ -274,30 +331,53 @@ class Headend:
         bus = self.bus
         cid, op = pending["id"], pending["op"]
         reply_t = meterproto.topic(meter_id, "reply")
-        bus.subscribe(reply_t)
+        first = len(bus.msgs)
+        bus.subscribe(*[meterproto.topic(meter_id, k) for k in meterproto.UPLINK])
+        self.keep(meter_id, first)  # the retained birth: the meter's newest number at its last connect
         start = len(bus.msgs)
+        # A refusal of a command that was not authentic carries id 0, so only its number can tell
+        # it from an older id-0 reply sent again (a backfill re-sends everything from its `from`,
+        # and before its own reply): an answer to this command is newer than anything seen so far.
+        known = self.reg.seq_high(meter_id)
         bus.publish(meterproto.topic(meter_id, "cmd"), pending["payload"].encode())
-        got = bus.wait_for(lambda t, d, r: t == reply_t and d.get("id") in (cid, 0), self.a.timeout, start)
+        got = bus.wait_for(lambda t, d, r: t == reply_t and (d.get("id") == cid or (
+            d.get("id") == 0 and isinstance(d.get("seq"), int) and d["seq"] > known)),
+            self.a.timeout, start, idle=(op == "backfill"))
+        self.keep(meter_id, start)  # what arrived meanwhile (a backfill's re-sent messages) is recorded
         if got is None:
             raise Refused("no reply from %s within %gs (offline?). The command is valid until %s UTC: "
                           "`headend retry %s` re-sends it; it is applied at most once" % (
                               meter_id, self.a.timeout, utc(pending["exp"]), meter_id))
         doc = got[1]
-        if "seq" in doc:
-            self.reg.record(meter_id, "reply", doc)
         # Any answer settles the command: applied, or refused for good.
         self.reg.update(meter_id, lambda r: r.pop("pending", None))
         if doc["id"] == 0:
-            raise Refused("%s refused command %d: %s" % (meter_id, cid, doc.get("res")))
+            raise Refused("%s refused command %d: %s%s" % (meter_id, cid, doc.get("res"), hint(doc.get("res"), op)))
         if doc.get("res") != "applied":
             raise Refused("%s refused %s: %s%s" % (meter_id, op, doc.get("res"), hint(doc.get("res"), op)))
         doc["cmd_id"] = cid
         return doc
 
 
+    def keep(self, meter_id, start):
+        """Record the meter's uplink messages received from bus index `start` on."""
+        bus = self.bus
+        with bus.cond:
+            batch = bus.msgs[start:]
+        for topic, payload, retain in batch:
+            try:
+                mid, kind, doc = meterproto.parse_uplink(topic, payload)
+            except ValueError:
+                continue
+            if mid == meter_id and (kind == "status" or "seq" in doc):
+                self.reg.record(meter_id, kind, doc)
+
+
 def hint(res, op):
     if res == "unknown_op":
         return " (this meter's firmware does not support %r yet)" % op
+    if res == "bad_mac":
+        return " (not signed with the key the meter holds: was it re-provisioned, or its key rotated?)"
     if res == "refused_max_balance":
         return " (the balance would pass the meter's maximum)"
     if res == "rate_limited":
@@ -307,7 +387,8 @@ def hint(res, op):
     return ""
 
 
-REASONS = ("safety", "remote", "credit", "load", "manual")  # firmware/relay.py bit order
+# Relay reason bits, lowest first: firmware/relay.py REASON_NAMES (1 safety ... 16 remote, 32 credit, ...).
+REASONS = ("safety", "voltage", "tamper", "relay_fault", "remote", "credit", "load", "manual")
 
 
 def reasons_text(bits):
@@ -345,8 +426,9 @@ def cmd_provision(h, a):
     (out / "board.txt").write_text(a.board + "\n")
     (out / "mosquitto-acl.conf").write_text(
         "# this meter may publish only under its own topics and read only its commands\n"
-        "user %s\ntopic write pm/v1/%s/status\ntopic write pm/v1/%s/tele\ntopic write pm/v1/%s/evt\n"
-        "topic write pm/v1/%s/reply\ntopic read pm/v1/%s/cmd\n" % ((a.meter,) * 6))
+        "user %s\n%stopic read %s\n" % (a.meter, "".join(
+            "topic write %s\n" % meterproto.topic(a.meter, k) for k in meterproto.UPLINK),
+            meterproto.topic(a.meter, "cmd")))
     print("provisioned %s (board %s)" % (a.meter, a.board))
     print("  secrets:  %s  (keep private; make deploy installs it as /secrets.json)" % (out / "secrets.json"))
     print("  board:    %s" % (out / "board.txt"))
@@ -386,6 +468,17 @@ def cmd_list(h, a):
     if strangers:
         print("not provisioned here but on the broker: %s" % ", ".join(strangers))
     return 0
+
+
+def kwh(wh):
+    return "%s%d.%03d" % ("-" if wh < 0 else "", abs(wh) // 1000, abs(wh) % 1000)
+
+
+def snap_import(d):
+    """Imported Wh of a billing snapshot: the sum of its per-rate registers (the meter leaves
+    out trailing unused rates)."""
+    e = d["e"]
+    return sum(e) if isinstance(e, list) else e
 
 
 def show_tele(rec, d):
@@ -451,18 +544,21 @@ def cmd_watch(h, a):
                 elif kind == "evt":
                     line = "%s  event %s (%d)" % (utc(d["t"]), d["ev"], d.get("a", 0))
                 elif kind == "lp":
-                    line = "%s  interval +%d Wh (import %d.%03d kWh)" % (utc(d["t"]), d.get("de", 0), d["e"] // 1000, d["e"] % 1000)
+                    line = "%s  load profile: interval +%d Wh  import total %s kWh" % (
+                        utc(d["t"]), d.get("de", 0), kwh(d["e"]))
                 elif kind == "snap":
-                    line = "%s  daily snapshot: import %d.%03d kWh  balance %s  charged %s" % (
-                        utc(d["t"]), d["e"] // 1000, d["e"] % 1000, fmt_money(d["b"], rec.get("decimals", 2)),
-                        fmt_money(d["c"], rec.get("decimals", 2)))
+                    dec = rec.get("decimals", 2)
+                    line = "%s  %s snapshot %s: import total %s kWh  charged %s  balance %s  debt %s" % (
+                        utc(d["t"]), "monthly" if d.get("snap") == "m" else "daily", d.get("date", "?"),
+                        kwh(snap_import(d)), fmt_money(d["c"], dec), fmt_money(d["b"], dec),
+                        fmt_money(d.get("debt", 0), dec))
                 elif kind == "reply":
                     line = "reply to command %s: %s%s" % (d.get("id"), d.get("res"), " (repeat)" if d.get("rep") else "")
                 else:
                     line = "link %s%s" % ("online" if d.get("online") else "offline", " (retained)" if retain else "")
                 print("%-14s %s" % (mid, line), flush=True)
-                if rec and kind in ("tele", "lp", "evt", "snap", "reply") and not a.no_record:
-                    h.reg.record(mid, kind, d)
+                if rec and kind in meterproto.UPLINK and (kind == "status" or "seq" in d) and not a.no_record:
+                    h.reg.record(mid, kind, d)  # births too: they tell a restarted numbering (protocol 5.1)
                 if rec and "t" in d:
                     h.reg.note_time(mid, d["t"])
                 n += 1
@@ -599,8 +695,9 @@ def cmd_backfill(h, a):
     h.reg.get(a.meter)
     first = a.from_seq
     if first is None:
-        # Every uplink message carries one sequence number: a hole in what we recorded is lost data.
-        seqs = {d["seq"] for d in h.reg.recorded(a.meter)}
+        # Every uplink message carries one number, kept across reboots: a hole in what we recorded
+        # (since the meter last restarted its numbering) is a message we never got.
+        seqs = {d["seq"] for d in h.reg.recorded(a.meter, current=True)}
         if not seqs:
             raise CliError("nothing recorded for %s to look for gaps in; give --from-seq N" % a.meter)
         missing = [q for q in range(min(seqs), max(seqs)) if q not in seqs]
@@ -611,9 +708,14 @@ def cmd_backfill(h, a):
         print("%s: %d uplink message(s) missing, first seq %d" % (a.meter, len(missing), first))
     elif first < 1:
         raise CliError("--from-seq must be 1 or more")
+    # The meter sends what it holds from `first` on, then its reply: what arrives meanwhile is recorded.
     r = h.send(a.meter, "backfill", **{"from": first})
-    print("%s: resend from seq %d requested%s; `headend watch %s` records what arrives" % (
-        a.meter, first, " (meter sends %s..%s)" % (r["from"], r["to"]) if "to" in r else "", a.meter))
+    got, to = r.get("from"), r.get("to")
+    if got == 0:
+        print("%s: the meter holds nothing from seq %d on (newest %s): what is missing is lost" % (a.meter, first, to))
+    else:
+        gone = " (%d..%d are no longer held: lost)" % (first, got - 1) if got > first else ""
+        print("%s: resend from seq %d requested; the meter sent %d..%d%s, recorded" % (a.meter, first, got, to, gone))
     return 0
 
 
@@ -625,13 +727,18 @@ def load_profile(reg, meter_id):
     tele = [d for d in reg.recorded(meter_id, "tele") if "e" in d]
     rows = []
     if lp:
-        steps = [b["t"] - a["t"] for a, b in zip(lp, lp[1:]) if b["t"] > a["t"]]
-        first = min(steps) if steps else 900  # the interval length, for the first record
-        prev = None
+        # Records end on UTC multiples of the interval (lp_s), which no record states: it is the
+        # largest step that divides every gap between records (900 s, the default, for a lone one).
+        step = 0
+        for x, y in zip(lp, lp[1:]):
+            step = math.gcd(step, y["t"] - x["t"])
+        step = step or 900
+        boots = reg.boots(meter_id)
         for d in lp:
-            dt = d["t"] - prev if prev is not None and d["t"] > prev else first
+            # The first record after a boot counts from the boot, not from the interval start.
+            start = max([b for b in boots if d["t"] - step < b < d["t"]] or [d["t"] - step])
+            dt = d["t"] - start
             rows.append((d["t"], dt, d["de"], d["de"] * 3600 // dt, d["e"], None))
-            prev = d["t"]
         return tele, rows
     for prev, cur in zip(tele, tele[1:]):
         dt = cur["t"] - prev["t"]
@@ -643,16 +750,19 @@ def load_profile(reg, meter_id):
 
 
 def billing_rows(reg, meter_id, tele):
-    """(date, snapshot time, import Wh, charged, balance, topped up or None, top-ups or None, relay or None):
-    the meter's daily snapshots (`snap`, stamped at the midnight that ends the day) when it sends
-    them, else the last telemetry report of each UTC day."""
-    snaps = [d for d in reg.recorded(meter_id, "snap") if "b" in d]
+    """(date, period, snapshot time, import Wh, Wh per rate or None, charged, balance, debt or None,
+    topped up or None, relay or None): the meter's billing snapshots (`snap`: daily and monthly,
+    dated by the meter's local calendar, stamped at the freeze) when it sends them, else the last
+    telemetry report of each UTC day."""
+    snaps = [d for d in reg.recorded(meter_id, "snap") if "snap" in d and "b" in d]
     if snaps:
-        return [(utc(d["t"] - 1)[:10], d["t"], d["e"], d["c"], d["b"], d.get("tu"), d.get("n"), None) for d in snaps]
+        return [(d.get("date", utc(d["t"] - 1)[:10]), "month" if d["snap"] == "m" else "day", d["t"],
+                 snap_import(d), " ".join(str(v) for v in d["e"]) if isinstance(d["e"], list) else None,
+                 d["c"], d["b"], d.get("debt"), d.get("tu"), None) for d in snaps]
     days = {}
     for d in tele:
         days[utc(d["t"])[:10]] = d
-    return [(day, d["t"], d["e"], d["c"], d["b"], None, None, d["r"]) for day, d in sorted(days.items())]
+    return [(day, "day", d["t"], d["e"], None, d["c"], d["b"], None, None, d["r"]) for day, d in sorted(days.items())]
 
 
 def cmd_export(h, a):
@@ -676,10 +786,10 @@ def cmd_export(h, a):
                 w.writerow([utc(t), dt, wh, mw, e, money(b)])
             n = len(rows)
         else:
-            w.writerow(["date_utc", "snapshot_utc", "import_total_wh", "charged_total", "balance", "topped_up_total",
-                        "topups", "relay"])
-            for day, t, e, c, b, tu, nt, r in bills:
-                w.writerow([day, utc(t), e, money(c), money(b), money(tu), "" if nt is None else nt,
+            w.writerow(["date", "period", "snapshot_utc", "import_total_wh", "import_by_rate_wh", "charged_total",
+                        "balance", "debt", "topped_up_total", "relay"])
+            for day, per, t, e, rates, c, b, debt, tu, r in bills:
+                w.writerow([day, per, utc(t), e, rates or "", money(c), money(b), money(debt), money(tu),
                             "" if r is None else relay_name(r)])
             n = len(bills)
     finally:
@@ -695,7 +805,7 @@ def cmd_plot(h, a):
     rec = h.reg.get(a.meter)
     dec = rec.get("decimals", 2)
     tele, rows = load_profile(h.reg, a.meter)
-    bal = [(d["t"], d["b"]) for d in tele] or [(b[1], b[4]) for b in billing_rows(h.reg, a.meter, tele)]
+    bal = [(d["t"], d["b"]) for d in tele] or [(b[2], b[6]) for b in billing_rows(h.reg, a.meter, tele)]
     if not rows or not bal:
         raise CliError("not enough recorded for %s to plot: need two telemetry reports or a load-profile record "
                        "(have %d reports); run `headend watch %s` first" % (a.meter, len(tele), a.meter))

@@ -1,6 +1,7 @@
 """tools/headend.py against a real Mosquitto and a simulated meter (micropython, paced)."""
 import csv
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -69,7 +70,10 @@ def test_provision_writes_key_credentials_and_deploy_files(tmp_path, capsys):
     assert sec["key"] == rec["key"] and sec["meter_id"] == "MTR-7" and sec["wifi_ssid"] == "s"
     assert sec["mqtt_user"] == "MTR-7" and len(sec["mqtt_password"]) >= 20
     assert (tmp_path / "deploy" / "MTR-7" / "board.txt").read_text().strip() == "esp32-atm90e26"
-    assert "topic read pm/v1/MTR-7/cmd" in (tmp_path / "deploy" / "MTR-7" / "mosquitto-acl.conf").read_text()
+    acl = (tmp_path / "deploy" / "MTR-7" / "mosquitto-acl.conf").read_text()
+    assert "topic read pm/v1/MTR-7/cmd" in acl and "topic write pm/v1/MTR-7/cmd" not in acl
+    for kind in ("status", "tele", "lp", "evt", "snap", "reply"):  # every uplink topic of docs/protocol.md
+        assert "topic write pm/v1/MTR-7/%s\n" % kind in acl, kind
     assert "make deploy" in out
     # A second meter gets a different key; re-provisioning is refused without --force.
     assert c("provision", "MTR-8", "--board", "esp32-atm90e26")[0] == 0
@@ -103,13 +107,18 @@ def test_status_prints_fresh_telemetry_with_units(cli):
 
 
 def test_watch_prints_and_records_telemetry(cli):
-    before = len(headend.Registry(cli.home).recorded(METER, "tele"))
-    rc, out, err = cli("watch", METER, "--count", "3")
+    reg = headend.Registry(cli.home)
+    before = {k: len(reg.recorded(METER, k)) for k in ("tele", "lp")}
+    # The retained birth, then telemetry and load-profile records (one of each per 15 minutes).
+    rc, out, err = cli("watch", METER, "--count", "7")
     assert rc == 0, err
     lines = out.splitlines()
-    assert len(lines) == 3 and all(ln.startswith(METER) for ln in lines)
-    assert sum("energy" in ln for ln in lines) >= 2
-    assert len(headend.Registry(cli.home).recorded(METER, "tele")) > before
+    assert len(lines) == 7 and all(ln.startswith(METER) for ln in lines)
+    assert "link online (retained)" in lines[0]
+    assert sum(" energy " in ln and " kWh " in ln and " power " in ln for ln in lines) >= 2
+    assert sum(" load profile: interval +" in ln and " Wh " in ln for ln in lines) >= 2
+    for k in ("tele", "lp"):
+        assert len(reg.recorded(METER, k)) >= before[k] + 2, k
 
 
 def test_watch_without_a_meter_watches_them_all(cli):
@@ -223,19 +232,35 @@ def test_tariff_push_reaches_the_meter(cli, tmp_path):
 
 
 def test_backfill_asks_for_the_first_gap_in_what_was_recorded(cli):
-    assert cli("watch", METER, "--count", "3")[0] == 0
+    # A refusal of a non-authentic command is an id-0 reply; the backfill below re-sends it (before
+    # its own reply), and the headend must not take it for the answer to the backfill.
+    rec = cli.rec()
+    good = rec["key"]
+    rec["key"] = "00" * 32
+    (cli.home / "meters" / (METER + ".json")).write_text(json.dumps(rec))
+    try:
+        assert "bad_mac" in cli("disconnect", METER)[2]
+    finally:
+        rec = cli.rec()
+        rec["key"] = good
+        (cli.home / "meters" / (METER + ".json")).write_text(json.dumps(rec))
     data = cli.home / "data" / (METER + ".jsonl")
     saved = data.read_text()
     try:
         # Messages 1-3 and 6 arrived; 4 and 5 were lost.
         data.write_text("".join(json.dumps({"k": "tele", "rx": 0, "d": {"seq": q, "t": q}}) + "\n" for q in (1, 2, 3, 6)))
         rc, out, err = cli("backfill", METER)
+        resent = {d["seq"]: d for d in headend.Registry(cli.home).recorded(METER)}
     finally:
         data.write_text(saved)
     assert "2 uplink message(s) missing, first seq 4" in out
-    # The meter answers: it resends (newer firmware) or says it cannot (this one).
-    assert (rc == 0 and "resend from seq 4 requested" in out) or (
-        rc == 1 and "does not support 'backfill' yet" in err), err
+    assert rc == 0, err
+    sent = re.search(r"resend from seq 4 requested; the meter sent 4\.\.(\d+), recorded", out)
+    assert sent and int(sent.group(1)) > 6, out
+    # The messages re-sent while the headend waited for the reply are recorded: the holes are filled
+    # with the meter's real messages (their times are the meter's, not the stand-ins').
+    assert resent[4]["t"] >= 1767225600 and resent[5]["t"] >= 1767225600
+    assert max(resent) >= int(sent.group(1)) - 1
 
 
 def test_backfill_without_gaps_or_data(cli, tmp_path, capsys):
@@ -253,22 +278,38 @@ def test_backfill_without_gaps_or_data(cli, tmp_path, capsys):
 
 
 def test_export_csv_load_profile_and_billing(cli, tmp_path):
-    assert cli("watch", METER, "--count", "6")[0] == 0
-    tele = headend.Registry(cli.home).recorded(METER, "tele")
+    assert cli("watch", METER, "--count", "12")[0] == 0
+    reg = headend.Registry(cli.home)
+    lp = reg.recorded(METER, "lp")
     load = tmp_path / "load.csv"
     rc, out, err = cli("export-csv", METER, "--kind", "load", "--out", str(load))
     assert rc == 0, err
     rows = list(csv.DictReader(load.open()))
-    assert len(rows) >= 5
-    assert sum(int(r["import_wh"]) for r in rows) == tele[-1]["e"] - tele[0]["e"]
-    for r in rows:
-        assert int(r["mean_w"]) == int(r["import_wh"]) * 3600 // int(r["interval_s"])
+    # One row per load-profile record the meter sent (once each), with its 15-minute interval.
+    assert len(rows) == len(lp) >= 5
+    for r, d in zip(rows, lp):
+        assert r["interval_end_utc"] == headend.utc(d["t"]) and int(r["interval_s"]) == 900
+        assert int(r["import_wh"]) == d["de"] and int(r["import_total_wh"]) == d["e"]
+        assert int(r["mean_w"]) == d["de"] * 3600 // 900 and r["balance"] == ""
+    # Where two recorded intervals follow each other, the interval's energy is the register step.
+    pairs = [(a, b) for a, b in zip(rows, rows[1:]) if b["interval_end_utc"] > a["interval_end_utc"]
+             and headend.utc(lp[rows.index(a)]["t"] + 900) == b["interval_end_utc"]]
+    assert pairs
+    for a, b in pairs:
+        assert int(b["import_total_wh"]) - int(a["import_total_wh"]) == int(b["import_wh"])
     bill = tmp_path / "bill.csv"
     rc, out, err = cli("export-csv", METER, "--kind", "billing", "--out", str(bill))
     assert rc == 0, err
     rows = list(csv.DictReader(bill.open()))
-    assert rows and rows[-1]["import_total_wh"] == str(tele[-1]["e"])
-    assert rows[-1]["balance"] == headend.fmt_money(tele[-1]["b"])
+    snaps = reg.recorded(METER, "snap")
+    if snaps:  # the simulated meter passed a local midnight: its own snapshots
+        last = snaps[-1]
+        assert rows[-1]["date"] == last["date"] and rows[-1]["import_total_wh"] == str(sum(last["e"]))
+        assert rows[-1]["balance"] == headend.fmt_money(last["b"])
+    else:  # else the last telemetry report of the day
+        tele = reg.recorded(METER, "tele")
+        assert rows and rows[-1]["import_total_wh"] == str(tele[-1]["e"]) and rows[-1]["period"] == "day"
+        assert rows[-1]["balance"] == headend.fmt_money(tele[-1]["b"]) and rows[-1]["relay"]
 
 
 def test_plot_writes_a_png(cli, tmp_path):
@@ -367,29 +408,74 @@ def test_export_prefers_the_meters_own_load_profile_and_snapshots(tmp_path, caps
     c = Cli(tmp_path, "127.0.0.1:1", capsys)
     assert c("provision", "L1", "--board", "esp32-atm90e26")[0] == 0
     t = 1767225600
-    msgs = [("lp", {"seq": 1, "t": t + 900, "e": 100, "x": 0, "de": 100, "dx": 0}),
+    msgs = [("status", {"online": 1, "v": 1, "boot": t, "last": 0, "kid": 0}),
+            ("lp", {"seq": 1, "t": t + 900, "e": 100, "x": 0, "de": 100, "dx": 0}),
             ("lp", {"seq": 2, "t": t + 1800, "e": 160, "x": 0, "de": 60, "dx": 0}),
             ("lp", {"seq": 2, "t": t + 1800, "e": 160, "x": 0, "de": 60, "dx": 0}),  # a QoS1 duplicate
             ("tele", {"seq": 3, "t": t + 2000, "e": 170, "x": 0, "b": 950, "c": 50, "v": 23000, "i": 0, "p": 0,
                       "r": 0, "rs": 0}),
-            ("snap", {"seq": 4, "t": t + 86400, "e": 2400, "x": 0, "b": 389, "c": 411, "tu": 800, "n": 1})]
+            # A reboot at t+2000: the numbering goes on, and the next record counts from the boot.
+            ("status", {"online": 1, "v": 1, "boot": t + 2000, "last": 3, "kid": 0}),
+            ("lp", {"seq": 4, "t": t + 2700, "e": 175, "x": 0, "de": 5, "dx": 0}),
+            ("snap", {"seq": 5, "t": t + 86400, "snap": "d", "date": "2026-01-01", "e": [1500, 900],
+                      "blk": [2400], "tm": 400, "ss": 86400, "c": 411, "b": 389, "debt": 20, "tu": 800}),
+            ("snap", {"seq": 6, "t": t + 31 * 86400, "snap": "m", "date": "2026-01", "e": [9000, 5000, 0, 0, 0, 0, 0, 0],
+                      "blk": [14000, 0, 0, 0, 0, 0, 0], "tm": 3000, "ss": 31 * 86400, "c": 3100, "b": 0,
+                      "debt": 0, "tu": 3100})]
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "L1.jsonl").write_text("".join(json.dumps({"k": k, "rx": 0, "d": d}) + "\n" for k, d in msgs))
     rc, out, err = c("export-csv", "L1", "--kind", "load")
     assert rc == 0, err
     rows = list(csv.reader(out.splitlines()))
     assert rows[1:] == [["2026-01-01 00:15:00", "900", "100", "400", "100", ""],
-                        ["2026-01-01 00:30:00", "900", "60", "240", "160", ""]]
+                        ["2026-01-01 00:30:00", "900", "60", "240", "160", ""],
+                        ["2026-01-01 00:45:00", "700", "5", "25", "175", ""]]
     rc, out, err = c("export-csv", "L1", "--kind", "billing")
     assert rc == 0, err
     rows = list(csv.reader(out.splitlines()))
-    assert rows[0][-3:] == ["topped_up_total", "topups", "relay"]
-    assert rows[1:] == [["2026-01-01", "2026-01-02 00:00:00", "2400", "4.11", "3.89", "8.00", "1", ""]]
+    assert rows[0] == ["date", "period", "snapshot_utc", "import_total_wh", "import_by_rate_wh", "charged_total",
+                       "balance", "debt", "topped_up_total", "relay"]
+    assert rows[1:] == [["2026-01-01", "day", "2026-01-02 00:00:00", "2400", "1500 900", "4.11", "3.89", "0.20",
+                         "8.00", ""],
+                        ["2026-01", "month", "2026-02-01 00:00:00", "14000", "9000 5000 0 0 0 0 0 0", "31.00", "0.00",
+                         "0.00", "31.00", ""]]
     rc, out, err = c("plot", "L1", "--out", str(tmp_path / "l1.png"))
     assert rc == 0 and (tmp_path / "l1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_backfill_looks_for_gaps_only_since_the_meter_restarted_its_numbering(tmp_path, capsys):
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    assert c("provision", "R1", "--board", "esp32-atm90e26")[0] == 0
+    t = 1767225600
+    lines = [("status", {"online": 1, "boot": t, "last": 0})] + [("tele", {"seq": q, "t": t + q}) for q in (1, 2, 3, 4, 5)]
+    # A reboot that keeps the numbering (last 5), then one with blank flash (boot new, last below 5).
+    lines += [("status", {"online": 1, "boot": t + 100, "last": 5}), ("tele", {"seq": 6, "t": t + 106}),
+              ("status", {"online": 1, "boot": t + 200, "last": 0})]
+    lines += [("tele", {"seq": q, "t": t + 200 + q}) for q in (1, 2, 4)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "R1.jsonl").write_text("".join(json.dumps({"k": k, "rx": 0, "d": d}) + "\n" for k, d in lines))
+    reg = headend.Registry(tmp_path)
+    assert [d["seq"] for d in reg.recorded("R1")] == [1, 2, 3, 4, 5, 6, 1, 2, 4]  # both numberings kept
+    assert [d["seq"] for d in reg.recorded("R1", current=True)] == [1, 2, 4]
+    rc, out, err = c("backfill", "R1")  # the broker is unreachable: the request itself fails
+    assert "1 uplink message(s) missing, first seq 3" in out and rc == 2 and "cannot reach broker" in err
+    # The headend's watermark follows the births the same way (id-0 replies are told apart by it).
+    reg.record("R1", "status", {"online": 1, "boot": t + 300, "last": 9})
+    assert reg.seq_high("R1") == 9
+    reg.record("R1", "tele", {"seq": 10, "t": t + 310})
+    reg.record("R1", "status", {"online": 1, "boot": t + 400, "last": 2})
+    assert reg.seq_high("R1") == 2
 
 
 def test_refusal_hints_say_what_to_do():
     assert "limits relay commands" in headend.hint("rate_limited", "disconnect") and "later" in headend.hint("rate_limited", "reconnect")
     assert "scale" in headend.hint("bad_args", "tariff")
     assert headend.hint("bad_args", "topup") == ""
+
+
+def test_relay_reasons_are_named_by_the_firmwares_bits():
+    src = (REPO / "firmware" / "relay.py").read_text()
+    names = re.search(r"^REASON_NAMES = \((.*)\)$", src, re.M).group(1)
+    assert headend.REASONS == tuple(n.strip().strip('"') for n in names.split(","))
+    assert headend.reasons_text(16) == "remote" and headend.reasons_text(32 | 16) == "remote,credit"
+    assert headend.reasons_text(0) == "none"
