@@ -35,6 +35,7 @@ class RelayDriver:
         self._pulse_ms = pulse_ms
         self._dwell_ms = dwell_s * 1000
         self._settle_ms = settle_s * 1000
+        self._quiet_ms = max(self._dwell_ms, self._settle_ms)
         self.min_cv = min_actuation_cv
         self._open_ma = open_ma
         self._redrive_ms = tuple(s * 1000 for s in redrive_s)
@@ -100,6 +101,10 @@ class RelayDriver:
     # -- the per-tick step ------------------------------------------------------
     def step(self, now, v_cv, i_ma):
         ck = self._clock
+        if self._acted and ck.ticks_diff(now, self._last_act) >= self._quiet_ms:
+            # Dwell and settling are over: forget the time of the last act before ticks_diff
+            # wraps (2^29 ms, about 6.2 days), or the dwell check would hold the relay for days.
+            self._acted = False
         if self.out != self.want:
             if self._delayed and ck.ticks_diff(self._due, now) > 0:
                 return

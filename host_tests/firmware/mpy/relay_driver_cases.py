@@ -174,6 +174,19 @@ for kind in (RD.MONOSTABLE, RD.LATCHING):
     mptest.eq((hw.closed, d.actuations, d.mismatch, d.fault), (True, acts, RD.OK, RD.OK),
               "after jogging back: closed, no mismatch (kind %d)" % kind)
 
+# Days without an actuation: the ticks clock wraps every 2^30 ms and ticks_diff only sees
+# +-2^29 ms (about 6.2 days), so the dwell after the last act must not come back to hold the relay.
+for kind in (RD.MONOSTABLE, RD.LATCHING):
+    ck, hw, ring, d, faults = rig(kind)
+    d.command(True)
+    run(ck, hw, d, 10)
+    for _ in range(160):  # 160 hours, one step an hour
+        ck.advance(3600 * 1000)
+        d.step(ck.ticks_ms(), 23000, LOAD_MA)
+    d.command(False)
+    run(ck, hw, d, 1)
+    mptest.eq(hw.closed, False, "opens at once after 160 h closed (kind %d)" % kind)
+
 mptest.raises(ValueError, RD.RelayDriver, hw, ck, ring, 5)
 mptest.raises(ValueError, RD.RelayDriver, hw, ck, ring, RD.MONOSTABLE, 100, 5, 3, 17250, 150, (60, 0))
 mptest.done()
