@@ -33,7 +33,7 @@ class Board:
         self._relay_rand = Lcg(opts.get("seed", 1) + 13)
         self.load = Household(opts.get("seed", 1))
         self._rand = Lcg(opts.get("seed", 1) + 7)
-        self.flash = blockdev.FileBlockDevice(opts["flash"])
+        self.flash = blockdev.FileBlockDevice(opts["flash"], blocks=512)  # 2 MiB, the ESP32 data partition
         self.root = "/flash"
         self.fs_state = blockdev.mount(self.flash, self.root)
         self._broker = opts.get("broker")
