@@ -13,9 +13,9 @@ SPI_BAUD = 160000
 # Calibration defaults for a 1 mOhm shunt / 1000:1 voltage divider front end (per-unit values
 # come from the REPL calibration procedure; the driver computes CS1/CS2 itself).
 CAL = {
-    0x21: 0x0015, 0x22: 0xD174,  # PLconst: datasheet default, MC = 3200 imp/kWh
-    0x23: 0x1D39,  # Lgain
-    0x31: 0x6720, 0x32: 0x7A13, 0x33: 0x7530,  # Ugain, IgainL, IgainN
+    "plconst_h": 0x0015, "plconst_l": 0xD174,  # PLconst: datasheet default, MC = 3200 imp/kWh
+    "pgain": 0x1D39,  # Lgain
+    "ugain": 0x6720, "igain": 0x7A13, "igain_n": 0x7530,
 }
 
 CONFIG = {
@@ -46,10 +46,10 @@ class Board:
         import atm90e26
 
         self.config = CONFIG
-        self.chip_regs = atm90e26
         spi = SPI(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1,
                   sck=Pin(PINS["sck"]), mosi=Pin(PINS["mosi"]), miso=Pin(PINS["miso"]))
-        self.chip = atm90e26.ATM90E26(spi, Pin(PINS["cs"], Pin.OUT, value=1), CAL)
+        self.chip = atm90e26.ATM90E26(spi, Pin(PINS["cs"], Pin.OUT, value=1), CAL,
+                                      CONFIG["meter_constant"])
         self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
         self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
         self.root = "/data"

@@ -23,9 +23,8 @@ class Board:
         self.key = opts.get("key")
         self.clock = SimClock(opts.get("utc_start", 1767225600))  # 2026-01-01 00:00 UTC
         self.net_clock = RealClock()
-        self.emu = Atm90e26Emu(cfg["meter_constant"])
-        self.chip = atm90e26.ATM90E26(self.emu, self.emu.cs, real.CAL)
-        self.chip_regs = atm90e26
+        self.emu = Atm90e26Emu(cfg["meter_constant"], real.CAL)
+        self.chip = atm90e26.ATM90E26(self.emu, self.emu.cs, real.CAL, cfg["meter_constant"])
         self.relay = SimRelay()
         self.button = SimButton(self.clock)
         self.load = Household(opts.get("seed", 1))

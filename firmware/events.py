@@ -20,11 +20,14 @@ STORE_FAULT = const(13)
 REVERSE_ENERGY = const(14)
 NO_KEY = const(15)
 RETAINED_CMD = const(16)
+TAMPER_LN = const(17)  # live and neutral currents disagree (meter bypass)
+CAL_INVALID = const(18)  # stored calibration failed its CRC or belongs to another board/chip
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
     "relay_open", "relay_closed", "relay_armed", "topup_applied", "cmd_refused",
     "chip_reset", "chip_fault", "store_fault", "reverse_energy", "no_key", "retained_cmd",
+    "tamper_ln", "cal_invalid",
 )
 
 
