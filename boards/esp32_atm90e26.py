@@ -37,19 +37,16 @@ CONFIG = {
 class Board:
     """Real hardware. Secrets come from /secrets.json written at provisioning: no defaults."""
 
-    def __init__(self):
+    def __init__(self, config=CONFIG, name=NAME):
         import json
         import time
         from binascii import unhexlify
         import machine
         from machine import Pin, SPI, WDT
-        import atm90e26
 
-        self.config = CONFIG
-        spi = SPI(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1,
-                  sck=Pin(PINS["sck"]), mosi=Pin(PINS["mosi"]), miso=Pin(PINS["miso"]))
-        self.chip = atm90e26.ATM90E26(spi, Pin(PINS["cs"], Pin.OUT, value=1), CAL,
-                                      CONFIG["meter_constant"])
+        self.config = config
+        self.name = name
+        self.chip = self._make_chip(machine, SPI, Pin)
         self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
         self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
         self.root = "/data"
@@ -70,6 +67,14 @@ class Board:
         self.net_clock = self.clock
         self._wdt = WDT(timeout=30000)
         self._chip_id = machine.unique_id()
+
+    def _make_chip(self, machine, spi_cls, pin_cls):
+        import atm90e26
+
+        spi = spi_cls(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1, sck=pin_cls(PINS["sck"]),
+                      mosi=pin_cls(PINS["mosi"]), miso=pin_cls(PINS["miso"]))
+        return atm90e26.ATM90E26(spi, pin_cls(PINS["cs"], pin_cls.OUT, value=1), CAL,
+                                 CONFIG["meter_constant"])
 
     def button(self):
         return self._button.value() == 0
@@ -92,7 +97,7 @@ class Board:
         host, _, port = self._broker.partition(":")
         cid = "pm-" + "".join("%02x" % b for b in self._chip_id)
         return Link(simple, self.net_clock, lambda n: random.getrandbits(24) % n,
-                    cid, host, int(port or 1883), on_message, subs, CONFIG["keepalive_s"],
+                    cid, host, int(port or 1883), on_message, subs, self.config["keepalive_s"],
                     will=will, birth=birth, user=self._mqtt_user, password=self._mqtt_password)
 
 

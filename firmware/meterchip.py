@@ -49,8 +49,9 @@ class MeterChip:
         other word was delivered, so a clear-on-read register is already cleared; the value is
         then taken from the last-data register (read until two answers agree), never re-read."""
         tries = 0
+        ones = self._ones(addr)
         v = self._read(addr)
-        while v == self.ONES:
+        while v == ones:
             tries += 1
             if tries >= _TRIES:
                 return -1
@@ -66,6 +67,13 @@ class MeterChip:
             v = last
             last = self._read(last_reg)
         return v
+
+    def _ones(self, addr):
+        return self.ONES
+
+    def cal_key(self, quantity, ch=0):
+        """Name of the calibration parameter for quantity ('ugain', 'igain', 'pgain') on channel ch."""
+        return quantity
 
     def write_verified(self, addr, value):
         """Write, then check the echo in the last-data register; repeat a bounded number of times."""

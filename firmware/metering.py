@@ -49,7 +49,7 @@ class Metering:
         self.faults = 0
         self.rejected = 0  # energy reads discarded as implausible
         self.tampers = 0
-        self._since_ms = 0  # since the last good read of the total import register
+        self._since_ms = 0  # since the chip last cleared the total import register (a delivered read)
         self._bad = False  # inside a fault episode (one event per episode)
         self._reverse = False
         self._ln_count = 0
@@ -106,8 +106,9 @@ class Metering:
         num = self._num
         den = self._den
         fwd = e[0]
+        if fwd >= 0:
+            self._since_ms = 0  # delivered, so the chip has cleared the register, garbage or not
         if 0 <= fwd <= limit:
-            self._since_ms = 0
             if fwd:
                 acc = self.imp_rem + fwd * num
                 wh = acc // den
