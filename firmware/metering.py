@@ -88,15 +88,26 @@ class Metering:
         st = chip.state()
         if st == RESET:
             # A silent reset cleared the chip's energy registers and calibration. What we
-            # already read is safe in our registers; re-init and say so.
+            # already read is safe in our registers; a chip that meters on through a reset
+            # (ADE7953) has counted since, so take that first; then re-init and say so.
             self.resets += 1
             self._emit(events.CHIP_RESET, self.resets)
+            self._account()
             self.ok = False
             self.start()
             return
         if st != OK:
             self._fault(FAULT_NO_ANSWER)
             return
+        if self._account():
+            self._bad = False
+            chip.read_inst()
+            self._inst(chip)
+
+    def _account(self):
+        """Read the energy registers into the lifetime registers. Returns False (after counting
+        and reporting it) if any register gave no answer or garbage."""
+        chip = self._chip
         chip.read_energy()
         e = chip.energy
         limit = self._max_cps * (self._since_ms + 1000) // 1000
@@ -114,7 +125,7 @@ class Metering:
                 wh = acc // den
                 self.imp_rem = acc - wh * den
                 self.imp_wh += wh
-                self.step_wh = wh
+                self.step_wh += wh
         else:
             good = False
         rev = e[1]
@@ -149,10 +160,7 @@ class Metering:
             # answer was garbage (counted in `rejected`).
             self.rejected += 1
             self._fault(FAULT_IMPLAUSIBLE)
-            return
-        self._bad = False
-        chip.read_inst()
-        self._inst(chip)
+        return good
 
     def _inst(self, chip):
         self.v_cv = chip.v_cv[0]

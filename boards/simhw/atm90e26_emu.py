@@ -39,6 +39,7 @@ class Atm90e26Emu(EmuBase):
 
     # -- chip state ---------------------------------------------------------------
     def _power_on(self):
+        self._account_loss()
         regs = self.regs
         for i in range(len(regs)):
             regs[i] = 0

@@ -39,6 +39,7 @@ class Atm90e32Emu(EmuBase):
         self._power_on()
 
     def _power_on(self):
+        self._account_loss()
         regs = self.regs
         for i in range(len(regs)):
             regs[i] = 0

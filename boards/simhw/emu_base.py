@@ -60,10 +60,12 @@ class EmuBase:
     def lost_in_chip_mj(self):
         return self.lost_num // self._cn
 
+    BILLING_REGS = 1  # registers whose sum is the billed import (each keeps its own fraction)
+
     @property
     def lsb_mj(self):
-        """One count of the billing register in mJ, rounded up."""
-        return -(-self._cd // self._cn)
+        """Resolution of the billed import: one count per billing register, in mJ, rounded up."""
+        return self.BILLING_REGS * -(-self._cd // self._cn)
 
     # -- the analogue world ---------------------------------------------------------
     def set_load(self, ch, p_w, v_cv=23000, pf_milli=1000):
@@ -107,7 +109,6 @@ class EmuBase:
     def inject(self, kind):
         self.injected[kind] += 1
         if kind == "resets":
-            self._account_loss()
             self.reset()
         elif kind == "absent":
             self.absent = True
@@ -121,7 +122,8 @@ class EmuBase:
             self._drops += 1
 
     def _account_loss(self):
-        """Energy the chip counted but nobody read yet is gone with a reset."""
+        """Energy the chip counted but nobody read yet (registers and the fraction of a count)
+        is gone with any reset, silent or commanded; called by each emulator's _power_on()."""
         self.lost_num += self._billing_unread()
 
     # -- SPI seam -----------------------------------------------------------------------
