@@ -55,6 +55,10 @@ class Board:
             os.mkdir(self.root)
         except OSError:
             pass
+        import calibration
+
+        self.uid = machine.unique_id()
+        calibration.load_into(self.chip, self.root + "/cal.json", name, self.uid)
         with open("/secrets.json") as f:
             s = json.load(f)
         self.meter_id = s["meter_id"]

@@ -72,6 +72,7 @@ class ADE7953(MeterChip):
     WH_NUM = 1
     WH_DEN = _W_COUNTS * _W_COUNTS  # 23716 counts per Wh
     ONES = 0xFFFFFF
+    GAIN_MAX = 0x7FFFFF
 
     def __init__(self, spi, cs, cal=None, delay_ms=None):
         MeterChip.__init__(self, 2)

@@ -108,11 +108,16 @@ class ATM90E26(MeterChip):
         cs(1)
 
     def set_cal(self, cal):
-        self.cal = dict(cal)
-        self.bank1 = bank_values(BANK1, BANK1_DEFAULTS, self.cal)
-        self.bank2 = bank_values(BANK2, BANK2_DEFAULTS, self.cal)
+        for k in cal:
+            if isinstance(k, str) and k not in CAL_REGS:
+                raise ValueError("unknown calibration register %r" % k)
+        self.bank1 = bank_values(BANK1, BANK1_DEFAULTS, cal)
+        self.bank2 = bank_values(BANK2, BANK2_DEFAULTS, cal)
         self.cs1 = checksum(self.bank1)
         self.cs2 = checksum(self.bank2)
+        self.cal = {}
+        for k in CAL_REGS:
+            self.cal[k] = self.cal_value(k)
 
     def cal_value(self, name):
         r = CAL_REGS[name]

@@ -28,6 +28,8 @@ class MeterChip:
     CHANNELS = 1
     ONES = 0xFFFF
     i_n_ma = -1  # neutral current where the chip measures it (ATM90E26), else -1
+    cal_state = "none"  # stored calibration: 'none' (board defaults), 'ok', 'invalid'
+    GAIN_MAX = 0xFFFF
 
     def __init__(self, channels):
         self.CHANNELS = channels
@@ -74,6 +76,22 @@ class MeterChip:
     def cal_key(self, quantity, ch=0):
         """Name of the calibration parameter for quantity ('ugain', 'igain', 'pgain') on channel ch."""
         return quantity
+
+    def scale_gain(self, key, ref, measured):
+        """New value of gain register `key` so that a reading of `measured` becomes `ref`.
+        Energy gains of the Atmel chips ('pgain*') are signed corrections around unity
+        (factor 1 + g/2^15); every other gain is proportional."""
+        old = self.cal_value(key)
+        if key.startswith("pgain") and self.GAIN_MAX == 0xFFFF:
+            f = 32768 + (old - 0x10000 if old & 0x8000 else old)
+            new = (f * ref + measured // 2) // measured - 32768
+            if not -32768 <= new <= 32767:
+                raise ValueError("energy gain out of range")
+            return new & 0xFFFF
+        new = (old * ref + measured // 2) // measured
+        if not 0 < new <= self.GAIN_MAX:
+            raise ValueError("gain out of range")
+        return new
 
     def write_verified(self, addr, value):
         """Write, then check the echo in the last-data register; repeat a bounded number of times."""

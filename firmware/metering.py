@@ -53,12 +53,18 @@ class Metering:
         self._bad = False  # inside a fault episode (one event per episode)
         self._reverse = False
         self._ln_count = 0
+        self._cal_reported = False
 
     @property
     def bus_errors(self):
         return self._chip.bus_errors
 
     def start(self):
+        if self._chip.cal_state == "invalid" and not self._cal_reported:
+            # The stored calibration failed its CRC or is another unit's: metering runs on the
+            # board defaults, which the utility must know about.
+            self._cal_reported = True
+            self._emit(events.CAL_INVALID, 0)
         for _ in range(_MAX_INIT_TRIES):
             try:
                 self._chip.init()

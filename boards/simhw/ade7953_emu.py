@@ -15,6 +15,9 @@ _POWER_ON = {R.LCYCMODE: 0x40, R.CONFIG: 0x8004, 0x103: 0x3F, 0x104: 0x3F, 0x107
 _RO = (R.LAST_OP, R.LAST_RWDATA_8, R.LAST_ADD, R.LAST_RWDATA_16, R.LAST_RWDATA_24, R.LAST_RWDATA_32,
        R.PFA, R.PFB, R.PERIOD, R.AWATT, R.BWATT, R.IRMSA, R.IRMSB, R.VRMS, R.AENERGYA, R.AENERGYB)
 _MASK = (0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF)
+# Prebuilt so the read path allocates nothing (module attributes are not compile-time constants here).
+_LAST = (R.LAST_RWDATA_8, R.LAST_RWDATA_16, R.LAST_RWDATA_24, R.LAST_RWDATA_32)
+_ENERGY = (R.AENERGYA, R.AENERGYB)
 
 
 class Ade7953Emu(EmuBase):
@@ -95,7 +98,7 @@ class Ade7953Emu(EmuBase):
 
     def _stuck_read(self, tx):
         # A garbled answer to a read-with-reset of an importing channel: that energy is gone.
-        if self._r_addr in (R.AENERGYA, R.AENERGYB):
+        if self._r_addr in _ENERGY:
             v = self._r_val
             if not v & 0x800000:
                 self.lost_num += v * self._cd
@@ -104,7 +107,7 @@ class Ade7953Emu(EmuBase):
         regs = self.regs
         regs[R.LAST_OP] = op
         regs[R.LAST_ADD] = addr
-        regs[(R.LAST_RWDATA_8, R.LAST_RWDATA_16, R.LAST_RWDATA_24, R.LAST_RWDATA_32)[n - 1]] = v
+        regs[_LAST[n - 1]] = v
 
     def _read(self, addr, n):
         regs = self.regs
@@ -115,7 +118,7 @@ class Ade7953Emu(EmuBase):
         else:
             v = regs.get(addr, 0)
         self._last(v, n, addr, 0x35)
-        if addr in (R.AENERGYA, R.AENERGYB) and regs[R.LCYCMODE] & 0x40:
+        if addr in _ENERGY and regs[R.LCYCMODE] & 0x40:
             regs[addr] = 0  # read-with-reset
         self._r_addr = addr
         self._r_val = v

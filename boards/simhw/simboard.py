@@ -29,6 +29,10 @@ class SimBoard:
         self.flash = blockdev.FileBlockDevice(opts["flash"])
         self.root = "/flash"
         blockdev.mount(self.flash, self.root)
+        import calibration
+
+        self.uid = b"sim%d" % seed  # stands in for machine.unique_id()
+        calibration.load_into(self.chip, self.root + "/cal.json", name, self.uid)
         self._broker = opts.get("broker")
 
     def advance(self, ms):
