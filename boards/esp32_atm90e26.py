@@ -6,7 +6,8 @@ CHIP = "atm90e26"
 RELAY = "monostable"  # contacts closed while the coil output is high
 
 # VSPI IO-MUX pins; the ATM90E26 wants SPI mode 3 at <= 200 kHz.
-PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2}
+PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2,
+        "pulse1": 34, "pulse2": 35}  # input-only GPIOs; 10 k pull-ups to 3.3 V on the board
 SPI_ID = 2
 SPI_BAUD = 160000
 
@@ -31,6 +32,8 @@ CONFIG = {
     "telemetry_s": 900,
     "tick_ms": 1000,
     "keepalive_s": 240,
+    # Water meter with a reed contact, 10 litres per pulse (see docs/metering.md).
+    "pulses": [{"name": "water", "unit": "l", "per_pulse": 10, "debounce_ms": 20}],
 }
 
 
@@ -47,6 +50,7 @@ class Board:
         self.config = config
         self.name = name
         self.chip = self._make_chip(machine, SPI, Pin)
+        self._pulse_inputs(Pin, time)
         self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
         self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
         self.root = "/data"
@@ -71,6 +75,24 @@ class Board:
         self.net_clock = self.clock
         self._wdt = WDT(timeout=30000)
         self._chip_id = machine.unique_id()
+
+    def _pulse_inputs(self, pin_cls, time):
+        import pulses
+        from machine import Timer
+
+        self.pulses = pulses.from_config(self.config.get("pulses"), time.ticks_diff)
+        pins = tuple(pin_cls(PINS["pulse%d" % (i + 1)], pin_cls.IN) for i in range(len(self.pulses)))
+        inputs = self.pulses
+        ticks_ms = time.ticks_ms
+
+        def sample(_t):
+            now = ticks_ms()
+            for i in range(len(inputs)):
+                inputs[i].sample(pins[i].value(), now)
+
+        if inputs:
+            self._pulse_timer = Timer(0)
+            self._pulse_timer.init(period=5, mode=Timer.PERIODIC, callback=sample)
 
     def _make_chip(self, machine, spi_cls, pin_cls):
         import atm90e26

@@ -30,7 +30,7 @@ class Meter:
         self.clock = board.clock
         self.events = events.EventRing(32)
         emit = self.emit
-        self.metering = Metering(board.chip, cfg["max_power_w"], emit)
+        self.metering = Metering(board.chip, cfg["max_power_w"], emit, getattr(board, "pulses", ()))
         self.tariff = tariff_mod.from_doc(cfg["tariff"])
         credit = cfg.get("credit", {})
         self.account = account.Account(emit, credit.get("low1", 200), credit.get("low2", 50),

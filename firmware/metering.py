@@ -23,8 +23,9 @@ class Metering:
     count is a bus fault, never energy. It also fixes the longest safe poll interval,
     max_poll_ms, after which the fullest energy register could overflow."""
 
-    def __init__(self, chip, max_power_w, emit):
+    def __init__(self, chip, max_power_w, emit, pulses=()):
         self._chip = chip
+        self.pulses = pulses  # pulses.PulseInput of water/gas meters, persisted with the energy
         self._num = chip.WH_NUM
         self._den = chip.WH_DEN
         self._max_cps = max_power_w * self._den // (3600 * self._num) + 1

@@ -10,7 +10,9 @@ _HEAD = "<HHiiiIIIIIIIBBBB"
 _HEAD_SIZE = struct.calcsize(_HEAD)
 _IDS = "<%dI" % WINDOW
 _RES = "<%dB" % WINDOW
-SIZE = _HEAD_SIZE + 4 * WINDOW + WINDOW
+_TAIL = "<II"  # pulse-input counts (pulses.MAX_INPUTS), appended after the replay window
+_TAIL_AT = _HEAD_SIZE + 4 * WINDOW + WINDOW
+SIZE = _TAIL_AT + struct.calcsize(_TAIL)
 _MAGIC = 0x4D50  # "PM"
 
 
@@ -27,6 +29,9 @@ def pack(buf, m):
     for i in range(WINDOW):
         struct.pack_into("<I", buf, o + 4 * i, c.ids[i])
         buf[o + 4 * WINDOW + i] = c.results[i]
+    p = mt.pulses
+    struct.pack_into(_TAIL, buf, _TAIL_AT, p[0].count if len(p) > 0 else 0,
+                     p[1].count if len(p) > 1 else 0)
 
 
 def unpack(buf, m):
@@ -43,5 +48,8 @@ def unpack(buf, m):
     for i in range(WINDOW):
         c.ids[i] = struct.unpack_from("<I", buf, o + 4 * i)[0]
         c.results[i] = buf[o + 4 * WINDOW + i]
+    counts = struct.unpack_from(_TAIL, buf, _TAIL_AT)
+    for i in range(len(mt.pulses)):
+        mt.pulses[i].count = counts[i]
     m.relay.restore(state, reasons)
     return True

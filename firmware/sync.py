@@ -44,6 +44,13 @@ class Outbox:
     pop = _pop
 
 
+def _pulses(inputs):
+    # Water/gas pulse inputs as "u":{"water":1230,...} in their integer units, closing the object.
+    if not inputs:
+        return b"}"
+    return (',"u":{%s}}' % ",".join('"%s":%d' % (p.name, p.value) for p in inputs)).encode()
+
+
 class Sync:
     def __init__(self, meter_id, outbox_capacity=64):
         base = b"pm/v1/" + meter_id.encode() + b"/"
@@ -72,7 +79,7 @@ class Sync:
         self.outbox.put(TELE, (
             '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}' % (
                 self._next(), utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
-                mt.p_w, m.relay.state, m.relay.reasons)).encode())
+                mt.p_w, m.relay.state, m.relay.reasons)).encode()[:-1] + _pulses(mt.pulses))
 
     def forward_events(self, ring):
         while self._ev_sent < ring.seq:

@@ -132,6 +132,9 @@ def check(summary, backend):
     if not 0 <= summary["truth_mj"] - metered_mj - lost_mj <= lsb_mj + 2:
         bad.append("energy %d mJ metered + %d mJ lost in chip vs %d mJ drawn: beyond register resolution" % (
             metered_mj, lost_mj, summary["truth_mj"]))
+    if summary.get("pulse_counts") != summary.get("pulse_truth"):
+        bad.append("pulse inputs counted %s, the water meter gave %s" % (
+            summary.get("pulse_counts"), summary.get("pulse_truth")))
     expect_charged = summary["energy_wh"] * summary["tariff_price_per_kwh"] // summary["tariff_den"]
     if summary["charged_minor"] != expect_charged:
         bad.append("charged %d, tariff says %d" % (summary["charged_minor"], expect_charged))

@@ -136,6 +136,9 @@ def main():
         "heap_peak": heap_peak, "real_ms": time.ticks_diff(time.ticks_ms(), t0),
     }
     summary.update(emu.summary())
+    summary["pulses"] = {p.name: p.value for p in board.pulses}
+    summary["pulse_counts"] = [p.count for p in board.pulses]
+    summary["pulse_truth"] = board.pulses_truth
     if m.sync.link:
         m.sync.link.close()
     print(json.dumps(summary))

@@ -26,6 +26,11 @@ class SimBoard:
         self.loads = [Household(seed + 101 * k) for k in range(channels)]
         self.load = self.loads[0]
         self._rand = Lcg(seed + 7)
+        import pulses
+
+        self.pulses = pulses.from_config(cfg.get("pulses"), self.clock.ticks_diff)
+        self.pulses_truth = [0] * len(self.pulses)
+        self._water_ml = 0
         self.flash = blockdev.FileBlockDevice(opts["flash"])
         self.root = "/flash"
         blockdev.mount(self.flash, self.root)
@@ -42,7 +47,25 @@ class SimBoard:
             p = h.power_w(utc, ms // 1000) if self.relay.closed else 0
             self.emu.set_load(k, p)
         self.emu.advance(ms)
+        self._water(utc, ms)
         self.clock.advance(ms)
+
+    def _water(self, utc, ms):
+        # A water meter on the first pulse input: 10 ml/s while the household is up (morning and
+        # evening), one pulse per per_pulse litres, each with contact bounce on both edges.
+        if not self.pulses:
+            return
+        hour = utc % 86400 // 3600
+        if 6 <= hour < 9 or 17 <= hour < 23:
+            self._water_ml += 10 * ms // 1000
+        p = self.pulses[0]
+        clk = self.clock
+        t = clk.ticks_ms()
+        while self._water_ml >= p.per_pulse * 1000:
+            self._water_ml -= p.per_pulse * 1000
+            self.pulses_truth[0] += 1
+            for dt, level in ((0, 0), (2, 1), (3, 0), (60, 0), (200, 1), (201, 0), (203, 1), (300, 1)):
+                p.sample(level, clk.ticks_add(t, dt))
 
     def feed_watchdog(self):
         pass
