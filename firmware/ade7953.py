@@ -24,6 +24,8 @@ LAST_RWDATA_16 = const(0x1FF)
 AP_NOLOAD = const(0x203)
 AWATT = const(0x212)
 BWATT = const(0x213)
+AVAR = const(0x214)
+BVAR = const(0x215)
 IRMSA = const(0x21A)
 IRMSB = const(0x21B)
 VRMS = const(0x21C)
@@ -176,6 +178,8 @@ class ADE7953(MeterChip):
             self.i_ma[k] = i // _I_COUNTS_PER_MA if i > 0 else 0
             p = self.read_sure(AWATT + k)
             self.p_w[k] = _s24(p) // _W_COUNTS if p >= 0 else 0
+            q = self.read_sure(AVAR + k)
+            self.q_var[k] = _s24(q) // _W_COUNTS if q >= 0 else 0
             pf = self.read_sure(PFA + k)
             if pf >= 0:
                 pf = pf - 0x10000 if pf & 0x8000 else pf

@@ -40,6 +40,7 @@ EN_STATUS = const(0x46)
 IRMS = const(0x48)
 URMS = const(0x49)
 PMEAN = const(0x4A)
+QMEAN = const(0x4B)
 FREQ = const(0x4C)
 POWER_F = const(0x4D)
 IRMS2 = const(0x68)
@@ -201,6 +202,8 @@ class ATM90E26(MeterChip):
         self.i_n_ma = _pos(self.read_sure(IRMS2))
         p = self.read_sure(PMEAN)
         self.p_w[0] = _s16(p) if p >= 0 else 0
+        q = self.read_sure(QMEAN)
+        self.q_var[0] = _s16(q) if q >= 0 else 0
         pf = self.read_sure(POWER_F)  # sign-magnitude, 0.001 per LSB
         self.pf_milli[0] = (-(pf & 0x7FFF) if pf & 0x8000 else pf) if pf >= 0 else 0
         self.f_chz = _pos(self.read_sure(FREQ))

@@ -30,6 +30,7 @@ CFG_REG_ACC_EN = const(0x7F)
 AP_ENERGY_T = const(0x80)  # A..C = 0x81..0x83
 AN_ENERGY_T = const(0x84)  # A..C = 0x85..0x87
 PMEAN_T = const(0xB0)  # A..C = 0xB1..0xB3, LSB words at +0x10
+QMEAN_T = const(0xB4)  # A..C = 0xB5..0xB7, LSB words at +0x10
 PF_MEAN_T = const(0xBC)
 URMS_A = const(0xD9)
 IRMS_N = const(0xDC)
@@ -167,6 +168,9 @@ class ATM90E32(MeterChip):
             lo = self.read_sure(PMEAN_T + 0x11 + k)
             # 32-bit two's complement in units of 0.00032 W; in mW without leaving small ints
             self.p_w[k] = (_s16(hi) * 20972 + _pos(lo) * 32 // 100) // 1000 if hi >= 0 else 0
+            hi = self.read_sure(QMEAN_T + 1 + k)
+            lo = self.read_sure(QMEAN_T + 0x11 + k)
+            self.q_var[k] = (_s16(hi) * 20972 + _pos(lo) * 32 // 100) // 1000 if hi >= 0 else 0
             pf = self.read_sure(PF_MEAN_T + 1 + k)
             self.pf_milli[k] = _s16(pf) if pf >= 0 else 0
         self.f_chz = _pos(self.read_sure(FREQ))

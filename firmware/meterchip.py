@@ -23,7 +23,8 @@ class MeterChip:
     """Common part of the drivers. Energy is read into `energy` as counts since the last read:
     [import total, export total, import ch1, export ch1, ...]; -1 marks a register that could
     not be read. Wh = counts * WH_NUM / WH_DEN. Instantaneous values go to per-channel arrays:
-    v_cv (0.01 V), i_ma (mA), p_w (W, signed), pf_milli (signed), and f_chz (0.01 Hz)."""
+    v_cv (0.01 V), i_ma (mA), p_w (W, signed), q_var (var, signed), pf_milli (signed), and
+    f_chz (0.01 Hz)."""
 
     CHANNELS = 1
     ONES = 0xFFFF
@@ -37,6 +38,7 @@ class MeterChip:
         self.v_cv = array("i", bytes(4 * channels))
         self.i_ma = array("i", bytes(4 * channels))
         self.p_w = array("i", bytes(4 * channels))
+        self.q_var = array("i", bytes(4 * channels))
         self.pf_milli = array("i", bytes(4 * channels))
         self.f_chz = 0
         self.bus_errors = 0  # transactions that had to be repeated

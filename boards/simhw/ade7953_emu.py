@@ -13,7 +13,7 @@ _POWER_ON = {R.LCYCMODE: 0x40, R.CONFIG: 0x8004, 0x103: 0x3F, 0x104: 0x3F, 0x107
              R.AIGAIN: 0x400000, R.AVGAIN: 0x400000, R.AWGAIN: 0x400000,
              R.BIGAIN: 0x400000, R.BWGAIN: 0x400000, 0x224: 0xFFFFFF, 0x225: 0xFFFFFF}
 _RO = (R.LAST_OP, R.LAST_RWDATA_8, R.LAST_ADD, R.LAST_RWDATA_16, R.LAST_RWDATA_24, R.LAST_RWDATA_32,
-       R.PFA, R.PFB, R.PERIOD, R.AWATT, R.BWATT, R.IRMSA, R.IRMSB, R.VRMS, R.AENERGYA, R.AENERGYB)
+       R.PFA, R.PFB, R.PERIOD, R.AWATT, R.BWATT, R.AVAR, R.BVAR, R.IRMSA, R.IRMSB, R.VRMS, R.AENERGYA, R.AENERGYB)
 _MASK = (0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF)
 # Prebuilt so the read path allocates nothing (module attributes are not compile-time constants here).
 _LAST = (R.LAST_RWDATA_8, R.LAST_RWDATA_16, R.LAST_RWDATA_24, R.LAST_RWDATA_32)
@@ -43,7 +43,7 @@ class Ade7953Emu(EmuBase):
         regs.clear()
         for a in (R.LAST_OP, R.LAST_RWDATA_8, R.LAST_ADD, R.LAST_RWDATA_16, R.LAST_RWDATA_24,
                   R.LAST_RWDATA_32, R.RESERVED_120, R.UNLOCK, R.WRITE_PROTECT, R.PFA, R.PFB,
-                  R.PERIOD, R.AWATT, R.BWATT, R.IRMSA, R.IRMSB, R.VRMS, R.AENERGYA, R.AENERGYB):
+                  R.PERIOD, R.AWATT, R.BWATT, R.AVAR, R.BVAR, R.IRMSA, R.IRMSB, R.VRMS, R.AENERGYA, R.AENERGYB):
             regs[a] = 0
         for a, v in _POWER_ON.items():
             regs[a] = v
@@ -175,4 +175,5 @@ class Ade7953Emu(EmuBase):
             gi = regs[R.AIGAIN if k == 0 else R.BIGAIN]
             regs[R.IRMSA + k] = (i_ma * 100 * gi // tc["igain_" + ch]) & 0xFFFFFF
             regs[R.AWATT + k] = (p * 154 * gn // gd) & 0xFFFFFF
+            regs[R.AVAR + k] = (self.q_var(k) * 154) & 0xFFFFFF
             regs[R.PFA + k] = (pf * 0x7FFF // 1000) & 0xFFFF

@@ -149,7 +149,7 @@ class Atm90e26Emu(EmuBase):
         if not self.metering_on():
             if p > 0:
                 self.lost_num += e * self._cn  # drawn while the chip was not metering
-            for a in (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.FREQ, R.POWER_F):
+            for a in (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F):
                 regs[a] = 0
             return
         tc = self.true_cal
@@ -172,5 +172,6 @@ class Atm90e26Emu(EmuBase):
         regs[R.IRMS] = min(0xFFFF, i_ma)
         regs[R.IRMS2] = min(0xFFFF, i_ma * self.n_ratio_milli // 1000)
         regs[R.PMEAN] = (p * gn // gd) & 0xFFFF
+        regs[R.QMEAN] = self.q_var(0) & 0xFFFF
         regs[R.FREQ] = self.f_chz
         regs[R.POWER_F] = (0x8000 | -pf) if pf < 0 else pf

@@ -130,6 +130,7 @@ class Atm90e32Emu(EmuBase):
                 i_ma = abs(p) * 100000000 // (v * pf) if v and pf else 0
                 regs[R.IRMS_A + k] = min(0xFFFF, i_ma * regs[R.I_GAIN_A + 4 * k] // tc["igain_" + ph])
                 self._pmean(R.PMEAN_T + 1 + k, p * gn // gd)
+                self._pmean(R.QMEAN_T + 1 + k, self.q_var(k))
                 regs[R.PF_MEAN_T + 1 + k] = pf & 0xFFFF
             else:
                 for a in (R.URMS_A + k, R.IRMS_A + k, R.PMEAN_T + 1 + k, R.PMEAN_T + 0x11 + k):

@@ -14,6 +14,15 @@ _MJ_PER_WH = 3600000
 KINDS = ("resets", "absent", "stuck", "flip", "drop")
 
 
+def _isqrt(n):
+    x = n
+    y = (x + 1) // 2
+    while y < x:
+        x = y
+        y = (x + n // x) // 2
+    return x
+
+
 class Lcg:
     def __init__(self, seed):
         self.s = (seed * 2654435761 + 12345) & 0xFFFFFFFF
@@ -72,6 +81,17 @@ class EmuBase:
         self.p_w[ch] = p_w
         self.v_cv[ch] = v_cv
         self.pf_milli[ch] = pf_milli
+
+    def q_var(self, ch):
+        """Reactive power of a channel from its active power and power factor (inductive when
+        the power factor is positive, capacitive when negative)."""
+        p = self.p_w[ch]
+        pf = self.pf_milli[ch]
+        if not pf:
+            return 0
+        a = pf if pf > 0 else -pf
+        q = abs(p) * _isqrt(1000000 - a * a) // a
+        return q if pf > 0 else -q
 
     def to_counts(self, acc, e_mj, gn=1, gd=1):
         """Add e_mj, scaled by the chip's energy gain gn/gd (1 when calibrated), to a fraction

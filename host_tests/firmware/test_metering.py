@@ -251,3 +251,19 @@ mptest.done(wh=k.m.imp_wh, truth_wh=k.emu.truth_mj // 3600000)
 """, timeout=120, heap=HEAP)
     r = res.result
     assert r["truth_wh"] - r["wh"] in (0, 1)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_instantaneous_values_at_power_factor_0_8(mpy, chip):
+    res = mpy(PRELUDE + """
+k.load(1840, 800)   # 1840 W at PF 0.8 lagging, 230 V: 10 A, 1380 var
+k.run(2, 1)
+c = k.chip
+mptest.eq(c.v_cv[0], 23000, "voltage")
+mptest.check(abs(c.i_ma[0] - 10000) <= 1, "current %d" % c.i_ma[0])
+mptest.check(abs(c.p_w[0] - 1840) <= 1, "active %d" % c.p_w[0])
+mptest.check(abs(c.q_var[0] - 1380) <= 1, "reactive %d" % c.q_var[0])
+mptest.check(abs(c.pf_milli[0] - 800) <= 1, "pf %d" % c.pf_milli[0])
+mptest.check(abs(c.f_chz - 5000) <= 1, "frequency %d" % c.f_chz)
+mptest.done()
+""", chip, heap=HEAP)
