@@ -15,7 +15,7 @@ FAULTS ?=
 # Let tools/mprun.py find the micropython of this venv even when VENV is moved.
 export MICROPYTHON := $(abspath $(MPY))
 
-.PHONY: venv deps mosquitto sim build test clean distclean
+.PHONY: venv deps mosquitto sim build test bench clean distclean
 
 venv: $(STAMP)
 
@@ -37,6 +37,9 @@ sim: deps
 
 build: venv
 	$(PY) tools/build.py
+
+bench: deps
+	$(PY) bench/run.py
 
 test: deps build
 	$(PY) -m pytest host_tests -ra

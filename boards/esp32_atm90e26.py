@@ -7,7 +7,8 @@ RELAY = "monostable"  # contacts closed while the coil output is high
 
 # VSPI IO-MUX pins; the ATM90E26 wants SPI mode 3 at <= 200 kHz.
 PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2,
-        "pulse1": 34, "pulse2": 35}  # input-only GPIOs; 10 k pull-ups to 3.3 V on the board
+        "cover": 34, "magnet": 35,  # tamper switches on input-only pins, external pull-ups
+        "pulse1": 36, "pulse2": 39}  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
 SPI_ID = 2
 SPI_BAUD = 160000
 
@@ -32,6 +33,8 @@ CONFIG = {
     "telemetry_s": 900,
     "tick_ms": 1000,
     "keepalive_s": 240,
+    # Relay and protection; every key not given takes the default in docs/relay.md.
+    "protection": {"relay": {"kind": RELAY}},
     # Water meter with a reed contact, 10 litres per pulse (see docs/metering.md).
     "pulses": [{"name": "water", "unit": "l", "per_pulse": 10, "debounce_ms": 20}],
 }
@@ -53,6 +56,9 @@ class Board:
         self._pulse_inputs(Pin, time)
         self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
         self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
+        # Tamper switches read high when tripped (cover lifted / reed closed by a magnet).
+        self.cover = Pin(PINS["cover"], Pin.IN).value
+        self.magnet = Pin(PINS["magnet"], Pin.IN).value
         self.root = "/data"
         try:
             import os

@@ -6,6 +6,7 @@ from micropython import const
 import events
 import account
 import relay as relay_mod
+import protection as protection_mod
 import auth
 import record
 import tariff as tariff_mod
@@ -15,12 +16,15 @@ from sync import Sync
 
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
 
-RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_args", "store_fault")
+RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_args", "store_fault",
+           "rate_limited")
 _APPLIED = const(0)
 _REFUSED_MAX = const(1)
 _BAD_AMOUNT = const(2)
 _UNKNOWN_OP = const(3)
+_BAD_ARGS = const(4)
 _STORE_FAULT = const(5)
+_RATE_LIMITED = const(6)
 
 
 class Meter:
@@ -36,7 +40,7 @@ class Meter:
         self.account = account.Account(emit, credit.get("low1", 200), credit.get("low2", 50),
                                        credit.get("hysteresis", 20), credit.get("max_balance", 10000000))
         self.reconnect_threshold = credit.get("reconnect_threshold", 0)
-        self.relay = relay_mod.RelayControl(board.relay, emit, cfg.get("auto_reconnect", False))
+        self.relay, self.protection, self.relay_cmds = protection_mod.build(board, self.metering, emit)
         self.commands = auth.Commands(board.meter_id, board.key)
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
@@ -77,6 +81,7 @@ class Meter:
             self.commit()
         if self.store.damaged:
             self.emit(events.STORE_FAULT, self.store.damaged)
+        self.relay.power_up()
         if not self.board.key:
             self.emit(events.NO_KEY, 0)
         self.emit(events.BOOT, self.store.seq)
@@ -98,7 +103,8 @@ class Meter:
             self._uncommitted_wh += wh
         self._credit_rules()
         self._button(now)
-        if (self.relay.changed or self._uncommitted_wh >= self.commit_wh
+        self.protection.step(now)
+        if (self.relay.changed or self.protection.changed() or self._uncommitted_wh >= self.commit_wh
                 or clock.ticks_diff(now, self._last_commit) >= self.commit_ms):
             self.commit()
         if clock.ticks_diff(now, self._last_tele) >= self.tele_ms:
@@ -138,11 +144,13 @@ class Meter:
         self._uncommitted_wh = 0
         self._last_commit = self.clock.ticks_ms()
         self.relay.changed = False
+        self.protection.committed()
         return True
 
     # -- commands ---------------------------------------------------------------
     def on_message(self, topic, payload):
-        if self.sync.link.retained:
+        link = self.sync.link
+        if link is not None and link.retained:
             # A retained command would replay on every reconnect: never act on one.
             self.emit(events.RETAINED_CMD, 0)
             return
@@ -178,13 +186,38 @@ class Meter:
                 self._credit_rules()
                 return _APPLIED
             return _REFUSED_MAX if r == account.REFUSED_MAX_BALANCE else _BAD_AMOUNT
-        if op == "disconnect":
-            self.relay.set_reason(relay_mod.REMOTE)
-            return _APPLIED
-        if op == "reconnect":
-            self.relay.remote_reconnect(doc.get("direct") is True)
-            return _APPLIED
+        if op in ("disconnect", "reconnect", "keep_power", "clear"):
+            return self._relay_op(op, doc)
         if op == "status":
             self.sync.telemetry(self, self.clock.time())
             return _APPLIED
         return _UNKNOWN_OP
+
+    def _relay_op(self, op, doc):
+        """Relay commands, rate limited (a refused one is an event and changes nothing)."""
+        what = doc.get("what")
+        if op == "keep_power" and not isinstance(doc.get("on"), bool):
+            return _BAD_ARGS
+        if op == "clear" and what not in ("limiter", "tamper", "fault"):
+            return _BAD_ARGS
+        direct = doc.get("direct")
+        if op == "reconnect" and direct is not None and not isinstance(direct, bool):
+            return _BAD_ARGS
+        if not self.relay_cmds.allow():
+            self.emit(events.RELAY_CMD_LIMITED, 0)
+            return _RATE_LIMITED
+        p = self.protection
+        if op == "disconnect":
+            self.relay.remote_disconnect()
+        elif op == "reconnect":
+            self.relay.remote_reconnect(direct)
+        elif op == "keep_power":
+            self.relay.set_keep_power(doc["on"])
+        elif what == "limiter":
+            p.limiter.cancel()
+        elif what == "tamper":
+            p.tamper.clear()
+        else:
+            p.clear_fault()
+        return _APPLIED
+

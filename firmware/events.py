@@ -20,13 +20,40 @@ STORE_FAULT = const(13)
 REVERSE_ENERGY = const(14)
 NO_KEY = const(15)
 RETAINED_CMD = const(16)
-TAMPER_LN = const(17)  # live and neutral currents disagree (meter bypass)
-CAL_INVALID = const(18)  # stored calibration failed its CRC or belongs to another board/chip
+REASON_SET = const(17)  # a disconnect reason was added (arg: reason bit)
+REASON_CLEARED = const(18)  # a disconnect reason was lifted (arg: reason bit)
+CONFIRM_REFUSED = const(19)  # local confirm while a reason still holds the relay open (arg: top reason)
+RELAY_DELAYED = const(20)  # automatic close waits a randomised delay (arg: seconds)
+RELAY_CMD_LIMITED = const(21)  # remote relay command refused by the rate limit
+RELAY_POSTPONED = const(22)  # actuation postponed: supply too low (arg: centivolts)
+RELAY_MISMATCH = const(23)  # contacts not where driven (arg: 1 welded/bypass, 2 no close)
+RELAY_REDRIVE = const(24)  # mismatch re-driven (arg: attempt)
+RELAY_FAULT = const(25)  # re-drives used up (arg: as RELAY_MISMATCH)
+RELAY_RECOVERED = const(26)  # contacts now where driven
+LIMIT_TRIP = const(27)  # load limiter opened the relay (arg: trips in window)
+LIMIT_RETRY = const(28)  # load limiter retry: LOAD reason lifted (arg: retries)
+LIMIT_LATCHED = const(29)  # too many trips: open until cleared (arg: trips in window)
+LIMIT_CANCELLED = const(30)  # retry cycle or latch cancelled (customer or backend)
+VOLT_OVER = const(31)  # over-voltage trip (arg: centivolts)
+VOLT_UNDER = const(32)  # under-voltage trip (arg: centivolts)
+VOLT_RESTORED = const(33)  # voltage stable again (arg: centivolts)
+TAMPER = const(34)  # tamper detected (arg: kind bit)
+TAMPER_CLEARED = const(35)  # tamper flags cleared (arg: old flags)
+KEEP_POWER = const(36)  # keep-power override on/off (arg 1/0)
+FRIENDLY = const(37)  # friendly period on/off (arg 1/0)
+TAMPER_LN = const(38)  # live and neutral currents disagree (meter bypass)
+CAL_INVALID = const(39)  # stored calibration failed its CRC or belongs to another board/chip
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
     "relay_open", "relay_closed", "relay_armed", "topup_applied", "cmd_refused",
     "chip_reset", "chip_fault", "store_fault", "reverse_energy", "no_key", "retained_cmd",
+    # relay and protection
+    "reason_set", "reason_cleared", "confirm_refused", "relay_delayed", "relay_cmd_limited",
+    "relay_postponed", "relay_mismatch", "relay_redrive", "relay_fault", "relay_recovered", "limit_trip",
+    "limit_retry", "limit_latched", "limit_cancelled", "volt_over", "volt_under", "volt_restored", "tamper",
+    "tamper_cleared", "keep_power", "friendly",
+    # metering
     "tamper_ln", "cal_invalid",
 )
 

@@ -10,9 +10,14 @@ _HEAD = "<HHiiiIIIIIIIBBBB"
 _HEAD_SIZE = struct.calcsize(_HEAD)
 _IDS = "<%dI" % WINDOW
 _RES = "<%dB" % WINDOW
-_TAIL = "<II"  # pulse-input counts (pulses.MAX_INPUTS), appended after the replay window
-_TAIL_AT = _HEAD_SIZE + 4 * WINDOW + WINDOW
-SIZE = _TAIL_AT + struct.calcsize(_TAIL)
+# Relay and protection tail: relay flags (confirm owed, keep-power), limiter latched,
+# tamper flags, relay driver fault, lifetime load-limit trips.
+_TAIL = "<BBBBI"
+_TAIL_OFF = _HEAD_SIZE + 4 * WINDOW + WINDOW
+SIZE = _TAIL_OFF + struct.calcsize(_TAIL)
+_PULSES = "<II"  # pulse-input counts (pulses.MAX_INPUTS), after the relay tail
+_PULSES_AT = SIZE
+SIZE = _PULSES_AT + struct.calcsize(_PULSES)
 _MAGIC = 0x4D50  # "PM"
 
 
@@ -29,9 +34,12 @@ def pack(buf, m):
     for i in range(WINDOW):
         struct.pack_into("<I", buf, o + 4 * i, c.ids[i])
         buf[o + 4 * WINDOW + i] = c.results[i]
-    p = mt.pulses
-    struct.pack_into(_TAIL, buf, _TAIL_AT, p[0].count if len(p) > 0 else 0,
-                     p[1].count if len(p) > 1 else 0)
+    p = m.protection
+    struct.pack_into(_TAIL, buf, _TAIL_OFF, m.relay.flags(), 1 if p.limiter.latched() else 0,
+                     p.tamper.flags, p.driver.fault, p.limiter.trips_total)
+    pl = m.metering.pulses
+    struct.pack_into(_PULSES, buf, _PULSES_AT, pl[0].count if len(pl) > 0 else 0,
+                     pl[1].count if len(pl) > 1 else 0)
 
 
 def unpack(buf, m):
@@ -48,8 +56,10 @@ def unpack(buf, m):
     for i in range(WINDOW):
         c.ids[i] = struct.unpack_from("<I", buf, o + 4 * i)[0]
         c.results[i] = buf[o + 4 * WINDOW + i]
-    counts = struct.unpack_from(_TAIL, buf, _TAIL_AT)
+    flags, latched, tamper, fault, trips = struct.unpack_from(_TAIL, buf, _TAIL_OFF)
+    m.relay.restore(state, reasons, flags)
+    m.protection.restore(latched, tamper, fault, trips)
+    counts = struct.unpack_from(_PULSES, buf, _PULSES_AT)
     for i in range(len(mt.pulses)):
         mt.pulses[i].count = counts[i]
-    m.relay.restore(state, reasons)
     return True

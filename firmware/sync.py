@@ -4,6 +4,7 @@
 # Topic tree (see docs/protocol.md):  pm/v1/<meter>/{status,tele,evt,reply}  and  .../cmd (downlink)
 from micropython import const
 import events
+import time
 
 TELE = const(0)
 EVT = const(1)
@@ -95,6 +96,13 @@ class Sync:
     def reply(self, cid, result, m, repeat=False):
         self.outbox.put(REPLY, ('{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d}' % (
             self._next(), cid, result, 1 if repeat else 0, m.account.balance, m.relay.state)).encode())
+
+    def wait(self, ms):
+        """Idle until the next tick: on the link's socket when there is one."""
+        if self.link is None:
+            time.sleep_ms(ms)
+        else:
+            self.link.wait(ms)
 
     def poll(self):
         link = self.link

@@ -139,6 +139,8 @@ class Broker:
             "log_type notice",
             "log_type information",
             "connection_messages true",
+            # Small MQTT packets otherwise wait for the peer's delayed ACK (Nagle): ~40-90 ms each.
+            "set_tcp_nodelay true",
         ]
         if os.geteuid() == 0:
             # Otherwise mosquitto drops to user "mosquitto" and cannot write our log.

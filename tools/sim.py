@@ -19,6 +19,7 @@ import mprun  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 TOPUP_MINOR = 500
 OPENING_MINOR = 300
+LIMIT_W = 3000  # contracted power: an oven at the evening peak goes over it now and then
 
 
 class SimError(Exception):
@@ -146,6 +147,11 @@ def check(summary, backend):
     if summary["topups_applied"] != len(applied):
         bad.append("meter applied %d top-ups, backend has %d acknowledged" % (
             summary["topups_applied"], len(applied)))
+    if summary.get("relay_faults"):
+        bad.append("relay fault %d reported on healthy simulated contacts" % summary["relay_faults"])
+    ended = summary.get("overload_retries", 0) + summary.get("overload_latches", 0)
+    if not 0 <= summary.get("overload_trips", 0) - ended <= 1:
+        bad.append("%d overload trips but %d retries/latches" % (summary["overload_trips"], ended))
     seqs = sorted(backend.uplink_seqs)
     if seqs and seqs != list(range(seqs[0], seqs[0] + len(seqs))):
         bad.append("uplink sequence gaps")
@@ -166,7 +172,8 @@ def run(a):
     key = os.urandom(32)  # provisioned per run: there is no default key
     backend = Backend(host, port, meter_id, key)
     work = Path(tempfile.mkdtemp(prefix="pm-sim-"))
-    cfg = json.dumps({"opening_balance": OPENING_MINOR})
+    cfg = json.dumps({"opening_balance": OPENING_MINOR,
+                      "protection": {"limiter": {"power_w": LIMIT_W}}})
     cmd = [mprun.mpy_path(), "-X", "heapsize=" + a.heap, str(ROOT / "tools" / "sim_meter.py"),
            "--board", a.board, "--hours", str(a.hours), "--seed", str(a.seed), "--meter-id", meter_id,
            "--broker", "%s:%d" % (host, port), "--key", key.hex(), "--flash", str(work / "flash.img"),

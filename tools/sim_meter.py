@@ -59,6 +59,29 @@ def parse_faults(text):
     return out
 
 
+def print_story(ring, seen):
+    """One line for each relay transition (with its reason), top-up and overload trip since
+    event `seen`; returns the next event seq to look at."""
+    import events
+
+    s = max(seen, ring.oldest_seq())
+    while s < ring.seq:
+        code, arg, utc = ring.get(s)
+        s += 1
+        if code in (events.RELAY_OPEN, events.RELAY_CLOSED, events.RELAY_ARMED):
+            state = {events.RELAY_OPEN: "disconnected", events.RELAY_CLOSED: "connected",
+                     events.RELAY_ARMED: "ready"}[code]
+            why = "local confirm" if code == events.RELAY_CLOSED and arg == relay_mod.MANUAL else relay_mod.reason_name(arg)
+            what = "relay -> %s (%s)" % (state, why)
+        elif code in (events.TOPUP_APPLIED, events.LIMIT_TRIP, events.LIMIT_LATCHED, events.CREDIT_EXHAUSTED):
+            what = "%s %d" % (events.name(code), arg)
+        else:
+            continue
+        t = utc % 86400
+        print("         %02d:%02d:%02d %s" % (t // 3600, t // 60 % 60, t % 60, what))
+    return s
+
+
 def main():
     o = parse(sys.argv[1:])
     modname = o["board"].replace("-", "_")
@@ -85,6 +108,8 @@ def main():
     ticks = o["hours"] * 3600 * 1000 // tick_ms
     per_hour = 3600 * 1000 // tick_ms
     ready_since = None
+    confirms = 0
+    ev_seen = m.events.seq
     heap_peak = 0
     t0 = time.ticks_ms()
     for n in range(1, ticks + 1):
@@ -96,18 +121,22 @@ def main():
                 ready_since = n
             elif (n - ready_since) * o["tick-s"] == o["customer-delay-s"]:
                 board.button.hold(3000 + 2 * tick_ms)  # long enough for the 3 s hold to be seen
+                confirms += 1
         else:
             ready_since = None
+        if m.events.seq != ev_seen:
+            ev_seen = print_story(m.events, ev_seen)
         if n % per_hour == 0:
             gc.collect()  # live heap, sampled hourly (the garbage between collections is not demand)
             a = gc.mem_alloc()
             if a > heap_peak:
                 heap_peak = a
             link = m.sync.link
-            print("hour %3d | energy %6d Wh | balance %6d | charged %6d | relay %-12s | disc %d rec %d | topups %d | mqtt %s out %d" % (
+            lim = m.protection.limiter
+            print("hour %3d | energy %6d Wh | balance %6d | charged %6d | relay %-12s | disc %d rec %d | topups %d | overload trips %d retries %d | mqtt %s out %d" % (
                 n // per_hour, m.metering.imp_wh, m.account.balance, m.account.charged,
                 relay_mod.STATE_NAMES[m.relay.state], m.relay.disconnects, m.relay.reconnects, m.topups,
-                "up" if link and link.state else "down", m.sync.published))
+                lim.trips_total, lim.retries, "up" if link and link.state else "down", m.sync.published))
     # Give the link a moment (real time) to deliver what is still queued.
     deadline = time.ticks_add(time.ticks_ms(), 3000)
     while m.sync.link and m.sync.outbox.count and time.ticks_diff(deadline, time.ticks_ms()) > 0:
@@ -124,7 +153,9 @@ def main():
         "topped_up_minor": m.account.topped_up, "topups_applied": m.topups,
         "opening_balance": board.config.get("opening_balance", 0),
         "relay": relay_mod.STATE_NAMES[m.relay.state], "disconnects": m.relay.disconnects,
-        "reconnects": m.relay.reconnects, "mqtt_out": m.sync.published,
+        "reconnects": m.relay.reconnects, "overload_trips": m.protection.limiter.trips_total,
+        "overload_retries": m.protection.limiter.retries, "overload_latches": m.protection.limiter.latches,
+        "local_confirms": confirms, "relay_faults": m.protection.driver.fault, "mqtt_out": m.sync.published,
         "mqtt_connects": m.sync.link.connects if m.sync.link else 0,
         "outbox_left": m.sync.outbox.count, "outbox_dropped": m.sync.outbox.dropped,
         "commands_refused": m.commands.refused, "commits": m.store.commits,

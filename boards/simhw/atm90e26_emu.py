@@ -138,6 +138,11 @@ class Atm90e26Emu(EmuBase):
             self._start_cmd(value, R.BANK2, R.BANK2_DEFAULTS, R.CS2, 0x3000)
 
     # -- the analogue world ---------------------------------------------------------
+    def set_load(self, p_w, v_cv=23000, f_chz=5000, pf_milli=1000):
+        """The single-channel form (kept for callers written before set_channel)."""
+        self.set_channel(0, p_w, v_cv, pf_milli)
+        self.f_chz = f_chz
+
     def _integrate(self, dt_ms):
         p = self.p_w[0]
         e = (p if p >= 0 else -p) * dt_ms

@@ -77,7 +77,7 @@ class EmuBase:
         return self.BILLING_REGS * -(-self._cd // self._cn)
 
     # -- the analogue world ---------------------------------------------------------
-    def set_load(self, ch, p_w, v_cv=23000, pf_milli=1000):
+    def set_channel(self, ch, p_w, v_cv=23000, pf_milli=1000):
         self.p_w[ch] = p_w
         self.v_cv[ch] = v_cv
         self.pf_milli[ch] = pf_milli

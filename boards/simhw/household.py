@@ -19,6 +19,11 @@ class Household:
         self._appliance_w = 0
         self._appliance_left_s = 0
 
+    def power_cut(self):
+        """The supply went off: whatever appliance was running is not restarted afterwards
+        (after an overload trip the customer switches the big load off)."""
+        self._appliance_left_s = 0
+
     def power_w(self, utc, dt_s):
         """Average demand in W over the next dt_s seconds starting at `utc`."""
         sec = utc % 86400

@@ -1,15 +1,61 @@
-# Simulated board parts: relay contacts and the customer's button.
+# Simulated board parts: relay contacts (with feedback and fault injection), the customer's
+# button, and plain switch inputs (terminal cover, magnetic sensor).
 
 
 class SimRelay:
-    def __init__(self):
-        self.closed = True
-        self.operations = 0
+    """Contacts driven like a monostable (set) or latching (pulse) relay. `feedback()` is the
+    load-side voltage sense: True while the contacts are really closed.
+    Faults: weld() (contacts stay closed whatever is driven), fail_coil() (the coil no
+    longer moves the contacts; a monostable one drops open)."""
 
-    def set(self, closed):
+    def __init__(self):
+        self.closed = False  # unpowered: a monostable relay starts open
+        self.operations = 0
+        self.pulses = 0
+        self.welded = False
+        self.coil_failed = False
+
+    def _move(self, closed):
+        if self.welded and not closed:
+            return
+        if self.coil_failed:
+            return
         if closed != self.closed:
             self.operations += 1
         self.closed = closed
+
+    def set(self, closed):
+        self._move(closed)
+
+    def pulse(self, closed, ms):
+        self.pulses += 1
+        self._move(closed)
+
+    def feedback(self):
+        return self.closed
+
+    def weld(self):
+        self.welded = True
+        self.closed = True
+
+    def fail_coil(self, drop_open=True):
+        self.coil_failed = True
+        if drop_open and not self.welded:
+            self.closed = False
+
+    def repair(self):
+        self.welded = False
+        self.coil_failed = False
+
+
+class SimSwitch:
+    """A digital input: call it to read; set `on` to change it."""
+
+    def __init__(self, on=False):
+        self.on = on
+
+    def __call__(self):
+        return self.on
 
 
 class SimButton:

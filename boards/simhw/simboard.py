@@ -3,7 +3,7 @@
 # and real board definition it uses.
 from simhw.clock import SimClock, RealClock
 from simhw.household import Household, Lcg
-from simhw.parts import SimRelay, SimButton
+from simhw.parts import SimRelay, SimButton, SimSwitch
 from simhw import blockdev
 
 
@@ -21,7 +21,10 @@ class SimBoard:
         self.chip = make_chip(self.emu, cfg)
         self.relay = SimRelay()
         self.button = SimButton(self.clock)
+        self.cover = SimSwitch()  # True = terminal cover open
+        self.magnet = SimSwitch()
         seed = opts.get("seed", 1)
+        self._relay_rand = Lcg(seed + 13)
         # One household per channel (a three-phase supply feeds three circuits' worth of load).
         self.loads = [Household(seed + 101 * k) for k in range(channels)]
         self.load = self.loads[0]
@@ -34,18 +37,20 @@ class SimBoard:
         self.flash = blockdev.FileBlockDevice(opts["flash"])
         self.root = "/flash"
         blockdev.mount(self.flash, self.root)
-        import calibration
-
         self.uid = b"sim%d" % seed  # stands in for machine.unique_id()
-        calibration.load_into(self.chip, self.root + "/cal.json", name, self.uid)
+        self._load_cal(self.root + "/cal.json", name)
         self._broker = opts.get("broker")
 
     def advance(self, ms):
         """Let `ms` of simulated time pass at the households' demand (nothing flows while the relay is open)."""
         utc = self.clock.time()
         for k, h in enumerate(self.loads):
-            p = h.power_w(utc, ms // 1000) if self.relay.closed else 0
-            self.emu.set_load(k, p)
+            if self.relay.closed:
+                p = h.power_w(utc, ms // 1000)
+            else:
+                p = 0
+                h.power_cut()
+            self.emu.set_channel(k, p)
         self.emu.advance(ms)
         self._water(utc, ms)
         self.clock.advance(ms)
@@ -66,6 +71,22 @@ class SimBoard:
             self.pulses_truth[0] += 1
             for dt, level in ((0, 0), (2, 1), (3, 0), (60, 0), (200, 1), (201, 0), (203, 1), (300, 1)):
                 p.sample(level, clk.ticks_add(t, dt))
+
+    def _load_cal(self, path, name):
+        import os
+
+        try:
+            os.stat(path)
+        except OSError:
+            self.chip.cal_state = "none"  # nothing stored: the calibration module stays unloaded
+            return
+        import calibration
+
+        calibration.load_into(self.chip, path, name, self.uid)
+
+    def rand(self, n):
+        """0..n-1, deterministic per seed (randomised reconnect delays)."""
+        return self._relay_rand.next(n)
 
     def feed_watchdog(self):
         pass

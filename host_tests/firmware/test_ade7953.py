@@ -42,7 +42,7 @@ def test_unlock_read_with_reset_and_aliases():
     xfer(emu, R.UNLOCK, 0, 0xAD)
     xfer(emu, R.RESERVED_120, 0, 0x30)
     assert xfer(emu, R.RESERVED_120, 0x80) == 0x30
-    emu.set_load(0, -3600)  # exporting on channel A: negative energy
+    emu.set_channel(0, -3600)  # exporting on channel A: negative energy
     emu.advance(1000)
     # -1 Wh = -23716 counts; the 32-bit alias returns it sign-extended (the emulator resets
     # on reads of the 24-bit address only)
@@ -79,8 +79,8 @@ d = R.ADE7953(emu, emu.cs)
 d.init()
 mptest.eq(d.state(), R.OK, "configured")
 mptest.eq(emu.regs[R.RESERVED_120], 0x30, "0x120 set after the unlock key")
-emu.set_load(0, 1000)
-emu.set_load(1, -500)
+emu.set_channel(0, 1000)
+emu.set_channel(1, -500)
 emu.advance(3600)
 d.read_energy()
 mptest.eq(list(d.energy), [23716, 11858, 23716, 0, 0, 11858], "A imports 1 Wh, B exports 0.5 Wh")

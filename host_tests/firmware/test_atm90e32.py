@@ -46,7 +46,7 @@ emu.cs(1)
 mptest.eq(emu.regs[0x61], 0x1234, "locked write ignored")
 emu.regs[0x61] = 0x8000
 for ch, p in ((0, 1000), (1, 2000), (2, 3000)):
-    emu.set_load(ch, p)
+    emu.set_channel(ch, p)
 emu.advance(3600 * 1000)  # 6 kWh in an hour: 1 920 000 counts, far past 16 bits
 d.read_energy()
 e = list(d.energy)

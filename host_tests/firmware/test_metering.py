@@ -240,7 +240,7 @@ h = Household(3)
 tick = 300  # 5 min: coarse, and still inside the 532 s overflow bound
 utc = 1767225600
 for _ in range(365 * 86400 // tick):
-    k.emu.set_load(0, h.power_w(utc, tick))
+    k.emu.set_channel(0, h.power_w(utc, tick))
     k.emu.advance(tick * 1000)
     k.m.poll(tick * 1000)
     utc += tick

@@ -43,7 +43,7 @@ class Kit:
 
     def load(self, p_w, pf_milli=1000):
         for ch in range(self.emu.n):
-            self.emu.set_load(ch, p_w, 23000, pf_milli)
+            self.emu.set_channel(ch, p_w, 23000, pf_milli)
 
     def run(self, seconds, tick_s=1):
         for _ in range(seconds // tick_s):

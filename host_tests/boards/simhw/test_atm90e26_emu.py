@@ -57,12 +57,12 @@ def test_energy_counts_clear_on_read_and_wrap():
     emu = Atm90e26Emu(3200)
     xfer(emu, R.CAL_START, 0x5678)
     xfer(emu, R.ADJ_START, 0x5678)
-    emu.set_load(0, 3600)
+    emu.set_channel(0, 3600)
     emu.advance(1000)  # 1 Wh = 3.2 pulses = 32 counts of 0.1 pulse
     assert xfer(emu, 0x80 | R.AP_ENERGY) == 32
     assert xfer(emu, 0x80 | R.AP_ENERGY) == 0
     assert emu.truth_mj == 3600000
-    emu.set_load(0, 13800)
+    emu.set_channel(0, 13800)
     emu.advance(600 * 1000)  # 2.3 kWh > 6553.5 pulses: the register wraps
     assert emu.overflows == 1
     assert xfer(emu, 0x80 | R.AP_ENERGY) == (2300 * 32) % 65536

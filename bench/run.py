@@ -1,0 +1,93 @@
+"""`make bench`: run every benchmark, print a table, write the figures as JSON (BENCH_OUT).
+
+Each benchmark is a script under bench/ that prints one JSON object as its last line; this
+runner merges them. Figures are measurements of this machine's run, never assertions.
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import mprun  # noqa: E402
+
+# (figure, unit, target, what) for the table; the target is a comparison, not a test.
+FIGURES = [
+    ("tick_us_median", "us", "<= 100", "one metering+billing+relay+sync step, unix port"),
+    ("tick_us_p99", "us", "<= 100", "same, 99th percentile (includes commits)"),
+    ("spi_us_per_tick", "us", "", "SPI bus time per step on the device at the board's SPI clock"),
+    ("alloc_bytes_per_tick", "B", "0", "heap allocated by a steady-state step (heap_lock proven)"),
+    ("min_heap_kib", "KiB", "<= 64", "smallest -X heapsize running the 24 h online sim"),
+    ("wire_bytes_per_day", "B", "<= 20000", "MQTT packet bytes per meter per day"),
+    ("payload_bytes_per_day", "B", "", "MQTT payload bytes per meter per day"),
+    ("flash_bytes_per_day", "B", "", "bytes programmed to flash per day"),
+    ("erase_cycles_20y", "cycles", "<< 100000", "projected erase cycles per block over 20 years"),
+    ("topup_ms_p50_1", "ms", "", "top-up publish -> ack, 1 meter"),
+    ("topup_ms_p99_1", "ms", "", "same, p99"),
+    ("topup_ms_p50_100", "ms", "", "same, 100 meters"),
+    ("topup_ms_p99_100", "ms", "<= 100", "same, p99"),
+    ("energy_at_risk_wh", "Wh", "<= 10", "energy a power cut can lose at default commit settings"),
+    ("boot_ms", "ms", "", "start to first metering tick, unix port"),
+]
+
+# Benchmarks: (name, command). MicroPython ones run on the unix port with the project's path.
+BENCHES = [
+    ("tick", ["mpy", "bench/tick.py", "3000"]),
+    ("minheap", ["py", "bench/minheap.py", "24"]),
+]
+OPTIONAL = ["storage", "wire", "latency", "boot"]  # bench/<name>.py, run with CPython if present
+
+
+def run(name, cmd):
+    if cmd[0] == "mpy":
+        argv = [mprun.mpy_path(), "-X", "heapsize=512k"] + cmd[1:]
+        env = dict(os.environ, MICROPYPATH=mprun.micropypath())
+    else:
+        argv = [sys.executable] + cmd[1:]
+        env = dict(os.environ)
+    t = time.time()
+    p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        print("bench %s failed (exit %d):\n%s%s" % (name, p.returncode, p.stdout[-2000:], p.stderr[-2000:]))
+        return {}
+    print("bench %-8s %5.1f s" % (name, time.time() - t), flush=True)
+    return json.loads(lines[-1])
+
+
+def main():
+    results = {}
+    for name, cmd in BENCHES:
+        results.update(run(name, cmd))
+    for name in OPTIONAL:
+        if (ROOT / "bench" / (name + ".py")).exists():
+            results.update(run(name, ["py", "bench/%s.py" % name]))
+    results["_machine"] = "%s, %s, %d cores" % (platform.platform(), platform.processor() or platform.machine(),
+                                                os.cpu_count())
+    results["_date"] = time.strftime("%Y-%m-%d")
+    print()
+    print("%-22s %12s %-7s %-10s %s" % ("figure", "value", "unit", "target", "what"))
+    missing = []
+    for key, unit, target, what in FIGURES:
+        v = results.get(key)
+        if v is None:
+            missing.append(key)
+            shown = "not measured"
+        else:
+            shown = ("%.2f" % v) if isinstance(v, float) else str(v)
+        print("%-22s %12s %-7s %-10s %s" % (key, shown, unit, target, what))
+    out = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "results.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    print("\nwrote %s (%s)" % (out, results["_machine"]))
+    if missing:
+        print("not measured yet: " + ", ".join(missing))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

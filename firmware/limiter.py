@@ -1,0 +1,132 @@
+# Load limiter (DLMS IC 71 in spirit, CLOU/STS timing by default): active power or RMS current
+# above its threshold for `over_s` opens the relay with reason LOAD; after `retry_s` the reason
+# clears and the contacts close again by themselves. `max_trips` trips within `window_s` latch:
+# the relay then stays open until the customer confirms locally or the backend resets the
+# limiter. The customer (button/REPL) or the backend can always cancel a retry cycle.
+# step() runs every tick and allocates nothing.
+from micropython import const
+from array import array
+import events
+import relay as relay_mod
+
+IDLE = const(0)  # watching
+TRIPPED = const(1)  # open, retry pending
+LATCHED = const(2)  # open until cleared
+STATE_NAMES = ("idle", "tripped", "latched")
+
+
+class Limiter:
+    def __init__(self, relay, clock, emit, power_w=0, current_ma=0, over_s=30, retry_s=120,
+                 max_trips=4, window_s=1800):
+        if power_w < 0 or current_ma < 0 or over_s < 0 or retry_s < 1 or max_trips < 1 or window_s < 1:
+            raise ValueError("limiter config")
+        self._relay = relay
+        self._clock = clock
+        self._emit = emit
+        self.power_w = power_w  # 0 = no power threshold
+        self.current_ma = current_ma  # 0 = no current threshold
+        self._over_ms = over_s * 1000
+        self._retry_ms = retry_s * 1000
+        self._window_ms = window_s * 1000
+        self._max = max_trips
+        self._trip_at = array("i", bytes(4 * max_trips))  # ring of recent trip times (ticks)
+        self._n = 0  # valid entries in the ring
+        self._head = 0
+        self.state = IDLE
+        self._over = False
+        self._since = 0
+        self._tripped_at = 0
+        self.trips_total = 0  # lifetime, persisted
+        self.retries = 0
+        self.latches = 0
+        self.changed = False  # durable state changed (latch, counters); the app commits
+
+    def latched(self):
+        return self.state == LATCHED
+
+    def enabled(self):
+        return self.power_w > 0 or self.current_ma > 0
+
+    # -- persistence ------------------------------------------------------------
+    def restore(self, latched, trips_total):
+        """After boot: a latch persists; a pending retry restarts its delay from now."""
+        self.trips_total = trips_total
+        now = self._clock.ticks_ms()
+        if latched:
+            self.state = LATCHED
+        elif self._relay.reasons & relay_mod.LOAD:
+            self.state = TRIPPED
+            self._tripped_at = now
+        else:
+            self.state = IDLE
+
+    # -- per tick -------------------------------------------------------------------
+    def step(self, now, p_w, i_ma):
+        ck = self._clock
+        st = self.state
+        if st == TRIPPED:
+            if ck.ticks_diff(now, self._tripped_at) >= self._retry_ms:
+                self.state = IDLE
+                self.retries += 1
+                self._emit(events.LIMIT_RETRY, self.retries)
+                self._relay.clear_reason(relay_mod.LOAD)
+            return
+        if st == LATCHED:
+            return
+        over = (self.power_w > 0 and p_w > self.power_w) or (self.current_ma > 0 and i_ma > self.current_ma)
+        if not over:
+            self._over = False
+            return
+        if not self._over:
+            self._over = True
+            self._since = now
+            return
+        if ck.ticks_diff(now, self._since) >= self._over_ms:
+            self._trip(now)
+
+    def _recent(self, now):
+        """Trips in the ring that are still inside the window."""
+        ck = self._clock
+        c = 0
+        i = 0
+        while i < self._n:
+            if ck.ticks_diff(now, self._trip_at[i]) < self._window_ms:
+                c += 1
+            i += 1
+        return c
+
+    def _trip(self, now):
+        self._over = False
+        self._trip_at[self._head] = now
+        self._head = (self._head + 1) % self._max
+        if self._n < self._max:
+            self._n += 1
+        self.trips_total += 1
+        self.changed = True
+        recent = self._recent(now)
+        r = self._relay
+        if recent >= self._max:
+            self.state = LATCHED
+            self.latches += 1
+            self._emit(events.LIMIT_LATCHED, recent)
+            r.require_confirm()
+        else:
+            self.state = TRIPPED
+            self._tripped_at = now
+            self._emit(events.LIMIT_TRIP, recent)
+        r.set_reason(relay_mod.LOAD)
+
+    # -- commands ---------------------------------------------------------------------
+    def cancel(self):
+        """Customer (local confirm) or backend: stop a retry cycle or undo a latch. The LOAD
+        reason clears; whether the contacts close now is the relay control's decision."""
+        if self.state == IDLE and not self._relay.reasons & relay_mod.LOAD:
+            return False
+        self.state = IDLE
+        self._over = False
+        self._n = 0
+        self._head = 0
+        self.changed = True
+        self._emit(events.LIMIT_CANCELLED, 0)
+        self._relay.clear_reason(relay_mod.LOAD)
+        return True

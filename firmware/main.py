@@ -1,0 +1,4 @@
+# Device entry point: run the meter on the board named in /board.txt.
+import runner
+
+runner.main()

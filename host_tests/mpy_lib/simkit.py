@@ -1,0 +1,49 @@
+# MicroPython-side helpers for tests that run the whole firmware app on the sim board.
+import os
+import json
+from binascii import hexlify
+from hmac256 import HmacSha256
+import sim_atm90e26
+
+TEST_KEY = bytes(range(32))  # generated per test run by the tests themselves is not needed: it never leaves the test
+
+
+def fresh_flash(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+    return path
+
+
+def board(flash, key=TEST_KEY, meter_id="t-0001", config=None, seed=1):
+    try:
+        os.umount("/flash")  # a test may boot several meters in one process
+    except OSError:
+        pass
+    return sim_atm90e26.build({"meter_id": meter_id, "key": key, "flash": flash, "seed": seed,
+                               "config": config or {}})
+
+
+def sign(key, doc):
+    body = json.dumps(doc).encode()
+    return hexlify(HmacSha256(key).digest(body)) + b" " + body
+
+
+class Replies:
+    """Collects what the app queued for the backend (tele/evt/reply) from its outbox."""
+
+    def __init__(self, meter):
+        self.m = meter
+
+    def drain(self):
+        out = []
+        ob = self.m.sync.outbox
+        while ob.count:
+            kind, payload = ob.peek()
+            ob.pop()
+            out.append((kind, json.loads(payload)))
+        return out
+
+    def replies(self):
+        return [d for k, d in self.drain() if k == 2]
