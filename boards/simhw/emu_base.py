@@ -52,6 +52,7 @@ class EmuBase:
         self.lost_num = 0  # energy lost in chip resets or stuck reads, in mJ * cn units
         self.now_ms = 0
         self.frames = 0
+        self.bus_bytes = 0
         self.overflows = 0
         self.absent = False
         self.stuck = False
@@ -153,6 +154,7 @@ class EmuBase:
 
     def write_readinto(self, tx, rx):
         self.frames += 1
+        self.bus_bytes += len(tx)
         if self.absent or self._drops:
             if not self.absent:
                 self._drops -= 1
