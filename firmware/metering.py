@@ -37,8 +37,11 @@ class Metering:
         self.exp_rem = 0
         self.step_wh = 0  # import Wh completed by the last poll
         n = chip.CHANNELS
+        if n > 3:
+            raise ValueError("the record holds 3 channels")
         self.channels = n
         # Per-channel lifetime registers (only for multi-channel chips): [imp ch1, exp ch1, ...]
+        n = n if n > 1 else 0
         self.ch_wh = array("i", bytes(8 * n))
         self.ch_rem = array("i", bytes(8 * n))
         self.v_cv = 0  # RMS voltage of the first channel, centivolts

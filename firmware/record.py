@@ -15,7 +15,9 @@ _RES = "<%dB" % WINDOW
 _TAIL = "<BBBBI"
 _TAIL_OFF = _HEAD_SIZE + 4 * WINDOW + WINDOW
 SIZE = _TAIL_OFF + struct.calcsize(_TAIL)
-_PULSES = "<II"  # pulse-input counts (pulses.MAX_INPUTS), after the relay tail
+# Metering tail: pulse-input counts (pulses.MAX_INPUTS), then per-channel import/export Wh and
+# remainders of multi-channel chips (up to 3 channels: 6 registers).
+_PULSES = "<II6I6H"
 _PULSES_AT = SIZE
 SIZE = _PULSES_AT + struct.calcsize(_PULSES)
 _MAGIC = 0x4D50  # "PM"
@@ -37,9 +39,12 @@ def pack(buf, m):
     p = m.protection
     struct.pack_into(_TAIL, buf, _TAIL_OFF, m.relay.flags(), 1 if p.limiter.latched() else 0,
                      p.tamper.flags, p.driver.fault, p.limiter.trips_total)
-    pl = m.metering.pulses
-    struct.pack_into(_PULSES, buf, _PULSES_AT, pl[0].count if len(pl) > 0 else 0,
+    pl = mt.pulses
+    struct.pack_into("<II", buf, _PULSES_AT, pl[0].count if len(pl) > 0 else 0,
                      pl[1].count if len(pl) > 1 else 0)
+    for k in range(len(mt.ch_wh)):
+        struct.pack_into("<I", buf, _PULSES_AT + 8 + 4 * k, mt.ch_wh[k])
+        struct.pack_into("<H", buf, _PULSES_AT + 32 + 2 * k, mt.ch_rem[k])
 
 
 def unpack(buf, m):
@@ -59,7 +64,10 @@ def unpack(buf, m):
     flags, latched, tamper, fault, trips = struct.unpack_from(_TAIL, buf, _TAIL_OFF)
     m.relay.restore(state, reasons, flags)
     m.protection.restore(latched, tamper, fault, trips)
-    counts = struct.unpack_from(_PULSES, buf, _PULSES_AT)
+    t = struct.unpack_from(_PULSES, buf, _PULSES_AT)
     for i in range(len(mt.pulses)):
-        mt.pulses[i].count = counts[i]
+        mt.pulses[i].count = t[i]
+    for k in range(len(mt.ch_wh)):
+        mt.ch_wh[k] = t[2 + k]
+        mt.ch_rem[k] = t[8 + k]
     return True

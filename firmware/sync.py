@@ -45,11 +45,15 @@ class Outbox:
     pop = _pop
 
 
-def _pulses(inputs):
-    # Water/gas pulse inputs as "u":{"water":1230,...} in their integer units, closing the object.
-    if not inputs:
-        return b"}"
-    return (',"u":{%s}}' % ",".join('"%s":%d' % (p.name, p.value) for p in inputs)).encode()
+def _pulses(mt):
+    # Per-channel import Wh of multi-channel chips as "ce":[...], and water/gas pulse inputs as
+    # "u":{"water":1230,...} in their integer units; closes the telemetry object.
+    s = ""
+    if len(mt.ch_wh):
+        s += ',"ce":[%s]' % ",".join("%d" % mt.ch_wh[k] for k in range(0, len(mt.ch_wh), 2))
+    if mt.pulses:
+        s += ',"u":{%s}' % ",".join('"%s":%d' % (p.name, p.value) for p in mt.pulses)
+    return (s + "}").encode()
 
 
 class Sync:
@@ -80,7 +84,7 @@ class Sync:
         self.outbox.put(TELE, (
             '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}' % (
                 self._next(), utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
-                mt.p_w, m.relay.state, m.relay.reasons)).encode()[:-1] + _pulses(mt.pulses))
+                mt.p_w, m.relay.state, m.relay.reasons)).encode()[:-1] + _pulses(mt))
 
     def forward_events(self, ring):
         while self._ev_sent < ring.seq:

@@ -1,4 +1,4 @@
-"""Pulse inputs: debouncing, unit conversion, bad configuration, persistence in the hot record."""
+"""Pulse inputs: debouncing, unit conversion, bad configuration."""
 
 import pytest
 
@@ -46,34 +46,3 @@ def test_too_many_inputs_refused():
     doc = [{"name": "a", "per_pulse": 1}] * 3
     with pytest.raises(ValueError):
         pulses.from_config(doc, diff)
-
-
-def test_counts_persist_with_the_energy_registers_micropython(mpy):
-    # The whole app on the sim board: pulses counted, committed with the energy, restored at boot.
-    mpy("""
-import mptest, simkit, app, os
-FLASH = simkit.fresh_flash("/tmp/pm-pulses.img")
-b = simkit.board(FLASH)
-m = app.Meter(b)
-m.boot()
-mptest.eq(len(m.metering.pulses), 1, "the board's water input")
-for _ in range(9 * 3600 // 60):   # midnight to 9:00; 6-9 at 10 ml/s: 108 pulses of 10 l
-    b.advance(60000)
-    m.step()
-m.commit()
-water = m.metering.pulses[0]
-mptest.eq(water.count, b.pulses_truth[0], "every pulse counted once despite contact bounce")
-mptest.check(water.count > 0, "some water flowed")
-counts, wh = water.count, m.metering.imp_wh
-m.sync.telemetry(m, 0)
-while m.sync.outbox.count:
-    kind, payload = m.sync.outbox.peek()
-    m.sync.outbox.pop()
-mptest.check(b'"u":{"water":%d}' % water.value in payload, "telemetry carries the volume: %r" % payload)
-b2 = simkit.board(FLASH)
-m2 = app.Meter(b2)
-m2.boot()
-mptest.eq((m2.metering.pulses[0].count, m2.metering.imp_wh), (counts, wh), "restored with the energy")
-os.remove(FLASH)
-mptest.done(count=counts)
-""", heap="256k")
