@@ -62,15 +62,16 @@ class MeterChip:
             self.bus_errors += 1
             v = self._read(addr)
         last_reg = self._last(addr)
-        last = self._read(last_reg)
-        while last != v:
+        while True:
+            last = self._read(last_reg)
+            if last == v:
+                return v
             tries += 1
             self.bus_errors += 1
             if tries > 2 * _TRIES:
                 return -1
-            v = last
-            last = self._read(last_reg)
-        return v
+            if last != ones:  # an all-ones echo is no answer: never let it become the value
+                v = last
 
     def _ones(self, addr):
         return self.ONES

@@ -267,3 +267,24 @@ mptest.check(abs(c.pf_milli[0] - 800) <= 1, "pf %d" % c.pf_milli[0])
 mptest.check(abs(c.f_chz - 5000) <= 1, "frequency %d" % c.f_chz)
 mptest.done()
 """, chip, heap=HEAP)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_chip_vanishing_mid_read_never_yields_all_ones(mpy, chip):
+    # The energy read is delivered, then the chip goes absent before its echo can be read:
+    # the answer is "no answer" (-1), never the all-ones word.
+    mpy(PRELUDE + """
+emu, c = k.emu, k.chip
+real = emu._transact
+state = {"n": 0}
+def vanish(tx, rx):
+    real(tx, rx)
+    state["n"] += 1
+    if state["n"] == 1:
+        emu.absent = True
+        emu._absent_until = 10 ** 9
+emu._transact = vanish
+addr = {"atm90e26": 0x40, "atm90e32": 0x80, "ade7953": 0x21E}[name]
+mptest.eq(c.read_sure(addr), -1, "no answer")
+mptest.done()
+""", chip, heap=HEAP)
