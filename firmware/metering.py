@@ -90,7 +90,8 @@ class Metering:
     def poll(self, dt_ms):
         """One metering step; dt_ms is the time since the last poll (for the plausibility bound)."""
         self.step_wh = 0
-        self._since_ms += dt_ms
+        if self._since_ms < self.max_poll_ms:  # beyond that any count up to E_MAX is plausible
+            self._since_ms += dt_ms
         chip = self._chip
         if not self.ok:
             self.start()
@@ -120,9 +121,12 @@ class Metering:
         chip = self._chip
         chip.read_energy()
         e = chip.energy
-        limit = self._max_cps * (self._since_ms + 1000) // 1000
-        if limit > chip.E_MAX:
-            limit = chip.E_MAX
+        if self._since_ms >= self.max_poll_ms:
+            limit = chip.E_MAX  # (a register left unread that long may also have wrapped)
+        else:
+            limit = self._max_cps * (self._since_ms + 1000) // 1000
+            if limit > chip.E_MAX:
+                limit = chip.E_MAX
         good = True
         num = self._num
         den = self._den
