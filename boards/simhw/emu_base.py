@@ -9,9 +9,11 @@
 #   flip    one transaction gets one random bit of its answer flipped
 #   drop    one transaction never reaches the chip (it reads all ones, nothing happens)
 
+from simhw.household import Lcg
+
 _MJ_PER_WH = 3600000
 
-KINDS = ("resets", "absent", "stuck", "flip", "drop")
+KINDS = ("resets", "absent", "stuck", "flip", "drop")  # the sim's --faults kinds (bus = flip + drop)
 
 
 def _isqrt(n):
@@ -21,15 +23,6 @@ def _isqrt(n):
         x = y
         y = (x + n // x) // 2
     return x
-
-
-class Lcg:
-    def __init__(self, seed):
-        self.s = (seed * 2654435761 + 12345) & 0xFFFFFFFF
-
-    def next(self, n):
-        self.s = (self.s * 1664525 + 1013904223) & 0xFFFFFFFF
-        return (self.s >> 8) % n
 
 
 class EmuBase:
@@ -62,9 +55,7 @@ class EmuBase:
         self._drops = 0
         self._schedule = []
         self._rand = Lcg(99)
-        self.injected = {}
-        for k in KINDS:
-            self.injected[k] = 0
+        self.injected = {"resets": 0, "absent": 0, "stuck": 0, "flip": 0, "drop": 0}
 
     @property
     def lost_in_chip_mj(self):
