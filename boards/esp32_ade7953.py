@@ -9,7 +9,8 @@ RELAY = "monostable"
 
 # VSPI pins; the ADE7953 shifts MISO out on the falling edge: SPI mode 0, 1 MHz.
 # RESET on GPIO 21 (held high), IRQ on GPIO 37 is not used by this firmware.
-PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "reset": 21, "relay": 26, "button": 0, "led": 2}
+PINS = dict(_base.PINS)  # relay, button, tamper switches and pulse inputs as on the base board
+PINS.update({"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "reset": 21})
 SPI_ID = 2
 SPI_BAUD = 1000000
 

@@ -9,7 +9,8 @@ RELAY = "monostable"
 
 # VSPI IO-MUX pins (SCLK 18, MISO 19, MOSI 23, CS 5); the ATM90E32 samples on the rising edge:
 # SPI mode 3 at 200 kHz (the datasheet timing allows about 2.2 MHz).
-PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2}
+PINS = dict(_base.PINS)  # relay, button, tamper switches and pulse inputs as on the base board
+PINS.update({"sck": 18, "mosi": 23, "miso": 19, "cs": 5})
 SPI_ID = 2
 SPI_BAUD = 200000
 
