@@ -181,8 +181,15 @@ class ATM90E26(MeterChip):
         self.read_sure(AN_ENERGY)
 
     def state(self):
-        """OK, RESET (FuncEn back at its power-on value) or NO_ANSWER."""
-        return self._check_reg(FUNC_EN, _FUNC_EN_VALUE, _FUNC_EN_POWER_ON)
+        """OK, RESET (FuncEn back at its power-on value, or the chip flags a calibration
+        checksum error and has stopped metering) or NO_ANSWER."""
+        st = self._check_reg(FUNC_EN, _FUNC_EN_VALUE, _FUNC_EN_POWER_ON)
+        if st != OK:
+            return st
+        status = self.read_sure(SYS_STATUS)
+        if status < 0:
+            return NO_ANSWER
+        return RESET if status & (_CAL_ERR | _ADJ_ERR) else OK
 
     def configured(self):
         return self.state() == OK

@@ -34,6 +34,9 @@ class SimBoard:
         self.pulses = pulses.from_config(cfg.get("pulses"), self.clock.ticks_diff)
         self.pulses_truth = [0] * len(self.pulses)
         self._water_ml = 0
+        import gc
+
+        gc.collect()  # the block device wants one contiguous buffer; compile garbage fragments the heap
         self.flash = blockdev.FileBlockDevice(opts["flash"])
         self.root = "/flash"
         blockdev.mount(self.flash, self.root)

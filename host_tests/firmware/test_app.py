@@ -2,9 +2,7 @@
 
 # The app plus the emulated board (chip emulator, littlefs on a file) needs more than the
 # 64 KiB the unit tests get; on the 64-bit unix port objects are also about twice their ESP32 size.
-# The three-chip metering layer (driver base, emulator base, sim board, pulse inputs) adds
-# about 20 KiB of compiled source on this port; two boards are alive at the reboot check.
-HEAP = "256k"
+HEAP = "384k"
 
 
 def test_app_meters_charges_disconnects_tops_up_and_reconnects(mpy):

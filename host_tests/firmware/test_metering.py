@@ -288,3 +288,18 @@ addr = {"atm90e26": 0x40, "atm90e32": 0x80, "ade7953": 0x21E}[name]
 mptest.eq(c.read_sure(addr), -1, "no answer")
 mptest.done()
 """, chip, heap=HEAP)
+
+
+def test_atm90e26_checksum_error_stops_metering_and_is_repaired(mpy):
+    # The chip found its calibration bank corrupted (CalErr) and stopped metering: re-init.
+    mpy(PRELUDE + """
+k.load(2000)
+k.run(10, 1)
+k.emu.regs[0x01] |= 0xC000
+mptest.check(not k.emu.metering_on(), "chip stopped")
+k.run(1, 1)
+mptest.eq(k.m.resets, 1, "handled as a reset")
+mptest.check(k.emu.metering_on(), "metering again")
+mptest.eq(k.emu.regs[0x01] & 0xF000, 0, "errors cleared by the re-init")
+mptest.done()
+""", "atm90e26", heap=HEAP)
