@@ -15,7 +15,7 @@ FAULTS ?=
 # Let tools/mprun.py find the micropython of this venv even when VENV is moved.
 export MICROPYTHON := $(abspath $(MPY))
 
-.PHONY: venv deps mosquitto sim build test bench clean distclean
+.PHONY: venv deps mosquitto sim build test bench bench-billing powercut bench-storage clean distclean
 
 venv: $(STAMP)
 
@@ -44,6 +44,14 @@ bench: deps
 test: deps build
 	$(PY) -m pytest host_tests -ra
 
+# Power-cut / I/O-error / full-disk sweep of the storage (a quick one runs inside `make test`).
+powercut: venv
+	$(PY) tools/powercut.py
+
+# Flash wear and energy-at-risk figures of the storage (docs/storage.md).
+bench-storage: venv
+	MICROPYPATH=firmware:boards $(MPY) -X heapsize=8m bench/storage.py
+
 clean:
 	rm -rf build .pytest_cache
 	find . \( -path ./.git -o -path ./$(VENV) -o -path ./.deps \) -prune \
@@ -51,3 +59,8 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) .deps
+
+# Billing figures (time per charge step, tariff RAM, token check); printed, never asserted.
+.PHONY: bench-billing
+bench-billing: venv
+	MICROPYPATH=firmware $(MPY) -X heapsize=256k bench/bench_billing.py

@@ -29,7 +29,7 @@ def measure(n_meters, topups_per_meter, broker):
     keys = {"lat-%03d" % i: os.urandom(32) for i in range(n_meters)}
     run_s = 20 + n_meters // 4 + topups_per_meter
     env = dict(os.environ, MICROPYPATH=mprun.micropypath())
-    procs = [subprocess.Popen([mprun.mpy_path(), "-X", "heapsize=192k", str(ROOT / "bench" / "rt_meter.py"), mid,
+    procs = [subprocess.Popen([mprun.mpy_path(), "-X", "heapsize=384k", str(ROOT / "bench" / "rt_meter.py"), mid,
                                key.hex(), "%s:%d" % (broker.host, broker.port), str(work / (mid + ".img")),
                                str(run_s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               cwd=ROOT, env=env) for mid, key in keys.items()]

@@ -9,15 +9,20 @@ import relay as relay_mod
 import protection as protection_mod
 import auth
 import record
+import json
 import tariff as tariff_mod
+import token as token_mod
+import billing as billing_mod
+import logbook
 from metering import Metering
+import store as store_mod
 from store import RecordStore
 from sync import Sync
 
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
 
 RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_args", "store_fault",
-           "rate_limited")
+           "rate_limited", "used", "token_refused")
 _APPLIED = const(0)
 _REFUSED_MAX = const(1)
 _BAD_AMOUNT = const(2)
@@ -25,6 +30,7 @@ _UNKNOWN_OP = const(3)
 _BAD_ARGS = const(4)
 _STORE_FAULT = const(5)
 _RATE_LIMITED = const(6)
+_TOKEN_REFUSED = const(8)  # a relayed token refused for a reason not in RESULTS (bad_mac, ...)
 
 
 class Meter:
@@ -39,13 +45,30 @@ class Meter:
         credit = cfg.get("credit", {})
         self.account = account.Account(emit, credit.get("low1", 200), credit.get("low2", 50),
                                        credit.get("hysteresis", 20), credit.get("max_balance", 10000000))
-        self.reconnect_threshold = credit.get("reconnect_threshold", 0)
+        self.account.configure(credit)
         self.relay, self.protection, self.relay_cmds = protection_mod.build(board, self.metering, emit)
         self.commands = auth.Commands(board.meter_id, board.key)
+        self.tokens = token_mod.Tokens(board.meter_id, board.key, self.commands)
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
-        self.sync = Sync(board.meter_id)
+        storage = cfg.get("storage", {})
+        self.sync = Sync(board.meter_id, storage.get("outbox", 256), board.root + "/outbox")
+        self.log = logbook.Logbook(board.root, storage)
+        self.log.on_error = self.sync.outbox.on_error = self.storage_error
+        # Billing decides what the snapshots and the top-up journal hold; the logbook keeps them.
+        self.billing = None
+        self.topup_log = None
+        day = self.log.ring("daily", billing_mod.SNAP_SIZE)
+        month = self.log.ring("monthly", billing_mod.SNAP_SIZE)
+        tops = self.log.ring("topups", billing_mod.TOPUP_SIZE)
+        if day is not None and month is not None:
+            self.billing = billing_mod.Billing(day, month)
+        if tops is not None:
+            self.topup_log = billing_mod.TopupLog(tops)
         self.topups = 0
+        self._tariff_path = board.root + "/tariff_passive.json"
+        self.tariff_error = None  # why the last tariff sent was refused (REPL)
+        self._activations = 0
         self.commit_wh = cfg.get("commit_wh", 5)
         self.commit_ms = cfg.get("commit_s", 900) * 1000
         self.tele_ms = cfg.get("telemetry_s", 900) * 1000
@@ -56,6 +79,7 @@ class Meter:
         self._last_commit = now
         self._last_tele = now
         self._button_since = None
+        self._relayed = None  # the outcome of a token relayed over MQTT, for the journal
 
     # -- events ---------------------------------------------------------------
     def emit(self, code, arg):
@@ -65,9 +89,19 @@ class Meter:
     def boot(self):
         """Restore the durable state and start the hardware. Never raises: a meter that
         cannot read its storage keeps metering with the relay open (safe) and says so."""
-        if self.store.load() and record.unpack(self.store.payload, self):
+        reformatted = getattr(self.board, "fs_state", 0) >= store_mod.REFORMATTED
+        if reformatted:
+            # The file system had to be formatted to mount (or cannot be mounted at all):
+            # whatever it held is gone, so the state is unknown.
+            self.emit(events.STORE_REFORMATTED, self.board.fs_state)
+        try:
+            ok = self.store.load() and record.unpack(self.store.payload, self)
+        except Exception:  # never a boot loop: an unexpected record is a damaged record
+            ok = False
+            self.store.damaged += 1
+        if ok:
             pass
-        elif self.store.damaged:
+        elif self.store.damaged or reformatted:
             # Storage exists but no record is readable: we do not know the balance, so stay safe.
             self.emit(events.STORE_FAULT, self.store.damaged)
             self.relay.restore(relay_mod.DISCONNECTED, relay_mod.SAFETY)
@@ -84,6 +118,7 @@ class Meter:
         self.relay.power_up()
         if not self.board.key:
             self.emit(events.NO_KEY, 0)
+        self._load_passive()
         self.emit(events.BOOT, self.store.seq)
         self.metering.start()
         self.sync.link = self.board.make_link(self.on_message, (self.sync.cmd_topic,),
@@ -98,9 +133,18 @@ class Meter:
         m = self.metering
         m.poll(dt)
         wh = m.step_wh
+        utc = clock.time()
+        # Every tick: the standing charge runs on monotonic time even when no energy flows.
+        self.account.debit(self.tariff.charge(wh, utc, dt))
         if wh:
-            self.account.debit(self.tariff.charge(wh))
             self._uncommitted_wh += wh
+        if self.tariff.activations != self._activations:
+            self._activations = self.tariff.activations
+            self.emit(events.TARIFF_ACTIVATED, self._activations)
+        lc = self.tariff.t.tz
+        lc.update(utc)
+        if lc.day > self.account.last_day:
+            self._new_day(lc, utc)
         self._credit_rules()
         self._button(now)
         self.protection.step(now)
@@ -110,16 +154,68 @@ class Meter:
         if clock.ticks_diff(now, self._last_tele) >= self.tele_ms:
             self._last_tele = now
             self.sync.telemetry(self, clock.time())
+        self.log.tick(self, clock.time())
+        self.log.drain(self.events)
         self.sync.forward_events(self.events)
         self.sync.poll()
         self.board.feed_watchdog()
 
+    def _load_passive(self):
+        """The last tariff the backend scheduled survives reboots in a file; if its activation
+        time has passed it becomes active at the first tick."""
+        try:
+            with open(self._tariff_path) as f:
+                doc = json.load(f)
+        except OSError:
+            return
+        except ValueError:
+            self.tariff_error = "stored tariff is not JSON"
+            return
+        try:
+            self.tariff.schedule(doc)
+        except tariff_mod.TariffError as e:
+            self.tariff_error = str(e)
+
+    def set_tariff(self, doc):
+        """Validate and schedule a tariff document (docs/tariff.md); it needs activate_at.
+        A bad one is refused with the reason and the active tariff is kept."""
+        try:
+            self.tariff.schedule(doc)
+        except tariff_mod.TariffError as e:
+            self.tariff_error = str(e)
+            return _BAD_ARGS
+        self.tariff_error = None
+        try:
+            with open(self._tariff_path, "w") as f:
+                json.dump(doc, f)
+        except OSError:
+            self.tariff.passive = None
+            return _STORE_FAULT
+        return _APPLIED
+
+    def _new_day(self, lc, utc):
+        """Local midnight (or the first tick): daily debt recovery and the billing freeze."""
+        self.account.new_day(lc.day)
+        b = self.billing
+        if b is not None:
+            n = b.tick(self, lc, utc)
+            if n:
+                self.sync.billing(billing_mod.to_json(b.last(b.daily)))
+            if n > 1:
+                self.sync.billing(billing_mod.to_json(b.last(b.monthly)))
+        self.commit()
+
     def _credit_rules(self):
         a = self.account
-        if a.balance <= 0:
+        if a.exhausted():
+            # Friendly periods (nights, weekends, holidays) defer the credit disconnection; the
+            # reason is set all the same, so the relay opens the moment the period ends.
+            self.relay.defer_credit(a.friendly.active(self.tariff.t.tz, self.clock.time()))
             self.relay.set_reason(relay_mod.CREDIT)
-        elif a.balance > self.reconnect_threshold:
-            self.relay.clear_reason(relay_mod.CREDIT)
+        else:
+            self.relay.defer_credit(False)
+            if a.may_reconnect():
+                self.relay.clear_reason(relay_mod.CREDIT)
 
     def _button(self, now):
         if self.board.button():
@@ -140,12 +236,21 @@ class Meter:
         except (OSError, MemoryError):
             self.commit_faults += 1
             self.emit(events.STORE_FAULT, 0)
+            self.storage_error()
             return False
         self._uncommitted_wh = 0
         self._last_commit = self.clock.ticks_ms()
         self.relay.changed = False
         self.protection.committed()
+        self.sync.outbox.checkpoint()
         return True
+
+    def storage_error(self):
+        """After any flash error: remount, so later reads and writes do not go through a
+        file system whose in-RAM state no longer matches the flash."""
+        remount = getattr(self.board, "remount", None)
+        if remount is not None:
+            remount()
 
     # -- commands ---------------------------------------------------------------
     def on_message(self, topic, payload):
@@ -168,14 +273,80 @@ class Meter:
         topups = self.topups
         result = self._apply(doc)
         self.commands.remember(cid, result)
+        committed = self.commit()
+        if not committed:
+            record.unpack(self._undo, self)
+            self.topups = topups
+        if doc["op"] == "token" and self._relayed is not None:
+            res, typ, tid, amt = self._relayed
+            self._relayed = None
+            self._journal(tid, billing_mod.SRC_MQTT, typ, res if committed else "store_fault", amt)
+        if not committed:
+            self.sync.reply(cid, RESULTS[_STORE_FAULT], self)
+            return
+        if doc["op"] == "topup":
+            amt = doc.get("amt")
+            amt = amt if type(amt) is int and -(1 << 30) < amt < 1 << 30 else 0
+            self.emit(events.TOPUP_APPLIED if result == _APPLIED else events.TOPUP_REFUSED, amt)
+            self._journal(cid, billing_mod.SRC_MQTT, token_mod.CREDIT, RESULTS[result], amt)
+        self.sync.reply(cid, RESULTS[result], self)
+
+    def _journal(self, cid, src, typ, result, amount):
+        if self.topup_log is not None:
+            try:
+                self.topup_log.add(self.clock.time(), cid, src, typ, result, amount)
+            except (OSError, MemoryError):
+                self.emit(events.STORE_FAULT, 1)
+
+    # -- offline tokens and emergency credit (REPL / keypad) ---------------------
+    def enter_token(self, text):
+        """Apply a typed 20-digit token; returns the result name. The outcome (including a bad
+        token's lockout count) is committed before it is shown."""
+        record.pack(self._undo, self)
+        topups = self.topups
+        res, typ, cid, amt = self._token(text)
         if not self.commit():
             record.unpack(self._undo, self)
             self.topups = topups
-            self.sync.reply(cid, RESULTS[_STORE_FAULT], self)
-            return
-        if result == _APPLIED and doc["op"] == "topup":
-            self.emit(events.TOPUP_APPLIED, doc["amt"])
-        self.sync.reply(cid, RESULTS[result], self)
+            res = "store_fault"
+        self._journal(cid, billing_mod.SRC_TOKEN, typ, res, amt)
+        return res
+
+    def _token(self, text):
+        now = self.clock.time()
+        tk = self.tokens
+        v, typ, cid, amt, reason = tk.check(text, now)
+        if v == token_mod.REFUSED:
+            self.emit(events.TOPUP_REFUSED, cid)
+            if reason == "bad_mac" and tk.locked(now):
+                self.emit(events.TOKEN_LOCKOUT, tk.lock_until - now)
+            return reason, typ, cid, 0
+        if v == token_mod.USED:
+            return "used", typ, cid, amt
+        result = _APPLIED
+        if typ == token_mod.CREDIT:
+            r = self.account.topup(amt)
+            if r == account.APPLIED:
+                self.topups += 1
+                self.emit(events.TOPUP_APPLIED, amt)
+            else:
+                # Not remembered: the customer may enter it again once it fits under the maximum.
+                self.emit(events.TOPUP_REFUSED, amt)
+                return RESULTS[_REFUSED_MAX if r == account.REFUSED_MAX_BALANCE else _BAD_AMOUNT], typ, cid, amt
+        elif typ == token_mod.DEBT:
+            if self.account.add_debt(amt) != account.APPLIED:
+                return RESULTS[_BAD_AMOUNT], typ, cid, amt
+        self.commands.remember(cid, result)
+        self._credit_rules()
+        return RESULTS[result], typ, cid, amt
+
+    def emergency_credit(self):
+        """The customer invokes emergency credit; returns "granted", "not_offered" or "already"."""
+        r = self.account.invoke_ec()
+        if r == account.EC_GRANTED:
+            self._credit_rules()
+            self.commit()
+        return ("granted", "not_offered", "already")[r]
 
     def _apply(self, doc):
         op = doc["op"]
@@ -186,6 +357,19 @@ class Meter:
                 self._credit_rules()
                 return _APPLIED
             return _REFUSED_MAX if r == account.REFUSED_MAX_BALANCE else _BAD_AMOUNT
+        if op == "tariff":
+            return self.set_tariff(doc.get("tariff"))
+        if op == "token":
+            # An offline token relayed by the backend: the same verifier and counter space.
+            tok = doc.get("tok")
+            if type(tok) is not str:
+                return _BAD_ARGS
+            self._relayed = self._token(tok)
+            res = self._relayed[0]
+            for i in range(len(RESULTS)):
+                if RESULTS[i] == res:
+                    return i
+            return _TOKEN_REFUSED
         if op in ("disconnect", "reconnect", "keep_power", "clear"):
             return self._relay_op(op, doc)
         if op == "status":

@@ -70,6 +70,19 @@ class Commands:
         self.refused += 1
         return REFUSED, None, reason
 
+    def seen(self, cid):
+        """Replay verdict for a command id that arrived another way (a typed token): tokens and
+        MQTT commands share this counter space. (OK, None), (REPEAT, stored result) or
+        (REFUSED, reason); changes nothing."""
+        if type(cid) is not int or cid <= 0 or cid >= 1 << 31:
+            return REFUSED, "malformed"
+        for i in range(WINDOW):
+            if self.ids[i] == cid:
+                return REPEAT, self.results[i]
+        if cid <= self.last_id:
+            return REFUSED, "stale_id"
+        return OK, None
+
     def remember(self, cid, result):
         i = cid % WINDOW
         self.ids[i] = cid

@@ -41,8 +41,19 @@ TAMPER = const(34)  # tamper detected (arg: kind bit)
 TAMPER_CLEARED = const(35)  # tamper flags cleared (arg: old flags)
 KEEP_POWER = const(36)  # keep-power override on/off (arg 1/0)
 FRIENDLY = const(37)  # friendly period on/off (arg 1/0)
-TAMPER_LN = const(38)  # live and neutral currents disagree (meter bypass)
-CAL_INVALID = const(39)  # stored calibration failed its CRC or belongs to another board/chip
+# Billing and credit (issue 4).
+CREDIT_ZERO = const(38)
+EC_INVOKED = const(39)
+EC_REPAID = const(40)
+DEBT_RECOVERED = const(41)
+DEBT_CLEARED = const(42)
+TOPUP_REFUSED = const(43)
+TOKEN_LOCKOUT = const(44)
+TARIFF_ACTIVATED = const(45)
+STORE_REFORMATTED = const(46)  # storage could not be mounted and was formatted
+# Metering (issue 3).
+TAMPER_LN = const(47)  # live and neutral currents disagree (meter bypass)
+CAL_INVALID = const(48)  # stored calibration failed its CRC or belongs to another board/chip
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -53,7 +64,9 @@ NAMES = (
     "relay_postponed", "relay_mismatch", "relay_redrive", "relay_fault", "relay_recovered", "limit_trip",
     "limit_retry", "limit_latched", "limit_cancelled", "volt_over", "volt_under", "volt_restored", "tamper",
     "tamper_cleared", "keep_power", "friendly",
-    # metering
+    "credit_zero", "ec_invoked", "ec_repaid", "debt_recovered", "debt_cleared",
+    "topup_refused", "token_lockout", "tariff_activated",
+    "store_reformatted",
     "tamper_ln", "cal_invalid",
 )
 

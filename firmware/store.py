@@ -2,10 +2,74 @@
 # [payload][seq u32][crc32 u32]. A commit rewrites the older slot, so a power cut
 # mid-write can only damage that slot; boot picks the valid slot with the highest seq.
 # littlefs itself makes each file's new contents visible only at close.
+import os
 import struct
 from binascii import crc32
+from micropython import const
 
 _TRAILER = "<II"
+_MOUNT_TRIES = const(3)
+_LOAD_TRIES = const(3)
+_ENOENT = const(2)
+
+# mount() results
+MOUNTED = const(0)
+FORMATTED_BLANK = const(1)  # a new meter's flash (never used beyond an interrupted format)
+REFORMATTED = const(2)  # the file system could not be mounted and was formatted: data lost
+UNMOUNTED = const(3)  # not even a fresh format mounts: the meter runs without storage
+
+
+def _never_used(dev):
+    """True if nothing beyond littlefs' superblock pair (blocks 0 and 1) was ever written: a new
+    meter's flash, or a format that a power cut interrupted. Every block littlefs uses starts
+    with programmed bytes (a revision count or data), so looking at each block's head is enough."""
+    buf = bytearray(16)
+    for block in range(2, dev.ioctl(4, 0)):
+        if dev.readblocks(block, buf, 0):  # a driver may report errors by return code
+            return False
+        for b in buf:
+            if b != 0xFF:
+                return False
+    return True
+
+
+def mount(dev, path):
+    """Mount littlefs from block device `dev` at `path`. A failed mount is retried (an I/O error
+    can be transient); reformatting is the last resort and is reported as REFORMATTED so the app
+    raises an event and treats the record as lost. UNMOUNTED if even a fresh format fails."""
+    for _ in range(_MOUNT_TRIES):
+        try:
+            os.mount(os.VfsLfs2(dev), path)
+            return MOUNTED
+        except OSError:
+            pass
+    try:
+        blank = _never_used(dev)
+    except OSError:
+        blank = False
+    try:
+        os.VfsLfs2.mkfs(dev)
+        os.mount(os.VfsLfs2(dev), path)
+    except OSError:
+        return UNMOUNTED
+    return FORMATTED_BLANK if blank else REFORMATTED
+
+
+def remount(dev, path):
+    """Mount again after an I/O error: littlefs' in-RAM state may no longer match the flash then
+    (files can look missing), so nothing may be read or written through the old mount. Never
+    formats. Returns True when mounted."""
+    try:
+        os.umount(path)
+    except OSError:
+        pass
+    for _ in range(_MOUNT_TRIES):
+        try:
+            os.mount(os.VfsLfs2(dev), path)
+            return True
+        except OSError:
+            pass
+    return False
 
 
 class RecordStore:
@@ -23,8 +87,10 @@ class RecordStore:
         try:
             with open(path, "rb") as f:
                 n = f.readinto(into)
-        except OSError:
-            return -2  # missing or unreadable
+        except OSError as e:
+            return -2 if e.args[0] == _ENOENT else -1  # missing, or unreadable (damaged)
+        if n == 0:
+            return -2  # created but never written: a first commit into this slot was cut short
         if n != len(into):
             return -1
         seq, crc = struct.unpack_from(_TRAILER, into, self._size)
@@ -33,7 +99,16 @@ class RecordStore:
         return seq
 
     def load(self):
-        """Fill `payload` from the newest valid slot. Returns False when neither slot is valid."""
+        """Fill `payload` from the newest valid slot, falling back to the other one when the newest
+        is damaged. Returns False when neither slot is valid; `damaged` counts the bad slots."""
+        found = False
+        for _ in range(_LOAD_TRIES):  # a read error can be transient: look again before falling back
+            found = self._load()
+            if not self.damaged:
+                break
+        return found
+
+    def _load(self):
         other = bytearray(len(self._buf))
         best = -1
         self.damaged = 0

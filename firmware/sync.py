@@ -5,44 +5,13 @@
 from micropython import const
 import events
 import time
+from outbox import Outbox  # on flash when given a path (firmware/outbox.py)
 
 TELE = const(0)
 EVT = const(1)
 REPLY = const(2)
 _NAMES = (b"tele", b"evt", b"reply")
 _SENDS_PER_POLL = const(2)
-
-
-class Outbox:
-    """Fixed-capacity FIFO of (topic kind, payload). When full the oldest telemetry is dropped
-    first; `dropped` counts what was lost so gaps are visible."""
-
-    def __init__(self, capacity):
-        self._kind = bytearray(capacity)
-        self._msg = [None] * capacity
-        self._n = capacity
-        self._head = 0
-        self.count = 0
-        self.dropped = 0
-
-    def put(self, kind, payload):
-        if self.count == self._n:
-            self._pop()
-            self.dropped += 1
-        i = (self._head + self.count) % self._n
-        self._kind[i] = kind
-        self._msg[i] = payload
-        self.count += 1
-
-    def peek(self):
-        return self._kind[self._head], self._msg[self._head]
-
-    def _pop(self):
-        self._msg[self._head] = None
-        self._head = (self._head + 1) % self._n
-        self.count -= 1
-
-    pop = _pop
 
 
 def _pulses(mt):
@@ -57,12 +26,12 @@ def _pulses(mt):
 
 
 class Sync:
-    def __init__(self, meter_id, outbox_capacity=64):
+    def __init__(self, meter_id, outbox_capacity=64, outbox_path=None):
         base = b"pm/v1/" + meter_id.encode() + b"/"
         self.topics = tuple(base + n for n in _NAMES)
         self.status_topic = base + b"status"
         self.cmd_topic = base + b"cmd"
-        self.outbox = Outbox(outbox_capacity)
+        self.outbox = Outbox(outbox_capacity, outbox_path)
         self.link = None  # set by the app once the board has made it
         self.seq = 0  # uplink sequence number, one counter over tele/evt/reply
         self._ev_sent = 0  # next event-ring seq to forward
@@ -97,6 +66,10 @@ class Sync:
         if ring.oldest_seq() > self._ev_sent:
             self._ev_sent = ring.oldest_seq()
 
+    def billing(self, text):
+        """A frozen billing snapshot (firmware/billing.py to_json), sent on the tele topic."""
+        self.outbox.put(TELE, ('{"seq":%d,%s' % (self._next(), text)).encode())
+
     def reply(self, cid, result, m, repeat=False):
         self.outbox.put(REPLY, ('{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d}' % (
             self._next(), cid, result, 1 if repeat else 0, m.account.balance, m.relay.state)).encode())
@@ -116,7 +89,10 @@ class Sync:
         for _ in range(_SENDS_PER_POLL):
             if not self.outbox.count:
                 break
-            kind, payload = self.outbox.peek()
+            try:
+                kind, payload = self.outbox.peek()
+            except IndexError:  # the rest of the queue was unreadable (counted in dropped)
+                break
             if not link.publish(self.topics[kind], payload, 1):
                 break
             self.outbox.pop()

@@ -28,7 +28,12 @@ class Ade7953Emu(EmuBase):
         EmuBase.__init__(self, 2, R.ADE7953.WH_DEN)  # 23716 counts per Wh
         self.true_cal = dict(R.CAL_DEFAULTS)
         self.true_cal.update(true_cal or {})
-        self.regs = {R.AENERGYA: 0, R.AENERGYB: 0, R.AWGAIN: 1, R.BWGAIN: 1}
+        tc = self.true_cal
+        # True gains as plain ints, so advance() allocates nothing.
+        self._tu = tc["ugain"]
+        self._ti = [tc["igain_a"], tc["igain_b"]]
+        self._tp = [tc["pgain_a"], tc["pgain_b"]]
+        self.regs = {R.AENERGYA: 0, R.AENERGYB: 0}
         self._acc = [0, 0]
         self._w_addr = -1
         self._w_val = 0
@@ -61,7 +66,8 @@ class Ade7953Emu(EmuBase):
             v = v - 0x1000000 if v & 0x800000 else v
             if v > 0:
                 n += v * self._cd
-            n += self._acc[k] // self.regs[R.AWGAIN if k == 0 else R.BWGAIN]
+            if self._acc[k] > 0:
+                n += self._acc[k]
         return n
 
     def metering_on(self):
@@ -145,25 +151,19 @@ class Ade7953Emu(EmuBase):
     # -- the analogue world ---------------------------------------------------------
     def _integrate(self, dt_ms):
         regs = self.regs
-        tc = self.true_cal
         v = self.v_cv[0]
-        regs[R.VRMS] = v * 260 * regs[R.AVGAIN] // tc["ugain"]
+        regs[R.VRMS] = v * 260 * regs[R.AVGAIN] // self._tu
         regs[R.PERIOD] = 22375000 // self.f_chz - 1 if self.f_chz else 0
         for k in range(2):
             p = self.p_w[k]
-            ch = "ab"[k]
             gn = regs[R.AWGAIN if k == 0 else R.BWGAIN]
-            gd = tc["pgain_" + ch]
+            gd = self._tp[k]
             e = p * dt_ms
             if p >= 0:
                 self.truth_mj += e
             else:
                 self.truth_export_mj -= e
-            # Signed register: one fraction accumulator per channel, mJ * cn * gn units.
-            self._acc[k] += e * self._cn * gn
-            d = self._cd * gd
-            n = self._acc[k] // d if self._acc[k] >= 0 else -((-self._acc[k]) // d)
-            self._acc[k] -= n * d
+            n = self.to_counts(k, e, gn, gd)  # signed register: one accumulator per channel
             a = R.AENERGYA + k
             old = regs[a] - 0x1000000 if regs[a] & 0x800000 else regs[a]
             new = old + n
@@ -173,7 +173,7 @@ class Ade7953Emu(EmuBase):
             pf = self.pf_milli[k]
             i_ma = abs(p) * 100000000 // (v * pf) if v and pf else 0
             gi = regs[R.AIGAIN if k == 0 else R.BIGAIN]
-            regs[R.IRMSA + k] = (i_ma * 100 * gi // tc["igain_" + ch]) & 0xFFFFFF
+            regs[R.IRMSA + k] = (i_ma * 100 * gi // self._ti[k]) & 0xFFFFFF
             regs[R.AWATT + k] = (p * 154 * gn // gd) & 0xFFFFFF
             regs[R.AVAR + k] = (self.q_var(k) * 154) & 0xFFFFFF
             regs[R.PFA + k] = (pf * 0x7FFF // 1000) & 0xFFFF

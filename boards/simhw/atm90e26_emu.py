@@ -12,6 +12,7 @@ from simhw.emu_base import EmuBase
 
 _METERING_OFF = 0x6886
 _ENERGY = (R.AP_ENERGY, R.AN_ENERGY, 0x42, 0x43, 0x44, 0x45)
+_INST = (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F)
 
 
 def _s16(v):
@@ -26,11 +27,18 @@ class Atm90e26Emu(EmuBase):
         EmuBase.__init__(self, 1, meter_constant, 100)  # MC/100 counts (0.1 pulse) per Wh
         self.mc = meter_constant
         self.regs = array("H", bytes(2 * 0x80))
+        # true_cal: the gain register values that make this front end read exactly. Without it
+        # the front end is ideal: readings are exact whatever gains the driver writes.
+        self._ideal = true_cal is None
         self.true_cal = {"ugain": 0x6720, "igain": 0x7A13, "pgain": 0}
         self.true_cal.update(true_cal or {})
+        tc = self.true_cal
+        # True gains as plain ints, so advance() allocates nothing.
+        self._tu = tc["ugain"]
+        self._ti = tc["igain"]
+        self._tp = 32768 + _s16(tc["pgain"] & 0xFFFF)
         self.n_ratio_milli = 1000  # neutral current / live current (1000 = no tamper)
-        self._acc_imp = 0
-        self._acc_exp = 0
+        self._acc = [0, 0]  # fraction accumulators, import and export (mJ * cn)
         self._w_addr = -1  # write waiting for CS to rise
         self._w_val = 0
         self._r_addr = -1
@@ -49,7 +57,7 @@ class Atm90e26Emu(EmuBase):
         regs[R.ADJ_START] = _METERING_OFF
         self._bank_defaults(R.BANK1, R.BANK1_DEFAULTS)
         self._bank_defaults(R.BANK2, R.BANK2_DEFAULTS)
-        self._acc_imp = self._acc_exp = 0
+        self._acc[0] = self._acc[1] = 0
 
     def _bank_defaults(self, regs, defaults):
         for r, d in zip(regs, defaults):
@@ -60,8 +68,7 @@ class Atm90e26Emu(EmuBase):
         self._power_on()
 
     def _billing_unread(self):
-        gd = 32768 + _s16(self.true_cal["pgain"] & 0xFFFF)
-        return self.regs[R.AP_ENERGY] * self._cd + self._acc_imp // gd
+        return self.regs[R.AP_ENERGY] * self._cd + self._acc[0]
 
     def metering_on(self):
         r = self.regs
@@ -154,26 +161,26 @@ class Atm90e26Emu(EmuBase):
         if not self.metering_on():
             if p > 0:
                 self.lost_num += e * self._cn  # drawn while the chip was not metering
-            for a in (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F):
+            for a in _INST:
                 regs[a] = 0
             return
-        tc = self.true_cal
         gn = 32768 + _s16(regs[R.L_GAIN])
-        gd = 32768 + _s16(tc["pgain"] & 0xFFFF)
+        gd = gn if self._ideal else self._tp
         if p >= 0:
-            n, self._acc_imp = self.to_counts(self._acc_imp, e, gn, gd)
+            n = self.to_counts(0, e, gn, gd)
             a = R.AP_ENERGY
         else:
-            n, self._acc_exp = self.to_counts(self._acc_exp, e, gn, gd)
+            n = self.to_counts(1, e, gn, gd)
             a = R.AN_ENERGY
         if regs[a] + n > 0xFFFF:
             self.overflows += 1
         regs[a] = (regs[a] + n) & 0xFFFF  # the 16-bit register wraps
         v = self.v_cv[0]
         pf = self.pf_milli[0]
-        regs[R.URMS] = min(0xFFFF, v * regs[R.U_GAIN] // tc["ugain"])
+        regs[R.URMS] = min(0xFFFF, v if self._ideal else v * regs[R.U_GAIN] // self._tu)
         i_ma = abs(p) * 100000 * 1000 // (v * pf) if v and pf else 0
-        i_ma = i_ma * regs[R.I_GAIN_L] // tc["igain"]
+        if not self._ideal:
+            i_ma = i_ma * regs[R.I_GAIN_L] // self._ti
         regs[R.IRMS] = min(0xFFFF, i_ma)
         regs[R.IRMS2] = min(0xFFFF, i_ma * self.n_ratio_milli // 1000)
         regs[R.PMEAN] = (p * gn // gd) & 0xFFFF

@@ -14,6 +14,10 @@ _POWER_ON = {0x01: 0x0210, 0x02: 0x0654, 0x05: 0x143F, 0x06: 0xC000, 0x07: 0x000
              0x61: 0x8000, 0x62: 0x8000, 0x65: 0x8000, 0x66: 0x8000, 0x69: 0x8000, 0x6A: 0x8000}
 
 
+_AP = (R.AP_ENERGY_T, R.AP_ENERGY_T + 1, R.AP_ENERGY_T + 2, R.AP_ENERGY_T + 3)
+_AN = (R.AN_ENERGY_T, R.AN_ENERGY_T + 1, R.AN_ENERGY_T + 2, R.AN_ENERGY_T + 3)
+
+
 def _s16(v):
     return v - 0x10000 if v & 0x8000 else v
 
@@ -31,6 +35,11 @@ class Atm90e32Emu(EmuBase):
             for q, d in (("ugain", 0x8000), ("igain", 0x8000), ("pgain", 0)):
                 self.true_cal[q + "_" + "abc"[k]] = d
         self.true_cal.update(true_cal or {})
+        tc = self.true_cal
+        # True gains per phase as plain ints, so advance() allocates nothing.
+        self._tu = [tc["ugain_" + ph] for ph in "abc"]
+        self._ti = [tc["igain_" + ph] for ph in "abc"]
+        self._tp = [32768 + _s16(tc["pgain_" + ph] & 0xFFFF) for ph in "abc"]
         self._acc = [0] * 8  # fraction accumulators: T imp, T exp, A imp, A exp, ...
         self._w_addr = -1
         self._w_val = 0
@@ -109,32 +118,30 @@ class Atm90e32Emu(EmuBase):
     def _integrate(self, dt_ms):
         regs = self.regs
         on = self.metering_on()
-        tc = self.true_cal
         tot = 0  # truth, mJ
         tot_eff = 0  # what the chip sees after each phase's energy gain
         p_tot_w = 0
         for k in range(3):
             p = self.p_w[k]
-            ph = "abc"[k]
             gn = 32768 + _s16(regs[R.PQ_GAIN_A + 2 * k])
-            gd = 32768 + _s16(tc["pgain_" + ph] & 0xFFFF)
+            gd = self._tp[k]
             e = p * dt_ms
             tot += e
-            tot_eff += e * gn // gd
+            tot_eff += e if gn == gd else e * gn // gd
             if on:
                 self._count(2 + 2 * k, e, gn, gd)
                 p_tot_w += p * gn // gd
                 v = self.v_cv[k]
                 pf = self.pf_milli[k]
-                regs[R.URMS_A + k] = min(0xFFFF, v * regs[R.U_GAIN_A + 4 * k] // tc["ugain_" + ph])
+                regs[R.URMS_A + k] = min(0xFFFF, v * regs[R.U_GAIN_A + 4 * k] // self._tu[k])
                 i_ma = abs(p) * 100000000 // (v * pf) if v and pf else 0
-                regs[R.IRMS_A + k] = min(0xFFFF, i_ma * regs[R.I_GAIN_A + 4 * k] // tc["igain_" + ph])
+                regs[R.IRMS_A + k] = min(0xFFFF, i_ma * regs[R.I_GAIN_A + 4 * k] // self._ti[k])
                 self._pmean(R.PMEAN_T + 1 + k, p * gn // gd)
                 self._pmean(R.QMEAN_T + 1 + k, self.q_var(k))
                 regs[R.PF_MEAN_T + 1 + k] = pf & 0xFFFF
             else:
-                for a in (R.URMS_A + k, R.IRMS_A + k, R.PMEAN_T + 1 + k, R.PMEAN_T + 0x11 + k):
-                    regs[a] = 0
+                regs[R.URMS_A + k] = regs[R.IRMS_A + k] = 0
+                regs[R.PMEAN_T + 1 + k] = regs[R.PMEAN_T + 0x11 + k] = 0
         if tot >= 0:
             self.truth_mj += tot
         else:
@@ -149,12 +156,12 @@ class Atm90e32Emu(EmuBase):
     def _count(self, k, e, gn, gd):
         # k indexes (imp, exp) pairs: even = forward register, odd = reverse
         if e >= 0:
-            reg = (R.AP_ENERGY_T, R.AP_ENERGY_T + 1, R.AP_ENERGY_T + 2, R.AP_ENERGY_T + 3)[k // 2]
+            reg = _AP[k // 2]
         else:
-            reg = (R.AN_ENERGY_T, R.AN_ENERGY_T + 1, R.AN_ENERGY_T + 2, R.AN_ENERGY_T + 3)[k // 2]
+            reg = _AN[k // 2]
             k += 1
             e = -e
-        n, self._acc[k] = self.to_counts(self._acc[k], e, gn, gd)
+        n = self.to_counts(k, e, gn, gd)
         if self.regs[reg] + n > 0xFFFF:
             self.overflows += 1
         self.regs[reg] = (self.regs[reg] + n) & 0xFFFF

@@ -1,6 +1,5 @@
 # Block devices for littlefs in simulations: a host file (survives the process, like flash
 # survives a reboot) with the extended block protocol VfsLfs2 uses.
-import os
 
 
 class FileBlockDevice:
@@ -45,11 +44,14 @@ class FileBlockDevice:
 
 
 def mount(dev, path):
-    """Mount littlefs from dev at path, formatting it the first time (a new meter's flash)."""
-    try:
-        fs = os.VfsLfs2(dev)
-    except OSError:
-        os.VfsLfs2.mkfs(dev)
-        fs = os.VfsLfs2(dev)
-    os.mount(fs, path)
-    return fs
+    """Mount littlefs from dev at path, formatting a new meter's blank flash; an unmountable one is
+    reformatted only as a last resort. Returns store.MOUNTED / FORMATTED_BLANK / REFORMATTED."""
+    import store
+
+    return store.mount(dev, path)
+
+
+def remount(dev, path):
+    import store
+
+    return store.remount(dev, path)

@@ -85,13 +85,18 @@ class EmuBase:
         q = abs(p) * _isqrt(1000000 - a * a) // a
         return q if pf > 0 else -q
 
-    def to_counts(self, acc, e_mj, gn=1, gd=1):
-        """Add e_mj, scaled by the chip's energy gain gn/gd (1 when calibrated), to a fraction
-        accumulator (mJ * cn * gn units); returns (whole counts, new acc)."""
-        acc += e_mj * self._cn * gn
-        d = self._cd * gd
-        n = acc // d
-        return n, acc - n * d
+    def to_counts(self, k, e_mj, gn, gd):
+        """Add e_mj (signed), scaled by the chip's energy gain gn/gd (exact when calibrated,
+        gn == gd), to fraction accumulator k (in mJ * cn); returns the whole counts taken out
+        (truncated toward zero). Allocates nothing on the unix port."""
+        x = e_mj * self._cn
+        if gn != gd:
+            x = x * gn // gd
+        acc = self._acc[k] + x
+        d = self._cd
+        n = acc // d if acc >= 0 else -((-acc) // d)
+        self._acc[k] = acc - n * d
+        return n
 
     def advance(self, dt_ms):
         self.now_ms += dt_ms

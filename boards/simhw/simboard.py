@@ -39,7 +39,7 @@ class SimBoard:
         gc.collect()  # the block device wants one contiguous buffer; compile garbage fragments the heap
         self.flash = blockdev.FileBlockDevice(opts["flash"])
         self.root = "/flash"
-        blockdev.mount(self.flash, self.root)
+        self.fs_state = blockdev.mount(self.flash, self.root)
         self.uid = b"sim%d" % seed  # stands in for machine.unique_id()
         self._load_cal(self.root + "/cal.json", name)
         self._broker = opts.get("broker")
@@ -90,6 +90,10 @@ class SimBoard:
     def rand(self, n):
         """0..n-1, deterministic per seed (randomised reconnect delays)."""
         return self._relay_rand.next(n)
+
+    def remount(self):
+        """After a flash error (see store.remount)."""
+        return blockdev.remount(self.flash, self.root)
 
     def feed_watchdog(self):
         pass

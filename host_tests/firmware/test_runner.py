@@ -34,11 +34,11 @@ mptest.done()
 
 
 def test_runner_steps_once_per_tick_and_survives_errors(mpy):
-    r = mpy(LOOP, heap="192k")
+    r = mpy(LOOP, heap="384k")
     assert r.result["ok"], r.result["failures"]
 
 
 def test_load_board_from_name(mpy):
     r = mpy("import runner, json\nm = runner.load_board('sim-atm90e26')\nprint(json.dumps({'name': m.NAME}))\n",
-            heap="192k")
+            heap="384k")
     assert r.result == {"name": "sim-atm90e26"}

@@ -1,0 +1,104 @@
+"""store: A/B hot record and the mount policy (run under MicroPython)."""
+
+PRELUDE = """
+import os, mptest, store
+from simhw.cutdev import CutBlockDevice
+dev = CutBlockDevice(32)
+mptest.eq(store.mount(dev, "/f"), store.FORMATTED_BLANK, "blank flash: formatted")
+def fresh():
+    return store.RecordStore("/f/a", "/f/b", 16)
+def commit(s, v):
+    s.payload[:] = bytes([v] * 16)
+    s.commit()
+"""
+
+
+def test_newest_valid_slot_and_fallback(mpy):
+    res = mpy(PRELUDE + """
+s = fresh()
+mptest.check(not s.load(), "nothing yet")
+mptest.eq(s.damaged, 0, "nothing damaged")
+for v in (1, 2, 3):
+    commit(s, v)
+t = fresh()
+mptest.check(t.load(), "loads")
+mptest.eq((t.seq, bytes(t.payload)), (3, bytes([3] * 16)), "newest")
+# Corrupt the newest slot (seq 3 lives in slot a): fall back to seq 2 and say so
+with open("/f/b", "r+b") as f:  # odd seqs live in slot b
+    f.seek(5)
+    f.write(b"\\x00")
+t = fresh()
+mptest.check(t.load(), "falls back")
+mptest.eq((t.seq, bytes(t.payload), t.damaged), (2, bytes([2] * 16), 1), "last good record")
+commit(t, 9)  # rewrites the damaged slot, keeps the good one
+u = fresh()
+mptest.check(u.load(), "loads")
+mptest.eq((u.seq, u.damaged), (3, 0), "repaired")
+with open("/f/a", "wb") as f:
+    f.write(b"junk")
+with open("/f/b", "wb") as f:
+    f.write(b"junk")
+v = fresh()
+mptest.check(not v.load(), "no valid slot")
+mptest.eq(v.damaged, 2, "both damaged")
+mptest.done()
+""", heap="1m")
+    assert res.result["ok"]
+
+
+def test_failed_commit_keeps_last_record(mpy):
+    res = mpy(PRELUDE + """
+s = fresh()
+commit(s, 1)
+commit(s, 2)
+dev.fail_at = dev.ops + 1
+dev.sticky = True
+try:
+    commit(s, 3)
+    mptest.check(False, "commit must raise")
+except OSError:
+    pass
+mptest.eq(s.seq, 2, "seq not advanced")
+dev.fail_at = 0
+mptest.check(store.remount(dev, "/f"), "remounted after the error")
+t = fresh()
+mptest.check(t.load() and bytes(t.payload) == bytes([2] * 16), "last committed record kept")
+mptest.done()
+""", heap="1m")
+    assert res.result["ok"]
+
+
+def test_mount_policy(mpy):
+    res = mpy(PRELUDE + """
+with open("/f/x", "wb") as f:
+    f.write(b"keep")
+os.mkdir("/f/d")  # a directory: littlefs now uses blocks beyond the superblock pair
+os.umount("/f")
+mptest.eq(store.mount(dev, "/f"), store.MOUNTED, "a good file system mounts")
+mptest.eq(open("/f/x").read(), "keep", "data kept")
+os.umount("/f")
+dev.fail_at = dev.ops + 1  # one transient read error while mounting
+mptest.eq(store.mount(dev, "/f"), store.MOUNTED, "a transient error is retried, not formatted")
+mptest.eq(open("/f/x").read(), "keep", "data kept")
+os.umount("/f")
+for b in (0, 1):  # smash both superblocks
+    for i in range(64):
+        dev.mem[b * 4096 + i] = 0x55
+mptest.eq(store.mount(dev, "/f"), store.REFORMATTED, "unmountable: reformatted, and reported")
+mptest.check("x" not in os.listdir("/f"), "its data is gone")
+os.umount("/f")
+dead = CutBlockDevice(32)
+dead.fail_at = 1
+dead.sticky = True
+mptest.eq(store.mount(dead, "/g"), store.UNMOUNTED, "a dead chip: no exception, UNMOUNTED")
+torn = CutBlockDevice(32)
+torn.cut_at = 2  # power lost while the factory format runs
+try:
+    os.VfsLfs2.mkfs(torn)
+except OSError:
+    pass
+torn = torn.survivor()
+mptest.eq(store.mount(torn, "/h"), store.FORMATTED_BLANK, "an interrupted format is a new meter, not data loss")
+mptest.done()
+""", heap="1m")
+    assert res.result["ok"]

@@ -1,0 +1,104 @@
+"""firmware/token.py under micropython, fed with tokens from the independent host issuer
+(tools/token_issue.py): accept, reject, replay, lockout, and the shared counter space."""
+import json
+
+import token_issue
+
+KEY = bytes(range(1, 33))
+OTHER = bytes(range(2, 34))
+MID = "m-0042"
+
+SCRIPT = r'''
+import sys, json, token, auth, mptest
+T = json.loads(sys.stdin.read())
+key = bytes(range(1, 33))
+cmds = auth.Commands("m-0042", key)
+tk = token.Tokens("m-0042", key, cmds)
+now = 1800000000
+
+def chk(name, t=None):
+    return tk.check(T[name], now if t is None else t)
+
+v = chk("credit5")
+mptest.eq(v, (token.OK, token.CREDIT, 5, 1234, None), "accepted")
+cmds.remember(5, 0)
+mptest.eq(chk("credit5")[0], token.USED, "replay of the same token")
+mptest.eq(chk("credit5_spaced")[:3], (token.USED, token.CREDIT, 5), "spaces and dashes allowed")
+mptest.eq(chk("big")[:4], (token.OK, token.CREDIT, 6, 16383000), "largest amount")
+mptest.eq(chk("debt")[:4], (token.OK, token.DEBT, 7, 2500), "debt token")
+# Shared counter space: id 9 applied over MQTT, then typed as a token.
+cmds.remember(9, 0)
+mptest.eq(chk("credit9")[0], token.USED, "MQTT id 9 already applied: token refused as used")
+# Older than the window and not in it: stale.
+for i in range(20, 29):
+    cmds.remember(i, 0)
+mptest.eq(chk("credit12")[4], "stale_id", "old token")
+mptest.eq(chk("credit30")[0], token.OK, "newer token fine")
+# Malformed input and typos: refused, not counted.
+for bad in ("", "123", "1" * 21, "abcdefghijabcdefghij", None):
+    mptest.eq(chk("credit30") if False else tk.check(bad, now)[4], "malformed", "malformed %r" % (bad,))
+good = T["credit30"]
+for pos in range(20):
+    for d in "0123456789":
+        if d != good[pos]:
+            bad = good[:pos] + d + good[pos + 1:]
+            mptest.eq(tk.check(bad, now)[4], "check_digit", "typo at %d" % pos)
+for pos in range(19):
+    if good[pos] != good[pos + 1]:
+        bad = good[:pos] + good[pos + 1] + good[pos] + good[pos + 2:]
+        mptest.eq(tk.check(bad, now)[4], "check_digit", "transposition at %d" % pos)
+mptest.eq(tk.bad, 0, "typos do not count towards the lockout")
+# Forged tokens (valid check digit, wrong MAC) lock entry out, longer each time.
+mptest.eq(chk("forged1")[4], "bad_mac", "other meter's key")
+mptest.eq(chk("forged2")[4], "bad_mac", "altered amount")
+mptest.check(not tk.locked(now), "two bad: not yet locked")
+mptest.eq(chk("forged3")[4], "bad_mac", "third bad")
+mptest.eq(tk.lock_until, now + 10, "locked 10 s")
+mptest.eq(chk("credit30")[4], "locked", "even a good token waits")
+mptest.eq(chk("forged1", now + 10)[4], "bad_mac", "fourth bad after the lock")
+mptest.eq(tk.lock_until, now + 10 + 20, "lock doubles")
+for i in range(20):
+    last = tk.lock_until
+    tk.check(T["forged1"], last)
+mptest.eq(tk.bad, 24, "24 bad in a row")
+# Growth is capped at an hour; a clock set back never extends it past the cap.
+mptest.eq(tk.lock_until - last, 3600, "lock capped at one hour")
+mptest.check(tk.locked(last + 3599) and not tk.locked(last + 3600), "locked for exactly the cap")
+mptest.check(tk.locked(last - 86400), "clock set back: still locked")
+mptest.eq(tk.lock_until, last - 86400 + 3600, "but never longer than the cap")
+mptest.eq(tk.check(T["credit30"], tk.lock_until)[0], token.OK, "a good token after the lock")
+mptest.eq(tk.bad, 0, "and resets the count")
+# Ids beyond 24 bits are reconstructed around the last applied id.
+cmds.last_id = (1 << 24) + 100
+mptest.eq(chk("wide")[:3], (token.OK, token.CREDIT, (1 << 24) + 101), "24-bit id wraps")
+mptest.eq(token.decode_amount(token.encode_amount(16383000)), 16383000, "amount round trip")
+mptest.check(token.encode_amount(16383001) is None, "inexact amount not encodable")
+none = token.Tokens("m-0042", None, cmds)
+mptest.eq(none.check(T["credit30"], now)[4], "no_key", "no key, no tokens")
+mptest.done()
+'''
+
+
+def _tokens():
+    iss = token_issue.issue
+    good = iss(KEY, MID, 30, 500)
+    forged_amount = good[:8] + ("9" if good[8] != "9" else "8") + good[9:19]
+    forged_amount += str(token_issue.damm(forged_amount))
+    return {
+        "credit5": iss(KEY, MID, 5, 1234),
+        "credit5_spaced": token_issue.grouped(iss(KEY, MID, 5, 1234)).replace(" ", "- "),
+        "big": iss(KEY, MID, 6, 16383000),
+        "debt": iss(KEY, MID, 7, 2500, "debt"),
+        "credit9": iss(KEY, MID, 9, 100),
+        "credit12": iss(KEY, MID, 12, 100),
+        "credit30": good,
+        "forged1": iss(OTHER, MID, 31, 500),
+        "forged2": forged_amount,
+        "forged3": iss(KEY, "m-0043", 32, 500),
+        "wide": iss(KEY, MID, (1 << 24) + 101, 700),
+    }
+
+
+def test_tokens_under_micropython(mpy):
+    res = mpy(SCRIPT, stdin=json.dumps(_tokens()), heap="256k")
+    assert res.result["ok"] and res.result["checks"] > 200

@@ -1,0 +1,59 @@
+"""tools/token_issue.py (CPython): the issuer's own rules."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import token_issue
+
+KEY = bytes(range(32))
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "token_issue.py"
+
+
+def test_token_shape_and_check_digit():
+    tok = token_issue.issue(KEY, "m1", 77, 5000)
+    assert len(tok) == 20 and tok.isdigit()
+    assert token_issue.damm(tok) == 0  # a Damm-checked number checks to zero
+    assert token_issue.damm(tok[:-1]) == int(tok[-1])
+
+
+def test_fields_are_where_the_format_says():
+    tok = token_issue.issue(KEY, "m1", 77, 5000, "debt")
+    v = int(tok[:19])
+    assert v >> 60 == 1
+    assert (v >> 36) & 0xFFFFFF == 77
+    af = (v >> 20) & 0xFFFF
+    assert (af & 0x3FFF) * 10 ** (af >> 14) == 5000
+
+
+def test_tokens_differ_by_meter_key_and_id():
+    a = token_issue.issue(KEY, "m1", 1, 100)
+    assert a != token_issue.issue(KEY, "m2", 1, 100)
+    assert a != token_issue.issue(bytes(32), "m1", 1, 100)
+    assert a != token_issue.issue(KEY, "m1", 2, 100)
+
+
+@pytest.mark.parametrize("amount,field", [(0, 0), (16383, 16383), (16390, (1 << 14) | 1639),
+                                          (16383000, (3 << 14) | 16383)])
+def test_amount_encoding(amount, field):
+    assert token_issue.amount_field(amount) == field
+
+
+@pytest.mark.parametrize("kw", [dict(amount=16383001), dict(amount=-1), dict(cmd_id=0),
+                                dict(cmd_id=1 << 31), dict(typ="gift")])
+def test_bad_requests_are_refused(kw):
+    args = dict(meter_key=KEY, meter_id="m1", cmd_id=1, amount=100)
+    args.update(kw)
+    with pytest.raises(token_issue.TokenError):
+        token_issue.issue(**args)
+
+
+def test_cli():
+    r = subprocess.run([sys.executable, str(TOOL), "--meter-id", "m1", "--key", KEY.hex(), "--id", "3",
+                        "--amount", "250"], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert r.stdout.strip().replace(" ", "") == token_issue.issue(KEY, "m1", 3, 250)
+    r = subprocess.run([sys.executable, str(TOOL), "--meter-id", "m1", "--key", "zz", "--id", "3",
+                        "--amount", "250"], capture_output=True, text=True)
+    assert r.returncode == 2 and "error" in r.stderr

@@ -1,0 +1,110 @@
+# The micropython half of tools/billreplay.py: runs the firmware tariff engine over a load
+# profile. Usage: micropython tools/billreplay_mp.py TARIFF.json PROFILE.csv
+# Prints one JSON line: {"ok": true, ...figures} or {"ok": false, "error": "..."}.
+import sys
+import json
+import tariff
+import localtime
+
+
+class ReplayError(Exception):
+    pass
+
+
+def parse_time(s, lineno):
+    """UTC seconds from an integer or ISO 8601 'YYYY-MM-DDTHH:MM[:SS](Z|+hh:mm|-hh:mm)'."""
+    if s.isdigit():
+        return int(s)
+    try:
+        if len(s) < 17 or s[4] != "-" or s[7] != "-" or s[10] not in "T " or s[13] != ":":
+            raise ValueError
+        y, mo, d = int(s[0:4]), int(s[5:7]), int(s[8:10])
+        h, mi = int(s[11:13]), int(s[14:16])
+        rest = s[16:]
+        sec = 0
+        if rest.startswith(":"):
+            sec = int(rest[1:3])
+            rest = rest[3:]
+        if rest == "Z":
+            off = 0
+        elif len(rest) == 6 and rest[0] in "+-" and rest[3] == ":":
+            off = (int(rest[1:3]) * 60 + int(rest[4:6])) * (1 if rest[0] == "+" else -1)
+        else:
+            raise ValueError
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and sec < 60):
+            raise ValueError
+    except ValueError:
+        raise ReplayError("line %d: bad timestamp %r (UTC seconds or ISO 8601 with Z or an offset)" % (lineno, s))
+    return localtime.days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off * 60
+
+
+def replay(tariff_path, csv_path):
+    with open(tariff_path) as f:
+        try:
+            doc = json.load(f)
+        except ValueError:
+            raise ReplayError("tariff: not valid JSON")
+    try:
+        e = tariff.from_doc(doc)
+    except tariff.TariffError as ex:
+        raise ReplayError("tariff: %s" % ex)
+    rows = 0
+    energy = 0
+    money = 0
+    first = last = None
+    gap = 0
+    with open(csv_path) as f:
+        lineno = 0
+        for line in f:
+            lineno += 1
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split(",")
+            if len(parts) != 2:
+                raise ReplayError("line %d: expected 'timestamp,wh'" % lineno)
+            ts, whs = parts[0].strip(), parts[1].strip()
+            if lineno == 1 and not ts[:1].isdigit():
+                continue  # header
+            t = parse_time(ts, lineno)
+            if not whs.isdigit():
+                raise ReplayError("line %d: Wh must be a non-negative integer, got %r" % (lineno, whs))
+            wh = int(whs)
+            if last is not None and t <= last:
+                raise ReplayError("line %d: timestamps must increase" % lineno)
+            dt = 0
+            if last is not None:
+                gap = t - last
+                dt = gap * 1000
+            # The standing charge for the interval before this row, then this row's energy at
+            # the rate in force at its timestamp (the interval start).
+            money += e.charge(0, t, dt)
+            money += e.charge(wh, t)
+            if first is None:
+                first = t
+            last = t
+            rows += 1
+            energy += wh
+    if not rows:
+        raise ReplayError("the load profile has no rows")
+    money += e.charge(0, last, gap * 1000)  # the last interval's standing charge (same length as the one before)
+    t = e.t
+    return {"ok": True, "rows": rows, "first": first, "end": last + gap, "energy_wh": energy,
+            "rate_wh": list(e.rate_wh)[:t.nr], "block_wh": list(e.block_wh)[:t.nb],
+            "standing_s": e.standing_s, "charged_minor": money, "remainder": e.rem, "den": t.den,
+            "kind": t.kind}
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(json.dumps({"ok": False, "error": "usage: billreplay_mp.py TARIFF.json PROFILE.csv"}))
+        sys.exit(2)
+    try:
+        out = replay(sys.argv[1], sys.argv[2])
+    except (ReplayError, OSError) as ex:
+        print(json.dumps({"ok": False, "error": str(ex)}))
+        sys.exit(2)
+    print(json.dumps(out))
+
+
+main()

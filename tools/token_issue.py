@@ -1,0 +1,96 @@
+"""Issue 20-digit offline top-up tokens for one meter (docs/tokens.md).
+
+    tools/token_issue.py --meter-id M --key HEX --id N --amount MINOR [--type credit|debt|test]
+
+Prints the token in groups of four digits. The id must come from the same per-meter counter
+the backend uses for MQTT command ids: one credit, one id, whichever way it is delivered.
+This is an independent CPython implementation of the format the firmware (firmware/token.py)
+verifies, so each side checks the other in the tests.
+"""
+import argparse
+import hashlib
+import hmac
+import struct
+import sys
+
+TYPES = {"credit": 0, "debt": 1, "test": 2}
+MANT_MAX = (1 << 14) - 1
+ID_BITS = 24
+MAC_BITS = 20
+
+# Damm's totally anti-symmetric quasigroup of order 10.
+DAMM = [
+    [0, 3, 1, 7, 5, 9, 8, 6, 4, 2], [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
+    [4, 2, 0, 6, 8, 7, 1, 3, 5, 9], [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
+    [6, 1, 2, 3, 0, 4, 5, 9, 7, 8], [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
+    [5, 8, 6, 9, 7, 2, 0, 1, 3, 4], [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
+    [9, 4, 3, 8, 6, 1, 7, 2, 0, 5], [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
+]
+
+
+class TokenError(ValueError):
+    pass
+
+
+def damm(digits):
+    c = 0
+    for ch in digits:
+        c = DAMM[c][int(ch)]
+    return c
+
+
+def amount_field(amount):
+    """Smallest exponent e with amount = m * 10^e, m < 2^14; refuses amounts it cannot carry exactly."""
+    if not isinstance(amount, int) or amount < 0:
+        raise TokenError("amount must be a non-negative integer (minor units)")
+    for e in range(4):
+        if amount % 10 ** e == 0 and amount // 10 ** e <= MANT_MAX:
+            return (e << 14) | (amount // 10 ** e)
+    raise TokenError("amount %d cannot be carried exactly (14-bit mantissa x 10^0..3)" % amount)
+
+
+def token_key(meter_key):
+    return hmac.new(meter_key, b"pm-token-key-v1", hashlib.sha256).digest()
+
+
+def issue(meter_key, meter_id, cmd_id, amount, typ="credit"):
+    """The 20-digit token string (no spaces)."""
+    if typ not in TYPES:
+        raise TokenError("type must be one of %s" % ", ".join(TYPES))
+    if not isinstance(cmd_id, int) or not 0 < cmd_id < 1 << 31:
+        raise TokenError("id must be an integer in 1..2^31-1")
+    if not meter_key:
+        raise TokenError("a meter key is required")
+    t = TYPES[typ]
+    af = amount_field(amount)
+    msg = b"pm-token-v1" + meter_id.encode() + struct.pack("<BIH", t, cmd_id, af)
+    d = hmac.new(token_key(meter_key), msg, hashlib.sha256).digest()
+    mac = int.from_bytes(d[:3], "big") >> (24 - MAC_BITS)
+    v = (t << 60) | ((cmd_id & ((1 << ID_BITS) - 1)) << 36) | (af << 20) | mac
+    data = "%019d" % v
+    return data + str(damm(data))
+
+
+def grouped(tok):
+    return " ".join(tok[i:i + 4] for i in range(0, 20, 4))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--meter-id", required=True)
+    p.add_argument("--key", required=True, help="the meter key, hex")
+    p.add_argument("--id", type=int, required=True, help="command id from the meter's counter")
+    p.add_argument("--amount", type=int, required=True, help="minor units")
+    p.add_argument("--type", default="credit", choices=sorted(TYPES))
+    a = p.parse_args(argv)
+    try:
+        key = bytes.fromhex(a.key)
+        print(grouped(issue(key, a.meter_id, a.id, a.amount, a.type)))
+    except ValueError as e:
+        print("token_issue: error: %s" % e, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
