@@ -214,10 +214,14 @@ k.load(2500)
 k.run(5, 1)
 emu, m = k.emu, k.m
 emu.advance(1000)
+i = err = 0  # globals exist before the lock (a new module global may grow its dict)
 micropython.heap_lock()
 try:
     m.poll(1000)
     m.poll(1000)
+    for i in range(10):  # the emulated world too: time passing and a poll
+        emu.advance(1000)
+        m.poll(1000)
     err = None
 except MemoryError as e:
     err = "allocated"
