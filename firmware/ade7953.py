@@ -75,6 +75,7 @@ class ADE7953(MeterChip):
     WH_DEN = _W_COUNTS * _W_COUNTS  # 23716 counts per Wh
     ONES = 0xFFFFFF
     GAIN_MAX = 0x7FFFFF
+    SIGNED_PGAIN = False  # AWGAIN/BWGAIN: 0x400000 is unity
 
     def __init__(self, spi, cs, cal=None, delay_ms=None):
         MeterChip.__init__(self, 2)

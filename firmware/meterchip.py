@@ -31,6 +31,7 @@ class MeterChip:
     i_n_ma = -1  # neutral current where the chip measures it (ATM90E26), else -1
     cal_state = "none"  # stored calibration: 'none' (board defaults), 'ok', 'invalid'
     GAIN_MAX = 0xFFFF
+    SIGNED_PGAIN = True  # Atmel chips: energy gain is a signed correction around unity
 
     def __init__(self, channels):
         self.CHANNELS = channels
@@ -85,7 +86,7 @@ class MeterChip:
         Energy gains of the Atmel chips ('pgain*') are signed corrections around unity
         (factor 1 + g/2^15); every other gain is proportional."""
         old = self.cal_value(key)
-        if key.startswith("pgain") and self.GAIN_MAX == 0xFFFF:
+        if key.startswith("pgain") and self.SIGNED_PGAIN:
             f = 32768 + (old - 0x10000 if old & 0x8000 else old)
             new = (f * ref + measured // 2) // measured - 32768
             if not -32768 <= new <= 32767:

@@ -14,7 +14,7 @@ _NAMES = (b"tele", b"evt", b"reply")
 _SENDS_PER_POLL = const(2)
 
 
-def _pulses(mt):
+def _metering_extra(mt):
     # Per-channel import Wh of multi-channel chips as "ce":[...], and water/gas pulse inputs as
     # "u":{"water":1230,...} in their integer units; closes the telemetry object.
     s = ""
@@ -53,7 +53,7 @@ class Sync:
         self.outbox.put(TELE, (
             '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}' % (
                 self._next(), utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
-                mt.p_w, m.relay.state, m.relay.reasons)).encode()[:-1] + _pulses(mt))
+                mt.p_w, m.relay.state, m.relay.reasons)).encode()[:-1] + _metering_extra(mt))
 
     def forward_events(self, ring):
         while self._ev_sent < ring.seq:

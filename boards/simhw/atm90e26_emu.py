@@ -20,7 +20,6 @@ def _s16(v):
 
 
 class Atm90e26Emu(EmuBase):
-    FRAME = 3
     DATA0 = 1
 
     def __init__(self, meter_constant=3200, true_cal=None):

@@ -23,7 +23,6 @@ def _s16(v):
 
 
 class Atm90e32Emu(EmuBase):
-    FRAME = 4
     DATA0 = 2
 
     def __init__(self, meter_constant=3200, true_cal=None):

@@ -26,8 +26,10 @@ def _isqrt(n):
 
 
 class EmuBase:
-    """Subclasses set FRAME (bytes per transaction), DATA0 (index of the first data byte in the
-    answer), energy registers via _add_counts(), and implement _transact(tx, rx)."""
+    """Subclasses set DATA0 (index of the first data byte in an answer) and implement
+    _transact(tx, rx) (one decoded frame), _cs_high() (commit a pending write), _integrate(dt_ms)
+    (truth and register counts, using to_counts), _billing_unread() (for loss accounting),
+    _stuck_read(tx), reset() and metering_on()."""
 
     ABSENT_MS = 60000  # one injected absence lasts this long
     STUCK_MS = 30000
