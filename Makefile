@@ -15,7 +15,14 @@ FAULTS ?=
 # Let tools/mprun.py find the micropython of this venv even when VENV is moved.
 export MICROPYTHON := $(abspath $(MPY))
 
-.PHONY: venv deps mosquitto sim build test bench bench-billing powercut bench-storage clean distclean
+# Field tools (docs/deploy.md, docs/headend.md): make deploy PORT=/dev/ttyUSB0 BOARD=esp32-atm90e26 METER=id
+PORT   ?=
+METER  ?=
+N      ?= 50
+HEADEND_HOME ?= $(HOME)/.pm-headend
+DRY_RUN ?=
+
+.PHONY: venv deps mosquitto sim build test bench bench-billing powercut bench-storage deploy repl fleet clean distclean
 
 venv: $(STAMP)
 
@@ -51,6 +58,16 @@ powercut: venv
 # Flash wear and energy-at-risk figures of the storage (docs/storage.md).
 bench-storage: venv
 	MICROPYPATH=firmware:boards $(MPY) -X heapsize=8m bench/storage.py
+
+deploy: venv
+	$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" --meter "$(METER)" --home "$(HEADEND_HOME)" $(if $(DRY_RUN),--dry-run)
+
+repl: venv
+	@test -n "$(PORT)" || { echo "make repl: PORT is required, e.g. PORT=/dev/ttyUSB0" >&2; exit 2; }
+	$(VENV)/bin/mpremote connect "$(PORT)" repl
+
+fleet: deps
+	$(PY) tools/fleet.py --meters "$(N)" --seed "$(SEED)"
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,7 +1,7 @@
 """Top-up latency: backend publish -> meter's reply, on loopback, with 1 and with 100 meters.
 
 Each meter is a separate micropython process (bench/rt_meter.py) running in real time with 1 s
-ticks; the runner services the MQTT link every 5 ms between ticks. The backend (paho) sends
+ticks; between ticks the firmware's loop idles on the MQTT socket and wakes for a command. The backend (paho) sends
 signed top-ups and times each reply. Prints one JSON line with topup_ms_p50_1, topup_ms_p99_1,
 topup_ms_p50_100, topup_ms_p99_100.
 """
@@ -29,7 +29,7 @@ def measure(n_meters, topups_per_meter, broker):
     keys = {"lat-%03d" % i: os.urandom(32) for i in range(n_meters)}
     run_s = 20 + n_meters // 4 + topups_per_meter
     env = dict(os.environ, MICROPYPATH=mprun.micropypath())
-    procs = [subprocess.Popen([mprun.mpy_path(), "-X", "heapsize=384k", str(ROOT / "bench" / "rt_meter.py"), mid,
+    procs = [subprocess.Popen([mprun.mpy_path(), "-X", "heapsize=" + mprun.APP_HEAP, str(ROOT / "bench" / "rt_meter.py"), mid,
                                key.hex(), "%s:%d" % (broker.host, broker.port), str(work / (mid + ".img")),
                                str(run_s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               cwd=ROOT, env=env) for mid, key in keys.items()]

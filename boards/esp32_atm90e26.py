@@ -77,6 +77,7 @@ class Board:
         self._mqtt_user = s.get("mqtt_user")
         self._mqtt_password = s.get("mqtt_password")
         self._wifi = (s.get("wifi_ssid"), s.get("wifi_password"))
+        self._ca = s.get("ca")  # path of the broker CA (DER); with it the link speaks TLS
         self.clock = _Clock(time)
         self.net_clock = self.clock
         self._wdt = WDT(timeout=30000)
@@ -128,9 +129,24 @@ class Board:
             return None
         host, _, port = self._broker.partition(":")
         cid = "pm-" + "".join("%02x" % b for b in self._chip_id)
+        ctx = None
+        if self._ca:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED  # never CERT_NONE: an unverified broker could be anyone
+            with open(self._ca, "rb") as f:
+                ctx.load_verify_locations(cadata=f.read())
         return Link(simple, self.net_clock, lambda n: random.getrandbits(24) % n,
-                    cid, host, int(port or 1883), on_message, subs, self.config["keepalive_s"],
-                    will=will, birth=birth, user=self._mqtt_user, password=self._mqtt_password)
+                    cid, host, int(port or (8883 if ctx else 1883)), on_message, subs, self.config["keepalive_s"],
+                    will=will, birth=birth, user=self._mqtt_user, password=self._mqtt_password,
+                    ssl_context=ctx)
+
+    def set_time(self, utc):
+        """Set the RTC from a Unix time (the backend's set-time command; TLS needs a sane clock)."""
+        import machine
+        import time
+        t = time.gmtime(utc - self.clock._offset)
+        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
 
 class _Relay:

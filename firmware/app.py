@@ -18,6 +18,8 @@ from metering import Metering
 import store as store_mod
 from store import RecordStore
 from sync import Sync
+from report import Reporter
+from remote import Remote
 
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
 
@@ -42,9 +44,16 @@ class Meter:
         emit = self.emit
         self.metering = Metering(board.chip, cfg["max_power_w"], emit, getattr(board, "pulses", ()))
         self.tariff = tariff_mod.from_doc(cfg["tariff"])
-        credit = cfg.get("credit", {})
-        self.account = account.Account(emit, credit.get("low1", 200), credit.get("low2", 50),
-                                       credit.get("hysteresis", 20), credit.get("max_balance", 10000000))
+        # Credit rules: the board's defaults, overlaid by what the backend last set (credit.json).
+        self._credit_path = board.root + "/credit.json"
+        credit = dict(cfg.get("credit", {}))
+        try:
+            with open(self._credit_path) as f:
+                credit.update(json.load(f))
+        except (OSError, ValueError):
+            pass
+        self._credit_cfg = credit
+        self.account = account.Account(emit)
         self.account.configure(credit)
         self.relay, self.protection, self.relay_cmds = protection_mod.build(board, self.metering, emit)
         self.commands = auth.Commands(board.meter_id, board.key)
@@ -65,19 +74,21 @@ class Meter:
             self.billing = billing_mod.Billing(day, month)
         if tops is not None:
             self.topup_log = billing_mod.TopupLog(tops)
+        self.remote = Remote(self)
+        self.sync.emit = emit
         self.topups = 0
         self._tariff_path = board.root + "/tariff_passive.json"
         self.tariff_error = None  # why the last tariff sent was refused (REPL)
         self._activations = 0
         self.commit_wh = cfg.get("commit_wh", 5)
         self.commit_ms = cfg.get("commit_s", 900) * 1000
-        self.tele_ms = cfg.get("telemetry_s", 900) * 1000
         self._uncommitted_wh = 0
         self.commit_faults = 0
+        self.step_errors = 0  # steps that raised (main.loop counts them and goes on)
+        self.last_error = None
         now = self.clock.ticks_ms()
         self._last_tick = now
         self._last_commit = now
-        self._last_tele = now
         self._button_since = None
         self._relayed = None  # the outcome of a token relayed over MQTT, for the journal
 
@@ -116,11 +127,14 @@ class Meter:
         if self.store.damaged:
             self.emit(events.STORE_FAULT, self.store.damaged)
         self.relay.power_up()
+        self.remote.boot()
         if not self.board.key:
             self.emit(events.NO_KEY, 0)
         self._load_passive()
         self.emit(events.BOOT, self.store.seq)
         self.metering.start()
+        self.sync.boot = self.clock.time()
+        self.reporter = Reporter(self, self.board.config)
         self.sync.link = self.board.make_link(self.on_message, (self.sync.cmd_topic,),
                                               self.sync.will(), self.sync.birth)
 
@@ -151,9 +165,7 @@ class Meter:
         if (self.relay.changed or self.protection.changed() or self._uncommitted_wh >= self.commit_wh
                 or clock.ticks_diff(now, self._last_commit) >= self.commit_ms):
             self.commit()
-        if clock.ticks_diff(now, self._last_tele) >= self.tele_ms:
-            self._last_tele = now
-            self.sync.telemetry(self, clock.time())
+        self.reporter.step(now)
         self.log.tick(self, clock.time())
         self.log.drain(self.events)
         self.sync.forward_events(self.events)
@@ -192,6 +204,36 @@ class Meter:
             self.tariff.passive = None
             return _STORE_FAULT
         return _APPLIED
+
+    def set_limits(self, new):
+        """Change credit rules (docs/credit.md keys) from the backend: validated as a whole, saved
+        so they survive reboots, then applied. False (nothing changed) if invalid or unsaved."""
+        cfg = dict(self._credit_cfg)
+        cfg.update(new)
+        probe = account.Account(None)
+        try:
+            probe.configure(cfg)
+        except account.CreditError:
+            return False
+        saved = {}
+        for k in new:
+            saved[k] = new[k]
+        try:
+            with open(self._credit_path) as f:
+                old = json.load(f)
+            old.update(saved)
+            saved = old
+        except (OSError, ValueError):
+            pass
+        try:
+            with open(self._credit_path, "w") as f:
+                json.dump(saved, f)
+        except OSError:
+            return False
+        self.account.configure(cfg)
+        self._credit_cfg = cfg
+        self._credit_rules()
+        return True
 
     def _new_day(self, lc, utc):
         """Local midnight (or the first tick): daily debt recovery and the billing freeze."""
@@ -261,8 +303,7 @@ class Meter:
             return
         verdict, doc, res = self.commands.check(payload, self.clock.time())
         if verdict == auth.REFUSED:
-            self.emit(events.CMD_REFUSED, 0)
-            self.sync.reply(0, res, self)
+            self.sync.refused(doc, res, self, self.clock.ticks_ms())  # doc: the id, or 0
             return
         cid = doc["id"]
         if verdict == auth.REPEAT:
@@ -272,6 +313,7 @@ class Meter:
         record.pack(self._undo, self)
         topups = self.topups
         result = self._apply(doc)
+        extra = self.remote.take_extra()
         self.commands.remember(cid, result)
         committed = self.commit()
         if not committed:
@@ -282,14 +324,15 @@ class Meter:
             self._relayed = None
             self._journal(tid, billing_mod.SRC_MQTT, typ, res if committed else "store_fault", amt)
         if not committed:
-            self.sync.reply(cid, RESULTS[_STORE_FAULT], self)
+            # extra tells what did take effect outside the record (e.g. a rotated key's kid).
+            self.sync.reply(cid, RESULTS[_STORE_FAULT], self, extra=extra)
             return
         if doc["op"] == "topup":
             amt = doc.get("amt")
             amt = amt if type(amt) is int and -(1 << 30) < amt < 1 << 30 else 0
             self.emit(events.TOPUP_APPLIED if result == _APPLIED else events.TOPUP_REFUSED, amt)
             self._journal(cid, billing_mod.SRC_MQTT, token_mod.CREDIT, RESULTS[result], amt)
-        self.sync.reply(cid, RESULTS[result], self)
+        self.sync.reply(cid, RESULTS[result], self, extra=extra if result == _APPLIED else "")
 
     def _journal(self, cid, src, typ, result, amount):
         if self.topup_log is not None:
@@ -375,7 +418,7 @@ class Meter:
         if op == "status":
             self.sync.telemetry(self, self.clock.time())
             return _APPLIED
-        return _UNKNOWN_OP
+        return self.remote.apply(doc)
 
     def _relay_op(self, op, doc):
         """Relay commands, rate limited (a refused one is an event and changes nothing)."""

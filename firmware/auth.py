@@ -22,13 +22,14 @@ class Commands:
     def __init__(self, meter_id, key):
         self.meter_id = meter_id
         self._mac = HmacSha256(key) if key else None
+        self._prev = None  # the key before the last rotation: only answers repeats
         self.last_id = 0
         self.ids = array("I", bytes(4 * WINDOW))
         self.results = array("B", bytes(WINDOW))
         self.refused = 0
 
     def check(self, payload, now_utc):
-        """(verdict, body or None, reason or stored result).
+        """(verdict, body, stored result) or (REFUSED, command id or 0, reason).
         Nothing here changes state: the caller applies, then calls remember()."""
         if self._mac is None:
             return self._refuse("no_key")
@@ -36,13 +37,20 @@ class Commands:
             return self._refuse("oversized")
         if len(payload) < 66 or payload[64] != 0x20:
             return self._refuse("malformed")
-        try:
-            mac = unhexlify(payload[:64])
-        except ValueError:
-            return self._refuse("malformed")
+        for i in range(64):
+            # Lowercase hex only: one spelling per MAC, so a captured command cannot be
+            # re-sent in a form that looks new.
+            c = payload[i]
+            if not (0x30 <= c <= 0x39 or 0x61 <= c <= 0x66):
+                return self._refuse("malformed")
+        mac = unhexlify(payload[:64])
         body = memoryview(payload)[65:]
+        old = False
         if not equal(self._mac.digest(body), mac):
-            return self._refuse("bad_mac")
+            # A backend that retries the key rotation itself still signs with the old key.
+            if self._prev is None or not equal(self._prev.digest(body), mac):
+                return self._refuse("bad_mac")
+            old = True
         try:
             doc = json.loads(bytes(body))
         except ValueError:
@@ -55,20 +63,29 @@ class Commands:
             return self._refuse("wrong_meter")
         if type(cid) is not int or cid <= 0 or cid >= 1 << 31 or type(exp) is not int:
             return self._refuse("malformed")
+        # From here the body is authentic and names its id: refusals echo it to the backend.
         for i in range(WINDOW):
             if self.ids[i] == cid:
                 return REPEAT, doc, self.results[i]
+        if old:
+            return self._refuse("old_key", cid)
         if cid <= self.last_id:
-            return self._refuse("stale_id")
+            return self._refuse("stale_id", cid)
         if exp < now_utc:
-            return self._refuse("expired")
+            return self._refuse("expired", cid)
         if type(doc.get("op")) is not str:
-            return self._refuse("malformed")
+            return self._refuse("malformed", cid)
         return OK, doc, None
 
-    def _refuse(self, reason):
+    def set_key(self, key):
+        """Use a new key from now on; the old one can still fetch the answers of repeats."""
+        self._prev = self._mac
+        self._mac = HmacSha256(key)
+
+    def _refuse(self, reason, cid=0):
+        """(REFUSED, id to answer with (0 when unknown or not authentic), reason)."""
         self.refused += 1
-        return REFUSED, None, reason
+        return REFUSED, cid, reason
 
     def seen(self, cid):
         """Replay verdict for a command id that arrived another way (a typed token): tokens and

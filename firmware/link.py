@@ -4,6 +4,15 @@
 # without changing umqtt: it hands umqtt a socket proxy whose "block forever" means
 # "block at most timeout_ms", and which records when bytes last arrived (so a missing
 # PINGRESP is visible even though umqtt swallows it).
+#
+# Session policy: every connect is a clean session. The broker does not queue commands for us
+# while we are away; the backend re-sends a command until it sees our reply (commands are
+# idempotent, see auth.py), and we re-subscribe after every connect. This keeps no session
+# state on the broker that a client-id takeover could steal, and no backlog flood at reconnect.
+#
+# TLS: umqtt would wrap our socket proxy, which MicroPython's ssl cannot do. So umqtt gets no
+# ssl argument; the proxy connects the real socket, wraps *that* with the board's SSLContext
+# (which must verify the broker certificate), and then carries the TLS socket.
 from micropython import const
 import socket as _socket
 import select
@@ -14,33 +23,61 @@ UP = const(1)
 
 _MAX_PID = const(0xFFF0)
 _MAX_MSGS_PER_POLL = const(4)
+_IPPROTO_TCP = const(6)  # the same on lwIP and Linux; MicroPython's socket module omits them
+_TCP_NODELAY = const(1)
+_MAX_READ = const(2048)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
+_DNS_RETRY_FAILS = const(4)  # resolve the broker again on every 4th failed connect
+
+
+class LinkError(OSError):
+    pass
 
 
 class _BoundedSocket:
     def __init__(self, sock, timeout_s, link):
-        self._s = sock
+        self._s = sock  # what we read and write: the TLS socket once wrapped
+        self._raw = sock  # where timeouts go: MicroPython's TLS socket has no settimeout
         self._t = timeout_s
         self._link = link
         self._last1 = 0
         sock.settimeout(timeout_s)
+        link._sock = self  # the link closes it before the next connect, whatever umqtt did
 
     def settimeout(self, t):
         # umqtt >= 1.5 passes its connect timeout, None by default: never let it mean "forever".
-        self._s.settimeout(self._t if t is None or t > self._t else t)
+        self._raw.settimeout(self._t if t is None or t > self._t else t)
 
     def setblocking(self, flag):
         if flag:
             # umqtt's wait_msg() reads a packet's first byte, then calls setblocking(True):
             # that byte is the fixed header, whose bit 0 is the RETAIN flag of a PUBLISH.
             self._link.retained = self._last1 & 1
-            self._s.settimeout(self._t)
+            if self._s is not self._raw:
+                self._s.setblocking(True)
+            self._raw.settimeout(self._t)
         else:
             self._s.setblocking(False)
+            if self._s is not self._raw:
+                self._raw.setblocking(False)
 
     def connect(self, addr):
+        try:
+            # umqtt writes a packet in several small pieces; with Nagle each publish would
+            # wait for the peer's delayed ACK before its PUBACK can come back.
+            self._s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
         self._s.connect(addr)
+        ctx = self._link.ssl_context
+        if ctx is not None:
+            # The handshake runs under the socket timeout set above; server_hostname makes
+            # the context check the certificate's name as well as its chain.
+            self._s = ctx.wrap_socket(self._s, server_hostname=self._link.host)
 
     def read(self, n):
+        if n > _MAX_READ:
+            self._link.oversized += 1
+            raise LinkError(90)  # EMSGSIZE: drop the link rather than allocate it
         d = self._s.read(n)
         if d:
             if n == 1:
@@ -78,7 +115,13 @@ class _SocketModule:
         return _BoundedSocket(s, self._link.timeout_s, self._link)
 
     def getaddrinfo(self, host, port, *a):
-        return _socket.getaddrinfo(host, port, *a)
+        # DNS has no timeout of its own: resolve once and reuse the answer, so reconnecting
+        # during an outage does not block on the resolver each time. Every few failed connects
+        # the name is resolved again, in case the broker has moved.
+        link = self._link
+        if link._ai is None or (link._fails and link._fails % _DNS_RETRY_FAILS == 0):
+            link._ai = _socket.getaddrinfo(host, port, *a)
+        return link._ai
 
 
 class Link:
@@ -89,7 +132,8 @@ class Link:
 
     def __init__(self, mqtt_module, clock, rand, client_id, host, port, on_message,
                  subscriptions=(), keepalive_s=60, timeout_ms=2000, will=None, birth=None,
-                 user=None, password=None, backoff_min_ms=1000, backoff_max_ms=300000):
+                 user=None, password=None, backoff_min_ms=1000, backoff_max_ms=300000,
+                 ssl_context=None):
         self._mq = mqtt_module
         self._clock = clock
         self._rand = rand
@@ -106,8 +150,11 @@ class Link:
         self._password = password
         self._bmin = backoff_min_ms
         self._bmax = backoff_max_ms
+        self.ssl_context = ssl_context
         self._fails = 0
         self._client = None
+        self._sock = None  # the proxy of the current connection
+        self._ai = None  # the broker's resolved address
         self.state = DOWN
         now = clock.ticks_ms()
         self._next_try = now
@@ -119,6 +166,7 @@ class Link:
         self.drops = 0
         self.sent = 0
         self.received = 0
+        self.oversized = 0  # packets refused for size (each one cost a reconnect)
         mqtt_module.socket = _SocketModule(self)
 
     def _rx(self):
@@ -128,17 +176,21 @@ class Link:
     def _tx(self):
         self._last_tx = self._clock.ticks_ms()
 
+    def _close_sock(self):
+        s = self._sock
+        self._sock = None
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+
     def _drop(self):
-        c = self._client
         self._client = None
         if self.state == UP:
             self.drops += 1
         self.state = DOWN
-        if c is not None and c.sock is not None:
-            try:
-                c.sock.close()
-            except OSError:
-                pass
+        self._close_sock()
         self._schedule_retry()
 
     def _schedule_retry(self):
@@ -150,15 +202,14 @@ class Link:
         self._next_try = self._clock.ticks_add(self._clock.ticks_ms(), self._rand(cap))
 
     def _connect(self):
+        self._close_sock()  # never leak the previous socket, even if umqtt kept it
         c = self._mq.MQTTClient(self.client_id, self.host, self.port, self._user, self._password,
                                 self.keepalive_s)
         c.set_callback(self._deliver)
         if self._will:
             c.set_last_will(self._will[0], self._will[1], True, 1)
         self._client = c
-        # A persistent session (clean_session=False) lets the broker queue QoS1 commands for us
-        # while we are offline; commands are authenticated and expire, so replaying them is safe.
-        c.connect(False)
+        c.connect(True)  # clean session: see the policy at the top of this file
         for t in self._subs:
             c.subscribe(t, 1)
         self.state = UP
@@ -233,8 +284,13 @@ class Link:
     def close(self):
         if self._client is not None and self.state == UP:
             try:
+                if self._will:
+                    # A clean disconnect suppresses the will: say "offline" ourselves (QoS 0,
+                    # so closing never waits for, or acts on, anything still arriving).
+                    self._client.publish(self._will[0], self._will[1], True, 0)
                 self._client.disconnect()
             except Exception:
                 pass
         self._client = None
         self.state = DOWN
+        self._close_sock()

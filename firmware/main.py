@@ -1,4 +1,154 @@
-# Device entry point: run the meter on the board named in /board.txt.
-import runner
+# Device entry point: pick the board, build the meter, boot it and run the loop.
+# The board module is named in /board.txt (written by `make deploy`, e.g. "esp32-atm90e26"),
+# or by BOARD in an optional board_config.py. Ctrl-C stops the loop and leaves the meter
+# object in app.current, so `from repl import *` at the REPL works on the live meter and
+# resume() continues the loop.
+import app
 
-runner.main()
+SETTINGS = "settings.json"  # technician overrides (repl.config), under board.root
+# While the loop is paused at the REPL a timer keeps feeding the watchdog, but only for this
+# long after the last REPL command: a console left open reboots into metering. It must stay
+# well under the ~9 minutes the chip's 16-bit energy registers hold at full load.
+HOLD_S = 300
+_HOLD_PERIOD_MS = 5000
+_WAIT_SLICE_MS = 100  # poll the link at least this often while waiting for a tick
+
+
+def board_name():
+    try:
+        with open("/board.txt") as f:
+            name = f.read().strip()
+        if name:
+            return name
+    except OSError:
+        pass
+    try:
+        import board_config
+        return board_config.BOARD
+    except ImportError:
+        raise RuntimeError("no board named: write /board.txt or board_config.py (make deploy does)")
+
+
+def load_board(name=None, opts=None):
+    mod = __import__((name or board_name()).replace("-", "_"))
+    return mod.build(opts) if opts is not None else mod.build()
+
+
+def apply_settings(board):
+    """Overlay the technician's saved settings (already validated when set) on the board config."""
+    import json
+    try:
+        with open(board.root + "/" + SETTINGS) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return 0
+    cfg = dict(board.config)
+    for k, v in saved.items():
+        if k in ("low1", "low2", "hysteresis", "reconnect_threshold"):
+            credit = dict(cfg.get("credit", {}))
+            credit[k] = v
+            cfg["credit"] = credit
+        else:
+            cfg[k] = v
+    board.config = cfg
+    return len(saved)
+
+
+def start(board):
+    apply_settings(board)
+    m = app.Meter(board)
+    app.current = m  # the REPL kit finds the live meter here
+    m.boot()
+    return m
+
+
+def loop(m, ticks=None, wait_ms=None):
+    """Run the meter: one step per tick; returns after `ticks` steps, or when Ctrl-C is pressed.
+
+    A simulated board (one with advance()) runs in simulated time, as fast as it can. Otherwise
+    the time between ticks is spent servicing the MQTT link, idle on its socket (wait_ms,
+    default m.sync.wait), so a command is answered as soon as it arrives. A step that raises is
+    counted in m.step_errors and the loop goes on: a meter never stops metering (the watchdog
+    covers real hangs)."""
+    board = m.board
+    tick = board.config.get("tick_ms", 1000)
+    clock = board.clock
+    advance = getattr(board, "advance", None) if wait_ms is None else None
+    wait = wait_ms or m.sync.wait
+    n = 0
+    release_watchdog()  # the loop feeds it again from here
+    try:
+        due = clock.ticks_add(clock.ticks_ms(), tick)
+        while ticks is None or n < ticks:
+            if advance is not None:
+                advance(tick)
+            else:
+                while True:
+                    left = clock.ticks_diff(due, clock.ticks_ms())
+                    if left <= 0:
+                        break
+                    try:
+                        m.sync.poll()
+                    except Exception as e:  # noqa: BLE001 - the network never stops the loop
+                        m.last_error = e
+                    wait(left if left < _WAIT_SLICE_MS else _WAIT_SLICE_MS)
+                due = clock.ticks_add(due, tick)
+                if clock.ticks_diff(clock.ticks_ms(), due) > 10 * tick:
+                    due = clock.ticks_add(clock.ticks_ms(), tick)  # far behind: resync, no burst
+            try:
+                m.step()
+            except Exception as e:  # noqa: BLE001 - keep metering whatever went wrong
+                m.step_errors += 1
+                m.last_error = e
+            n += 1
+    except KeyboardInterrupt:
+        board.feed_watchdog()
+        held = advance is None and hold_watchdog(board)
+        print("\nmeter loop paused%s." % (
+            " (the meter reboots into metering %d s after the last REPL command)" % HOLD_S if held else ""))
+        print("  from repl import *   then status(), help_(), resume()")
+    return n
+
+
+def hold_watchdog(board):
+    """Feed the watchdog from a timer while a technician works at the REPL; app.console_hold
+    counts down the periods left (every REPL command renews it). False if the port has no Timer."""
+    try:
+        from machine import Timer
+    except ImportError:
+        return False
+    app.console_hold = [HOLD_S * 1000 // _HOLD_PERIOD_MS]
+
+    def feed(_t):
+        h = app.console_hold
+        if h[0] > 0:
+            h[0] -= 1
+            board.feed_watchdog()
+
+    t = Timer(0)
+    t.init(period=_HOLD_PERIOD_MS, callback=feed)
+    app.console_timer = t
+    return True
+
+
+def renew_hold():
+    h = getattr(app, "console_hold", None)
+    if h is not None:
+        h[0] = HOLD_S * 1000 // _HOLD_PERIOD_MS
+
+
+def release_watchdog():
+    t = getattr(app, "console_timer", None)
+    if t is not None:
+        t.deinit()
+        app.console_timer = None
+        app.console_hold = None
+
+
+def run():
+    m = start(load_board())
+    loop(m)
+
+
+if __name__ == "__main__":
+    run()

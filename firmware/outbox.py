@@ -79,6 +79,12 @@ class Outbox:
     def next_seq(self):
         return self._ring.next_seq
 
+    @property
+    def seq(self):
+        """The number of the newest message. Messages are numbered from 1 (ring seq + 1); put()
+        gives the next one seq + 1, and the payload carries it (docs/protocol.md)."""
+        return self._ring.next_seq
+
     def _trim(self):
         r = self._ring
         lo = r.next_seq - self._n
@@ -146,11 +152,16 @@ class Outbox:
             self.head += 1
 
     def replay_from(self, seq):
-        """Queue again every retained message from `seq` on (backfill); returns the new count."""
+        """Backfill: queue again every retained message numbered `seq` or later. Returns the number
+        of the first message that will go out (later than `seq` when older ones have rotated out),
+        or 0 when nothing at or after `seq` is held. Never skips a message not yet sent."""
         r = self._ring
-        if seq < r.first_seq:
-            seq = r.first_seq
-        if seq < self.head:
-            self.head = seq
+        s = seq - 1
+        if s < r.first_seq:
+            s = r.first_seq
+        if s >= r.next_seq:
+            return 0
+        if s < self.head:
+            self.head = s
         self._trim()
-        return self.count
+        return self.head + 1 if self.head < s else s + 1

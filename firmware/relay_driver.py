@@ -89,6 +89,14 @@ class RelayDriver:
         """True while a commanded position has not been driven yet."""
         return self.out != self.want
 
+    def jog(self, closed):
+        """Move the contacts now, bypassing `want` (the REPL relay test, which puts them back
+        before the next step verifies them)."""
+        if self.kind == LATCHING:
+            self._hw.pulse(closed, self._pulse_ms)
+        else:
+            self._hw.set(closed)
+
     # -- the per-tick step ------------------------------------------------------
     def step(self, now, v_cv, i_ma):
         ck = self._clock

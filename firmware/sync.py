@@ -1,59 +1,92 @@
 # Sync with the utility backend over MQTT: topics, uplink messages, the outbox, and the
 # hand-off of incoming commands to the app. Metering never waits for anything here: messages
 # are queued in the outbox and sent a few per loop while the link is up.
-# Topic tree (see docs/protocol.md):  pm/v1/<meter>/{status,tele,evt,reply}  and  .../cmd (downlink)
+# Topic tree (docs/protocol.md):  pm/v1/<meter>/{status,tele,evt,reply,lp,snap}  and  .../cmd (downlink)
+# Every message that goes through the outbox carries "seq", the outbox's own running number,
+# so the backend can see gaps and ask for a backfill (replay_from).
 from micropython import const
 import events
 import time
 from outbox import Outbox  # on flash when given a path (firmware/outbox.py)
 
+PROTOCOL = const(1)
 TELE = const(0)
 EVT = const(1)
 REPLY = const(2)
-_NAMES = (b"tele", b"evt", b"reply")
+LP = const(3)
+SNAP = const(4)
+_NAMES = (b"tele", b"evt", b"reply", b"lp", b"snap")
 _SENDS_PER_POLL = const(2)
+# Answers to commands that are not authentic (anyone can send them) come from a token bucket,
+# so a flood of garbage cannot push telemetry out of the outbox. The rest are counted and the
+# count rides on the next such answer ("sup").
+_ANON_BURST = const(8)
+_ANON_REFILL_MS = const(10000)
+# Events that make the telemetry policy report at once (report.py).
+_EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTED, events.RELAY_OPEN,
+                events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
 
 
 def _metering_extra(mt):
     # Per-channel import Wh of multi-channel chips as "ce":[...], and water/gas pulse inputs as
-    # "u":{"water":1230,...} in their integer units; closes the telemetry object.
+    # "u":{"water":1230,...} in their integer units; closes the telemetry object. Returned as
+    # part of a format string, so any '%' is escaped.
     s = ""
-    if len(mt.ch_wh):
-        s += ',"ce":[%s]' % ",".join("%d" % mt.ch_wh[k] for k in range(0, len(mt.ch_wh), 2))
-    if mt.pulses:
-        s += ',"u":{%s}' % ",".join('"%s":%d' % (p.name, p.value) for p in mt.pulses)
-    return (s + "}").encode()
+    ch = getattr(mt, "ch_wh", ())
+    if len(ch):
+        s += ',"ce":[%s]' % ",".join("%d" % ch[k] for k in range(0, len(ch), 2))
+    pulses = getattr(mt, "pulses", ())
+    if pulses:
+        s += ',"u":{%s}' % ",".join('"%s":%d' % (p.name, p.value) for p in pulses)
+    return s.replace("%", "%%") + "}"
 
 
 class Sync:
-    def __init__(self, meter_id, outbox_capacity=64, outbox_path=None):
+    def __init__(self, meter_id, outbox_capacity=64, outbox_path=None, outbox=None):
         base = b"pm/v1/" + meter_id.encode() + b"/"
         self.topics = tuple(base + n for n in _NAMES)
         self.status_topic = base + b"status"
         self.cmd_topic = base + b"cmd"
-        self.outbox = Outbox(outbox_capacity, outbox_path)
+        self.outbox = outbox if outbox is not None else Outbox(outbox_capacity, outbox_path)
         self.link = None  # set by the app once the board has made it
-        self.seq = 0  # uplink sequence number, one counter over tele/evt/reply
+        self.boot = 0  # boot epoch (UTC at boot), so a counter restart is visible to the backend
+        self.kid = 0  # id of the command key in use
         self._ev_sent = 0  # next event-ring seq to forward
         self.published = 0
+        self.exception = False  # an event asked for an early telemetry report
+        self.emit = None  # the app's event hook, for what only the link can see
+        self._oversized = 0
+        self._tokens = _ANON_BURST
+        self._refill = None  # ticks of the last token refill
+        self.suppressed = 0  # refusals not yet answered one by one
+
+    @property
+    def seq(self):
+        return self.outbox.seq
 
     def birth(self):
-        return self.status_topic, b'{"online":1}'
+        return self.status_topic, ('{"online":1,"v":%d,"boot":%d,"last":%d,"kid":%d}' % (
+            PROTOCOL, self.boot, self.outbox.seq, self.kid)).encode()
 
     def will(self):
         return self.status_topic, b'{"online":0}'
 
-    def _next(self):
-        self.seq += 1
-        return self.seq
+    def _put(self, kind, fmt, args):
+        # The payload carries the number the outbox is about to give it.
+        self.outbox.put(kind, (fmt % ((self.outbox.seq + 1,) + args)).encode())
 
     def telemetry(self, m, utc):
         mt = m.metering
         a = m.account
-        self.outbox.put(TELE, (
-            '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}' % (
-                self._next(), utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
-                mt.p_w, m.relay.state, m.relay.reasons)).encode()[:-1] + _metering_extra(mt))
+        self._put(TELE, '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d'
+                  + _metering_extra(mt), (
+            utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
+            mt.p_w, m.relay.state, m.relay.reasons))
+
+    def load_profile(self, m, utc, d_imp, d_exp):
+        mt = m.metering
+        self._put(LP, '{"seq":%d,"t":%d,"e":%d,"x":%d,"de":%d,"dx":%d}', (
+            utc, mt.imp_wh, mt.exp_wh, d_imp, d_exp))
 
     def forward_events(self, ring):
         while self._ev_sent < ring.seq:
@@ -61,18 +94,40 @@ class Sync:
             self._ev_sent += 1
             if e is not None:
                 code, arg, utc = e
-                self.outbox.put(EVT, ('{"seq":%d,"t":%d,"ev":"%s","a":%d}' % (
-                    self._next(), utc, events.name(code), arg)).encode())
+                if code in _EXCEPTIONAL:
+                    self.exception = True
+                self._put(EVT, '{"seq":%d,"t":%d,"ev":"%s","a":%d}', (utc, events.name(code), arg))
         if ring.oldest_seq() > self._ev_sent:
             self._ev_sent = ring.oldest_seq()
 
     def billing(self, text):
-        """A frozen billing snapshot (firmware/billing.py to_json), sent on the tele topic."""
-        self.outbox.put(TELE, ('{"seq":%d,%s' % (self._next(), text)).encode())
+        """A frozen billing snapshot (firmware/billing.py to_json), sent on the snap topic."""
+        self._put(SNAP, '{"seq":%d,' + text.replace("%", "%%"), ())
 
-    def reply(self, cid, result, m, repeat=False):
-        self.outbox.put(REPLY, ('{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d}' % (
-            self._next(), cid, result, 1 if repeat else 0, m.account.balance, m.relay.state)).encode())
+    def reply(self, cid, result, m, repeat=False, extra=""):
+        """extra: more compact JSON members, starting with a comma (e.g. ',"from":12')."""
+        self._put(REPLY, '{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}', (
+            cid, result, 1 if repeat else 0, m.account.balance, m.relay.state, extra))
+
+    def refused(self, cid, reason, m, now):
+        """Answer and log a refused command (cid 0: not authentic, so rate-limited)."""
+        if cid == 0:
+            clock = m.clock
+            if self._refill is None:
+                self._refill = now
+            n = clock.ticks_diff(now, self._refill) // _ANON_REFILL_MS
+            if n > 0:
+                self._tokens = min(_ANON_BURST, self._tokens + n)
+                self._refill = clock.ticks_add(self._refill, n * _ANON_REFILL_MS)
+            if not self._tokens:
+                self.suppressed += 1
+                return
+            self._tokens -= 1
+        sup = self.suppressed
+        self.suppressed = 0
+        if self.emit is not None:
+            self.emit(events.CMD_REFUSED, cid)
+        self.reply(cid, reason, m, False, ',"sup":%d' % sup if sup else "")
 
     def wait(self, ms):
         """Idle until the next tick: on the link's socket when there is one."""
@@ -86,6 +141,11 @@ class Sync:
         if link is None:
             return
         link.poll()
+        if link.oversized != self._oversized:
+            # A packet too big to read was dropped with its connection: log it as a refusal.
+            self._oversized = link.oversized
+            if self.emit is not None:
+                self.emit(events.CMD_REFUSED, -1)
         for _ in range(_SENDS_PER_POLL):
             if not self.outbox.count:
                 break

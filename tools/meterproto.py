@@ -6,8 +6,12 @@ with body a compact JSON object carrying m (meter id), id (monotonic), exp (UTC 
 import hashlib
 import hmac
 import json
+import struct
 
 PREFIX = "pm/v1/"
+VERSION = 1
+UPLINK = ("status", "tele", "lp", "evt", "snap", "reply")
+KEY_LEN = 32
 
 
 def topic(meter_id, kind):
@@ -26,3 +30,79 @@ def sign(key, body_bytes):
 
 def command(key, meter_id, cmd_id, exp, op, **args):
     return sign(key, body(meter_id, cmd_id, exp, op, **args))
+
+
+# -- key rotation -------------------------------------------------------------
+
+def _mac(key, msg):
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def key_pad(old_key, meter_id, cmd_id):
+    return _mac(old_key, b"pm-kw" + meter_id.encode() + struct.pack(">I", cmd_id))
+
+
+def wrap_key(old_key, meter_id, cmd_id, new_key):
+    """Hex of new_key XOR the one-time pad derived from the old key and this command's id."""
+    if len(new_key) != KEY_LEN:
+        raise ValueError("a meter key is %d bytes" % KEY_LEN)
+    pad = key_pad(old_key, meter_id, cmd_id)
+    return bytes(a ^ b for a, b in zip(new_key, pad)).hex()
+
+
+def kcv(key):
+    return _mac(key, b"pm-kcv")[:4].hex()
+
+
+def rotate_key(old_key, meter_id, cmd_id, exp, kid, new_key):
+    """A signed rotkey command that installs new_key as key number kid."""
+    return command(old_key, meter_id, cmd_id, exp, "rotkey", kid=kid,
+                   wk=wrap_key(old_key, meter_id, cmd_id, new_key), kcv=kcv(new_key))
+
+
+# -- uplink -------------------------------------------------------------------
+
+def parse_uplink(topic_name, payload):
+    """(meter id, kind, document) of an uplink message; ValueError if it is not one."""
+    parts = topic_name.split("/")
+    if len(parts) != 4 or parts[0] + "/" + parts[1] + "/" != PREFIX or parts[3] not in UPLINK:
+        raise ValueError("not an uplink topic: %r" % topic_name)
+    doc = json.loads(payload)
+    if not isinstance(doc, dict):
+        raise ValueError("uplink payload is not a JSON object")
+    return parts[2], parts[3], doc
+
+
+class SeqTracker:
+    """Backend bookkeeping of one meter's uplink numbers: duplicates, gaps, restarts."""
+
+    def __init__(self):
+        self.boot = None
+        self.seen = set()
+        self.high = 0
+
+    def status(self, doc):
+        """Feed a status (birth) document; returns True when the meter restarted its numbering."""
+        if doc.get("online") != 1:
+            return False
+        restarted = self.boot is not None and doc.get("boot") != self.boot and doc.get("last", 0) < self.high
+        self.boot = doc.get("boot")
+        if restarted:
+            self.seen.clear()
+            self.high = 0
+        return restarted
+
+    def add(self, seq):
+        """False for a duplicate (already seen)."""
+        if seq in self.seen:
+            return False
+        self.seen.add(seq)
+        self.high = max(self.high, seq)
+        return True
+
+    def gaps(self):
+        """Sorted missing numbers below the highest seen (what a backfill should ask for)."""
+        if not self.seen:
+            return []
+        lo = min(self.seen)
+        return [s for s in range(lo, self.high) if s not in self.seen]

@@ -23,6 +23,7 @@ import billing
 from journal import Ring
 from hmac256 import HmacSha256
 from simhw.cutdev import CutBlockDevice
+from simhw.household import Lcg
 import sim_powercut
 
 METER = "pc-0001"
@@ -40,6 +41,9 @@ SCRIPT = {
 CONFIG = {
     "tariff": {"v": 1, "kind": "flat", "price_per_kwh": 300000, "scale": 100},  # 3 minor/Wh
     "opening_balance": 60, "telemetry_s": 120, "auto_reconnect": False,
+    # All six relay commands of SCRIPT come within one refill period: a burst that lets them
+    # all act, so every relay change of the scenario is swept (the limit itself: docs/relay.md).
+    "protection": {"relay": {"cmd_burst": 6}},
 }
 _HEAD = record._HEAD
 _REDELIVER_TICKS = 6
@@ -140,6 +144,9 @@ class Run:
                 pass
         self.board = sim_powercut.Board({"meter_id": METER, "key": KEY, "dev": dev, "config": CONFIG,
                                           "load_w": 1200}, before)
+        # The randomised reconnect delay after boot, seeded per run and boot: without it the
+        # port's RNG makes every run (and the dry run's write count) different and unrepeatable.
+        self.board.rand = Lcg(self.n * 131 + self.reboots).next
         if self.board.fs_state == store_mod.UNMOUNTED and dev.dead:
             return self.died()  # the cut came while formatting the new flash
         if before is not None and self.board.fs_state == store_mod.FORMATTED_BLANK:

@@ -18,7 +18,8 @@ def fail(msg):
 
 def parse(argv):
     opts = {"board": "sim-atm90e26", "hours": "48", "seed": "1", "tick-s": "5", "meter-id": "sim-0001",
-            "customer-delay-s": "120", "broker": "", "key": "", "flash": "", "config": "", "faults": ""}
+            "customer-delay-s": "120", "broker": "", "key": "", "flash": "", "config": "",
+            "pace-ms": "0", "faults": ""}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -26,7 +27,7 @@ def parse(argv):
             fail("bad argument %r" % a)
         opts[a[2:]] = argv[i + 1]
         i += 2
-    for k in ("hours", "seed", "tick-s", "customer-delay-s"):
+    for k in ("hours", "seed", "tick-s", "customer-delay-s", "pace-ms"):
         try:
             opts[k] = int(opts[k])
         except ValueError:
@@ -112,9 +113,12 @@ def main():
     ev_seen = m.events.seq
     heap_peak = 0
     t0 = time.ticks_ms()
+    pace = o["pace-ms"]  # real ms per tick, so a long-lived meter can be talked to (0: flat out)
     for n in range(1, ticks + 1):
         board.advance(tick_ms)
         m.step()
+        if pace:
+            time.sleep_ms(pace)
         # The customer: some time after the meter asks for a local confirmation, they hold the button.
         if m.relay.state == relay_mod.READY:
             if ready_since is None:
@@ -157,7 +161,7 @@ def main():
         "overload_retries": m.protection.limiter.retries, "overload_latches": m.protection.limiter.latches,
         "local_confirms": confirms, "relay_faults": m.protection.driver.fault, "mqtt_out": m.sync.published,
         "mqtt_connects": m.sync.link.connects if m.sync.link else 0,
-        "outbox_left": m.sync.outbox.count, "outbox_dropped": m.sync.outbox.dropped,
+        "outbox_left": m.sync.outbox.count, "uplink_seq": m.sync.seq, "outbox_dropped": m.sync.outbox.dropped,
         "commands_refused": m.commands.refused, "commits": m.store.commits,
         "chip_resets": mt.resets, "chip_faults": mt.faults, "chip_bus_errors": mt.bus_errors,
         "energy_rejected": mt.rejected, "tampers": mt.tampers, "chip": board.chip.NAME,

@@ -107,4 +107,5 @@ class SimBoard:
         host, port = self._broker
         return Link(simple, self.net_clock, self._rand.next, "pm-sim-" + self.meter_id, host, port,
                     on_message, subs, self.config["keepalive_s"], timeout_ms=1000, will=will,
-                    birth=birth, backoff_min_ms=200, backoff_max_ms=5000)
+                    birth=birth, backoff_min_ms=200,
+                    backoff_max_ms=self.config.get("backoff_max_ms", 5000))

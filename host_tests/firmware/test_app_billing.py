@@ -26,6 +26,7 @@ SENT = []
 
 class FakeLink:
     retained = False
+    oversized = 0
     state = 1
     def poll(self):
         pass

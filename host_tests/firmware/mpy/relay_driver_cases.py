@@ -159,6 +159,21 @@ micropython.heap_unlock()
 mptest.check(locked_ok, "driver step allocated under heap_lock")
 mptest.eq(d.fault, RD.WELDED, "the heap-locked run went through to the fault")
 
+# jog (the REPL relay test): moves the contacts through the coil kind, leaves the driver's
+# own position alone, and a jog back means nothing to verify.
+for kind in (RD.MONOSTABLE, RD.LATCHING):
+    ck, hw, ring, d, faults = rig(kind)
+    d.command(True)
+    run(ck, hw, d, 10)
+    acts = d.actuations
+    d.jog(False)
+    mptest.eq((hw.closed, d.out, d.want), (False, True, True), "jog opens the contacts only (kind %d)" % kind)
+    mptest.eq(hw.pulses, 2 if kind == RD.LATCHING else 0, "a latching coil is pulsed (kind %d)" % kind)
+    d.jog(True)
+    run(ck, hw, d, 10)
+    mptest.eq((hw.closed, d.actuations, d.mismatch, d.fault), (True, acts, RD.OK, RD.OK),
+              "after jogging back: closed, no mismatch (kind %d)" % kind)
+
 mptest.raises(ValueError, RD.RelayDriver, hw, ck, ring, 5)
 mptest.raises(ValueError, RD.RelayDriver, hw, ck, ring, RD.MONOSTABLE, 100, 5, 3, 17250, 150, (60, 0))
 mptest.done()

@@ -1,0 +1,144 @@
+# Remote commands beyond top-up, tariff and relay: set limits and credit rules, set time,
+# backfill, rotate key. Each validates its arguments completely before changing anything, then
+# hands over to the app through a small hook (the billing and relay modules own the meaning).
+# apply() returns a result code of app.RESULTS; `extra` holds reply members for the last one.
+from micropython import const
+from binascii import unhexlify
+import auth
+import keys
+
+APPLIED = const(0)
+UNKNOWN_OP = const(3)
+BAD_ARGS = const(4)
+STORE_FAULT = const(5)
+
+_MAX_MONEY = const(0x3FFFFFFF)  # small-int range on the ESP32
+_UTC_MIN = const(1577836800)  # 2020-01-01: a meter clock is never set before this
+_UTC_MAX = const(0x7FFFFFFF)
+# Credit rules a backend may set: (command field, account/app attribute).
+# (command field, key of the credit configuration, docs/credit.md)
+_LIMITS = (("low1", "low1"), ("low2", "low2"), ("hyst", "hysteresis"), ("maxb", "max_balance"),
+           ("rth", "reconnect_threshold"))
+
+
+def _int(doc, k, lo, hi):
+    v = doc.get(k)
+    if type(v) is not int or v < lo or v > hi:
+        return None
+    return v
+
+
+class Remote:
+    def __init__(self, m):
+        self._m = m
+        self.keystore = keys.KeyStore(m.board.root)
+        self._key = m.board.key
+        self.extra = ""
+
+    def boot(self):
+        """Install a rotated key, if any. A power cut after the key was stored but before the
+        hot record remembered the rotating command is repaired here: the key store is the
+        rotation's commit point."""
+        m = self._m
+        ks = self.keystore
+        if not ks.load():
+            return
+        self._key = ks.key
+        m.commands.set_key(ks.key)
+        m.sync.kid = ks.kid
+        c = m.commands
+        if ks.rot_id > c.last_id:
+            c.remember(ks.rot_id, APPLIED)
+            m.commit()
+
+    def take_extra(self):
+        """The reply members of the last op applied here, once (then "")."""
+        e = self.extra
+        self.extra = ""
+        return e
+
+    def apply(self, doc):
+        self.extra = ""
+        op = doc["op"]
+        if op == "limits":
+            return self._limits(doc)
+        if op == "time":
+            return self._time(doc)
+        if op == "backfill":
+            return self._backfill(doc)
+        if op == "rotkey":
+            return self._rotkey(doc)
+        return UNKNOWN_OP
+
+    def _limits(self, doc):
+        m = self._m
+        a = m.account
+        new = {}
+        for k, attr in _LIMITS:
+            if k in doc:
+                v = _int(doc, k, 0, _MAX_MONEY)
+                if v is None:
+                    return BAD_ARGS
+                new[attr] = v
+        if not new and not isinstance(doc.get("credit"), dict):
+            return BAD_ARGS
+        low1 = new.get("low1", a.low1)
+        low2 = new.get("low2", a.low2)
+        maxb = new.get("max_balance", a.max_balance)
+        if low2 > low1 or low1 >= maxb or new.get("reconnect_threshold", 0) >= maxb:
+            return BAD_ARGS
+        credit = doc.get("credit")  # any other credit rule, by its configuration key
+        if credit is not None:
+            if not isinstance(credit, dict):
+                return BAD_ARGS
+            for k in credit:
+                if k not in new:
+                    new[k] = credit[k]
+        return APPLIED if m.set_limits(new) else BAD_ARGS
+
+    def _time(self, doc):
+        utc = _int(doc, "utc", _UTC_MIN, _UTC_MAX)
+        if utc is None:
+            return BAD_ARGS
+        m = self._m
+        hook = getattr(m.board, "set_time", None)
+        if hook is not None:
+            hook(utc)
+        elif hasattr(m.clock, "jump"):
+            m.clock.jump(utc - m.clock.time())
+        else:
+            return BAD_ARGS
+        self.extra = ',"t":%d' % m.clock.time()
+        return APPLIED
+
+    def _backfill(self, doc):
+        seq = _int(doc, "from", 1, _MAX_MONEY)
+        if seq is None:
+            return BAD_ARGS
+        first = self._m.sync.outbox.replay_from(seq)
+        self.extra = ',"from":%d,"to":%d' % (first, self._m.sync.outbox.seq)
+        return APPLIED
+
+    def _rotkey(self, doc):
+        m = self._m
+        kid = _int(doc, "kid", m.sync.kid + 1, _MAX_MONEY)
+        wk = doc.get("wk")
+        kc = doc.get("kcv")
+        if kid is None or type(wk) is not str or len(wk) != 2 * keys.KEY_LEN or type(kc) is not str:
+            return BAD_ARGS
+        try:
+            wrapped = unhexlify(wk)
+        except ValueError:
+            return BAD_ARGS
+        new = keys.unwrap(self._key, m.commands.meter_id, doc["id"], wrapped)
+        if keys.kcv(new) != kc:
+            return BAD_ARGS
+        try:
+            self.keystore.save(kid, doc["id"], new)  # the commit point of the rotation
+        except OSError:
+            return STORE_FAULT
+        self._key = new
+        m.commands.set_key(new)
+        m.sync.kid = kid
+        self.extra = ',"kid":%d' % kid
+        return APPLIED

@@ -1,0 +1,128 @@
+"""Test helpers: a micropython meter driven over stdin (Rig) and a backend on paho (Backend)."""
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+import meterproto
+import mprun
+
+HERE = Path(__file__).resolve().parent
+RIG = HERE / "meterrig_mpy.py"
+
+
+class Rig:
+    def __init__(self, tmp_path, meter_id="rig-0001", key=None, broker=None, config=None, heap="256k"):
+        self.meter_id = meter_id
+        self.key = key
+        cmd = [mprun.mpy_path(), "-X", "heapsize=" + heap, str(RIG), "--flash", str(tmp_path / "flash.img"),
+               "--meter-id", meter_id]
+        if key:
+            cmd += ["--key", key.hex()]
+        if broker:
+            cmd += ["--broker", "%s:%d" % broker]
+        if config:
+            cmd += ["--config", json.dumps(config)]
+        env = dict(os.environ, MICROPYPATH=mprun.micropypath())
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, cwd=mprun.REPO, env=env)
+
+    def send(self, **req):
+        """Start a request; read its answer with result()."""
+        self.p.stdin.write(json.dumps(req) + "\n")
+        self.p.stdin.flush()
+
+    def result(self):
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError("meter rig died:\n" + self.p.stderr.read())
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def __call__(self, do, **req):
+        self.send(do=do, **req)
+        return self.result()
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self("quit")
+            except (RuntimeError, BrokenPipeError, OSError):
+                pass
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        return self.p.returncode
+
+
+class Backend:
+    """Utility backend stand-in: records uplink, re-subscribes after every reconnect."""
+
+    def __init__(self, host, port, meter_id, key):
+        self.meter_id = meter_id
+        self.key = key
+        self.lock = threading.RLock()
+        self.msgs = []  # (kind, doc, retain)
+        self.replies = {}
+        self.next_id = 1
+        self.connected = threading.Event()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="backend-" + meter_id)
+        self.c.on_message = self._on_message
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = lambda *a: self.connected.clear()
+        self.c.reconnect_delay_set(0.1, 0.5)
+        self.c.connect(host, port, keepalive=10)
+        self.c.loop_start()
+        assert self.connected.wait(5), "backend could not connect"
+
+    def _on_connect(self, client, userdata, flags, rc, props=None):
+        client.subscribe(meterproto.topic(self.meter_id, "+"), qos=1)
+        time.sleep(0.05)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        kind = msg.topic.rsplit("/", 1)[-1]
+        if kind == "cmd":
+            return
+        doc = json.loads(msg.payload) if msg.payload else {}
+        with self.lock:
+            self.msgs.append((kind, doc, msg.retain))
+            if kind == "reply":
+                self.replies.setdefault(doc["id"], []).append(doc)
+
+    def of(self, kind):
+        with self.lock:
+            return [d for k, d, _ in self.msgs if k == kind]
+
+    def seqs(self):
+        with self.lock:
+            return [d["seq"] for k, d, _ in self.msgs if "seq" in d]
+
+    def command(self, op, exp=2000000000, cid=None, **args):
+        if cid is None:
+            cid = self.next_id
+        self.next_id = max(self.next_id, cid + 1)
+        return cid, meterproto.command(self.key, self.meter_id, cid, exp, op, **args)
+
+    def publish(self, payload, retain=False):
+        self.c.publish(meterproto.topic(self.meter_id, "cmd"), payload, qos=1, retain=retain)
+
+    def wait(self, pred, timeout=10.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if pred():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()

@@ -1,0 +1,177 @@
+"""firmware/link.py: half-open detection through a fault proxy, packet id wrap, backoff, bounds."""
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faultproxy import FaultProxy  # noqa: E402
+from meterrig import Backend, Rig  # noqa: E402
+
+KEY = bytes(range(1, 33))
+KEEPALIVE_S = 2
+TIMEOUT_MS = 1000  # the sim board's socket bound
+# Quiet meter: nothing to publish, so only the keepalive logic can notice a dead link.
+QUIET = {"keepalive_s": KEEPALIVE_S, "backoff_max_ms": 1000, "telemetry_s": 86400, "lp_s": 86400, "report_step_w": 10 ** 6,
+         "opening_balance": 100000}
+
+
+@pytest.mark.micropython
+def test_half_open_link_detected_within_1_5_keepalive_and_metering_goes_on(tmp_path, broker):
+    with FaultProxy((broker.host, broker.port)) as proxy:
+        rig = Rig(tmp_path, key=KEY, broker=(proxy.host, proxy.port), config=QUIET)
+        try:
+            st = rig("run", ms=1500, adv=100)
+            assert st["link"] == 1 and st["connects"] == 1
+            rig.send(do="run", ms=4000, adv=5000, sleep=5)
+            time.sleep(1.0)
+            proxy.blackhole()  # both ends stay open; nothing flows (a half-open link)
+            t_fault = 1000
+            st = rig.result()
+            assert st["drops_at"], "dead link never detected: %r" % st
+            latency = st["drops_at"][0] - t_fault
+            # 1.5 x keepalive from the last byte received, plus one loop pass of slack.
+            assert latency <= 1.5 * KEEPALIVE_S * 1000 + 200, latency
+            # The loop kept running: no call blocked longer than the socket bound.
+            assert st["max_step_ms"] <= TIMEOUT_MS + 300 and st["steps"] > 100
+            e0 = st["imp_wh"]
+            proxy.heal()
+            for _ in range(40):
+                st = rig("run", ms=200, adv=5000)
+                if st["link"] == 1:
+                    break
+            assert st["imp_wh"] > e0 and st["link"] == 1 and st["connects"] >= 2
+        finally:
+            rig.close()
+    print("half-open detected after %d ms (keepalive %d s)" % (latency, KEEPALIVE_S))
+
+
+@pytest.mark.micropython
+def test_packet_id_wraps_without_losing_messages(tmp_path, broker):
+    b = Backend(broker.host, broker.port, "rig-0001", KEY)
+    rig = Rig(tmp_path, key=KEY, broker=(broker.host, broker.port),
+              config={"keepalive_s": 5, "telemetry_s": 60, "lp_s": 60})
+    try:
+        st = rig("run", ms=1000, adv=100)
+        assert st["link"] == 1
+        rig("pid", v=0xFFE8)
+        st = rig("run", ms=1500, adv=20000)  # ~2 messages a step
+        assert st["drops"] == 0 and 0 < st["pid"] < 0xFFE8, st
+        assert st["sent"] >= 16  # at least as many after the wrap as before it
+        assert b.wait(lambda: len(b.seqs()) >= st["seq"] - st["outbox"])
+        seqs = sorted(b.seqs())
+        assert seqs == list(range(1, len(seqs) + 1))
+    finally:
+        rig.close()
+        b.close()
+
+
+FAKE_MQTT = r'''
+import mptest
+import link as link_mod
+
+class FakeClient:
+    made = []
+    fail = True
+    def __init__(self, cid, host, port, user, password, keepalive):
+        self.pid = 0
+        self.sock = None
+        FakeClient.made.append(self)
+    def set_callback(self, f): pass
+    def set_last_will(self, *a): pass
+    def connect(self, clean):
+        self.clean = clean
+        if FakeClient.fail:
+            raise OSError(111)
+    def subscribe(self, t, q): self.sub = t
+    def publish(self, *a): self.pid += 1
+
+class FakeMod:
+    MQTTClient = FakeClient
+
+class Clock:
+    t = 0
+    def ticks_ms(self): return self.t
+    def ticks_diff(self, a, b): return a - b
+    def ticks_add(self, a, d): return a + d
+
+draws = []
+def rand(n):
+    draws.append(n)
+    return n - 1  # worst case of the jitter
+clk = Clock()
+L = link_mod.Link(FakeMod, clk, rand, "pm-x", "h", 1, None, (b"t",), backoff_min_ms=100, backoff_max_ms=3000)
+for i in range(10):
+    L.poll()
+    clk.t = L._next_try
+mptest.eq(draws, [100, 200, 400, 800, 1600, 3000, 3000, 3000, 3000, 3000], "capped exponential range")
+FakeClient.fail = False
+L.poll()
+mptest.eq(L.state, link_mod.UP, "connected")
+mptest.eq(L._fails, 0, "backoff reset after a connect")
+mptest.eq(FakeClient.made[-1].clean, True, "clean session")
+mptest.eq(FakeClient.made[-1].sub, b"t", "resubscribed")
+sm = FakeMod.socket
+a1 = sm.getaddrinfo("127.0.0.1", 1883)
+mptest.check(sm.getaddrinfo("127.0.0.1", 1883) is a1, "resolved once, reused")
+L._fails = 4
+a2 = sm.getaddrinfo("127.0.0.1", 1883)
+mptest.check(a2 is not a1, "resolved again after repeated failures")
+L._fails = 5
+mptest.check(sm.getaddrinfo("127.0.0.1", 1883) is a2, "but not on every attempt")
+L._fails = 0
+c = FakeClient.made[-1]
+c.pid = 0xFFF0
+mptest.check(L.publish(b"t", b"m"), "publish")
+mptest.eq(c.pid, 1, "packet id wrapped to 1, never 0")
+mptest.done()
+'''
+
+
+def test_backoff_is_capped_exponential_with_jitter_and_pid_wraps(mpy):
+    r = mpy(FAKE_MQTT).result
+    assert r["ok"] and r["checks"] > 0
+
+
+BOUNDS = r'''
+import mptest
+import link as link_mod
+
+class S:
+    def __init__(self, data): self.data = data; self.t = None
+    def settimeout(self, t): self.t = t
+    def setblocking(self, f): self.t = "nb"
+    def read(self, n):
+        d, self.data = self.data[:n], self.data[n:]
+        return d
+    def close(self): pass
+
+class L:
+    timeout_s = 1
+    retained = 0
+    oversized = 0
+    ssl_context = None
+    def _rx(self): pass
+    def _tx(self): pass
+
+l = L()
+s = S(b"\x31\x05ab")
+p = link_mod._BoundedSocket(s, 1, l)
+mptest.eq(s.t, 1, "timeout applied at creation")
+p.settimeout(None)
+mptest.eq(s.t, 1, "None (forever) is bounded")
+p.read(1)
+p.setblocking(True)
+mptest.eq(s.t, 1, "setblocking(True) means the bound, not forever")
+mptest.eq(l.retained, 1, "RETAIN bit of the fixed header seen")
+mptest.raises(OSError, p.read, 5000)
+mptest.eq(l.oversized, 1, "oversized read refused before allocating")
+mptest.raises(OSError, p.read, 10)  # short read inside a packet: the stream is unusable
+mptest.done()
+'''
+
+
+def test_socket_proxy_bounds_every_read(mpy):
+    r = mpy(BOUNDS).result
+    assert r["ok"] and r["checks"] > 0

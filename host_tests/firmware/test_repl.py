@@ -1,0 +1,190 @@
+"""The technician REPL kit (firmware/repl.py), driven through stdin under micropython on a sim meter."""
+import pytest
+
+SESSION = "host_tests/firmware/repl_session.py"
+
+
+def session(mpy, tmp_path, commands, ticks=2000, config=None, broker=None):
+    import json
+    args = [str(tmp_path / "flash.img"), ticks]
+    if config is not None or broker:
+        args.append(json.dumps(config or {"opening_balance": 1000}))
+    if broker:
+        args.append(broker)
+    r = mpy(SESSION, *args, heap="384k", stdin="\n".join(commands) + "\n")
+    blocks = {}
+    cur = None
+    for line in r.stdout.splitlines():
+        if line.startswith(">>> "):
+            cur = line[4:]
+            blocks[cur] = []
+        elif cur is not None and not line.startswith("{"):
+            blocks[cur].append(line)
+    return blocks, r.result
+
+
+def test_status_shows_units_and_matches_the_meter(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ["status()"])
+    text = "\n".join(out["status()"])
+    kwh = res["imp_wh"] // 1000, res["imp_wh"] % 1000
+    assert "import %d.%03d kWh" % kwh in text
+    assert "balance %d.%02d" % (res["balance"] // 100, res["balance"] % 100) in text
+    for unit in (" V ", " A ", " W ", " Hz"):
+        assert unit in text, unit
+    assert "relay     connected" in text
+    assert "network   no broker configured" in text
+
+
+def test_selftest_clicks_the_relay_and_confirms_with_current(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ["selftest()"])
+    lines = out["selftest()"]
+    by = {ln.split()[0]: ln for ln in lines}
+    assert by["spi"].split()[1] == "ok" and "CS1 0x" in by["spi"]
+    assert by["relay"].split()[1] == "ok" and "-> 0.000 A" in by["relay"]
+    assert by["storage"].split()[1] == "ok"
+    assert by["clock"].split()[1] == "ok"
+    assert by["broker"].split()[1] == "--"
+    assert lines[-1] == "True"
+    assert res["relay_ops"] - res["relay_ops_boot"] == 2  # opened once, closed again
+    assert res["relay"] == 0 and res["closed"]  # connected, contacts closed
+
+
+def test_selftest_leaves_a_relay_waiting_for_its_reconnect_delay_open(mpy, tmp_path):
+    # Right after power-up the relay is CONNECTED but its contacts close only after the
+    # randomised reconnect delay: the click must not close them early.
+    cfg = {"opening_balance": 1000, "protection": {"relay": {"reconnect_delay_s": 600}}}
+    out, res = session(mpy, tmp_path, ["selftest()"], ticks=1, config=cfg)
+    assert res["relay_ops_boot"] == 0  # precondition: still waiting (seeded delay > 1 s)
+    relay = [ln for ln in out["selftest()"] if ln.startswith("relay")][0]
+    assert relay.split()[1] == "--" and "reconnect delay" in relay
+    assert res["relay"] == 0 and not res["closed"] and res["relay_ops"] == 0
+
+
+def test_selftest_reports_a_broken_chip(mpy, tmp_path):
+    # MISO stuck high: every read is 0xFFFF, as with an unplugged chip.
+    dead = (r'exec("class Dead:\n def write_readinto(self, tx, rx):\n  rx[0] = rx[1] = rx[2] = 0xFF\n'
+            r'__import__(\'app\').current.metering._chip._spi = Dead()")')
+    out, res = session(mpy, tmp_path, [dead, "selftest()", "status()"])
+    lines = out["selftest()"]
+    spi = [ln for ln in lines if ln.startswith("spi")][0]
+    assert "FAIL" in spi and "chip absent" in spi
+    assert any(ln.startswith("chip      FAULT") for ln in out["status()"])
+    relay = [ln for ln in lines if ln.startswith("relay")][0]
+    assert relay.split()[1] == "--" and "chip not answering" in relay
+    assert res["relay_ops"] == res["relay_ops_boot"]  # no click without a way to confirm it
+    assert lines[-1] == "False"
+
+
+def test_relay_test_does_not_close_a_relay_that_is_open_for_credit(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ["relay_test()"], config={"opening_balance": 1})
+    text = "\n".join(out["relay_test()"])
+    assert "not tested: relay is" in text and "credit" in text
+    assert res["relay"] != 0 and not res["closed"]
+    assert res["relay_ops"] == res["relay_ops_boot"]  # relay_test did not move the contacts
+
+
+def test_config_validates_saves_and_survives_a_restart(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ['config("telemetry_s", 300)', 'config("telemetry_s", 5)',
+                                      'config("low2", 500)', 'config("nope", 1)', 'config("auto_reconnect", 1)'])
+    assert out['config("telemetry_s", 300)'] == ["telemetry_s = 300 (saved)", "300"]
+    assert out['config("telemetry_s", 5)'] == ["error: telemetry_s must be a whole number in 60..86400, got 5"]
+    assert "must not be above low1" in out['config("low2", 500)'][0]
+    assert out['config("nope", 1)'][0].startswith("error: unknown setting 'nope'")
+    assert out['config("auto_reconnect", 1)'] == ["error: auto_reconnect must be True or False"]
+    assert res["tele_ms"] == 300000
+    # A reboot on the same flash applies the saved setting (main.apply_settings).
+    out, res = session(mpy, tmp_path, ['config("telemetry_s")'], ticks=1)
+    assert out['config("telemetry_s")'][0] == "telemetry_s = 300"
+    assert res["tele_ms"] == 300000
+
+
+def _tokens(amount=500):
+    import token_issue
+    key = bytes(range(32))  # simkit.TEST_KEY, meter t-0001
+    good = token_issue.issue(key, "t-0001", 1, amount)
+    typo = good[:-1] + str((int(good[-1]) + 1) % 10)  # check digit off by one
+    forged = token_issue.issue(bytes(32), "t-0001", 2, amount)  # another meter's key
+    return token_issue.grouped(good), good.replace(" ", "")[:8] + "-" + good[8:], typo, forged
+
+
+def test_token_enters_issued_tokens_once_and_refuses_typos(mpy, tmp_path):
+    good, good_dashed, typo, forged = _tokens(500)
+    cmds = ["status()['balance']", 'token("%s")' % good, 'token("%s")' % good_dashed, 'token("%s")' % typo,
+            'token("%s")' % forged, 'token("1234-5678")', "token(12345678901234567890)"]
+    out, res = session(mpy, tmp_path, cmds)
+    before = int(out[cmds[0]][-1])
+    first = out[cmds[1]]
+    assert first[-1] == "'applied'"
+    assert first[0].startswith("token %s: applied" % good)
+    assert first[0].endswith("balance %d.%02d" % ((before + 500) // 100, (before + 500) % 100))
+    assert out[cmds[2]][-1] == "'used'"  # same token again (dashes are fine): nothing added
+    assert out[cmds[3]][-1] == "'check_digit'" and "mistyped" in out[cmds[3]][0]
+    assert out[cmds[4]][-1] == "'bad_mac'"
+    assert "a token has 20 digits" in out[cmds[5]][0]
+    assert "give the token as text" in out[cmds[6]][0]
+    assert res["topups"] == 1 and res["balance"] == before + 500
+
+
+def test_log_lists_events_with_times_and_names(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ["log(3)", "log(0)"], config={"opening_balance": 1})
+    lines = out["log(3)"]
+    assert len(lines) == 4 and lines[-1] == "3"  # three events, then the count returned
+    assert any("credit_exhausted" in ln or "relay_open" in ln for ln in lines)
+    assert all(" UTC " in ln for ln in lines[:3])
+    assert out["log(0)"] == ["error: log(n): n must be a positive whole number"]
+
+
+def test_log_shows_events_logged_before_the_last_reboot(mpy, tmp_path):
+    out, first = session(mpy, tmp_path, ["log(500)"], config={"opening_balance": 1})
+    before = out["log(500)"]
+    assert int(before[-1]) == first["logged"] > 0
+    assert any(" credit_exhausted " in ln for ln in before)
+    # Reboot on the same flash: the RAM ring starts again, the log on flash goes on.
+    out, res = session(mpy, tmp_path, ["log(500)", "log(2)"], ticks=1, config={"opening_balance": 1})
+    lines = out["log(500)"]
+    assert int(lines[-1]) == res["logged"] > first["logged"] > res["events"]
+    assert lines[:len(before) - 1] == before[:-1]  # same numbers, times, names as before the reboot
+    assert [ln.split()[4] for ln in lines[:-1]].count("boot") == 2
+    assert out["log(2)"][:2] == lines[-3:-1] and out["log(2)"][2] == "2"  # the newest two
+
+
+def test_set_time_sets_the_clock_and_refuses_bad_dates(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ["set_time(2026, 11, 27, 10, 30, 0)", "set_time(2026, 2, 30)",
+                                      "set_time(1999, 1, 1)", "set_time('now')"], ticks=1)
+    assert out["set_time(2026, 11, 27, 10, 30, 0)"][0] == "clock set: 2026-11-27 10:30:00 UTC"
+    assert out["set_time(2026, 2, 30)"] == ["error: no such date 2026-02-30"]
+    assert out["set_time(1999, 1, 1)"] == ["error: year must be a whole number in 2024..2099"]
+    assert out["set_time('now')"][0].startswith("error: set_time(unix_seconds)")
+    assert res["time"] == 1795775400
+
+
+def test_calibration_check_reports_error_against_a_reference(mpy, tmp_path):
+    # The emulated chip reads exactly 230.00 V, so a reference of 230.0 V is 0.0 % and 200 V is +15.0 %.
+    out, res = session(mpy, tmp_path, ['cal_check("200", "1", 1)', 'cal_check("abc", 1, 1)', "calibrate()"])
+    lines = out['cal_check("200", "1", 1)']
+    assert lines[0].startswith("meter reads 230.00 V")
+    assert lines[1] == "voltage  error 15.0 %"
+    assert "is not a number" in out['cal_check("abc", 1, 1)'][0]
+    assert "not supported by this firmware" in out["calibrate()"][0]
+
+
+def test_resume_runs_the_loop_again(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ["resume(720)"], ticks=1)
+    assert out["resume(720)"] == ["resuming the meter loop", "720"]
+    assert res["time"] == 1767225600 + 721  # 1 + 720 ticks of 1 s (tick_ms 1000)
+
+
+def test_selftest_checks_the_broker(mpy, tmp_path, broker):
+    out, res = session(mpy, tmp_path, ["selftest()", "status()"], ticks=50, broker="%s:%d" % (broker.host, broker.port))
+    line = [ln for ln in out["selftest()"] if ln.startswith("broker")][0]
+    assert line.split()[1] == "ok" and "%s:%d" % (broker.host, broker.port) in line
+    assert any(ln.startswith("network") and " up " in ln for ln in out["status()"])
+
+
+def test_selftest_reports_an_unreachable_broker(mpy, tmp_path):
+    import mpbroker
+    port = mpbroker.free_port()
+    out, res = session(mpy, tmp_path, ["selftest()"], ticks=5, broker="127.0.0.1:%d" % port)
+    line = [ln for ln in out["selftest()"] if ln.startswith("broker")][0]
+    assert line.split()[1] == "FAIL" and "unreachable" in line
+    assert out["selftest()"][-1] == "False"

@@ -1,0 +1,139 @@
+"""tools/broker_config.py: the generated broker enforces TLS, passwords and the username ACL;
+the firmware's link verifies the broker certificate (under micropython)."""
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+import broker_config
+import mpbroker
+
+
+def test_password_hash_format_and_acl():
+    h = broker_config.password_hash("pw", salt=b"\0" * 12)
+    assert h.startswith("$7$101$AAAAAAAAAAAAAAAA$") and h != broker_config.password_hash("pw")
+    acl = broker_config.acl_text()
+    assert "%c" not in acl and "pattern read pm/v1/%u/cmd" in acl and "pattern write pm/v1/%u/cmd" not in acl
+    with pytest.raises(broker_config.ConfigError):
+        broker_config.generate("/nonexistent-never", ["bad/id"], certs=False)
+    with pytest.raises(broker_config.ConfigError):
+        broker_config.generate("/nonexistent-never", ["backend"], certs=False)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fleet")
+    port = mpbroker.free_port()
+    users, keys = broker_config.generate(out, ["m-1", "m-2"], host="127.0.0.1", port=port, bind="127.0.0.1",
+                                         run_as="root" if os.geteuid() == 0 else None)
+    other = tmp_path_factory.mktemp("other")
+    broker_config.generate(other, ["m-1"], host="127.0.0.1", port=port, certs=True)  # a foreign CA
+    proc = subprocess.Popen([mpbroker.find_mosquitto(), "-c", str(out / "broker" / "mosquitto.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            import socket
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield out, port, users, other
+    proc.terminate()
+    proc.wait(5)
+
+
+def _client(out, port, user, password):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user + "-t")
+    c.tls_set(ca_certs=str(out / "broker" / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+    c.username_pw_set(user, password)
+    return c
+
+
+def _backend(out, port, users):
+    got, ready = [], threading.Event()
+    b = _client(out, port, "backend", users["backend"])
+    b.on_message = lambda c, u, m: got.append((m.topic, m.payload))
+    b.on_subscribe = lambda *a: ready.set()
+    b.connect("127.0.0.1", port)
+    b.loop_start()
+    b.subscribe("pm/v1/#", qos=1)
+    assert ready.wait(5)
+    return b, got
+
+
+def test_acl_keeps_each_meter_in_its_own_subtree(fleet):
+    out, port, users, _ = fleet
+    b, got = _backend(out, port, users)
+    m1 = _client(out, port, "m-1", users["m-1"])
+    m1.connect("127.0.0.1", port)
+    m1.loop_start()
+    try:
+        m1.publish("pm/v1/m-2/tele", b"forged", qos=1).wait_for_publish(5)
+        m1.publish("pm/v1/m-1/cmd", b"self-command", qos=1).wait_for_publish(5)
+        m1.publish("pm/v1/m-1/tele", b"mine", qos=1).wait_for_publish(5)
+        time.sleep(0.5)
+        assert got == [("pm/v1/m-1/tele", b"mine")]
+    finally:
+        m1.loop_stop()
+        m1.disconnect()
+        b.loop_stop()
+        b.disconnect()
+    bad = _client(out, port, "m-1", "wrong")
+    with pytest.raises(Exception):
+        bad.connect("127.0.0.1", port)
+        bad.loop_start()
+        time.sleep(0.5)
+        assert bad.is_connected()
+    bad.loop_stop()
+
+
+TLS_LINK = r'''
+import sys, json, ssl, time, mptest
+from umqtt import simple
+from link import Link, UP
+from simhw.clock import RealClock
+sec = json.load(open(sys.argv[1] + "/secrets.json"))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_verify_locations(cadata=open(sys.argv[2], "rb").read())
+host, _, port = sec["broker"].partition(":")
+got = []
+L = Link(simple, RealClock(), lambda n: 0, "pm-tls-test", host, int(port), lambda t, m: got.append(m),
+         (b"pm/v1/m-1/cmd",), keepalive_s=5, timeout_ms=2000, user=sec["mqtt_user"],
+         password=sec["mqtt_password"], ssl_context=ctx, backoff_min_ms=100, backoff_max_ms=200)
+end = time.ticks_add(time.ticks_ms(), 1500)
+while L.state != UP and time.ticks_diff(end, time.ticks_ms()) > 0:
+    L.poll()
+    time.sleep_ms(20)
+ok = L.state == UP and L.publish(b"pm/v1/m-1/tele", b"over-tls", 1)
+for _ in range(20):
+    L.poll()
+    time.sleep_ms(10)
+L.close()
+mptest.done(up=bool(ok), connects=L.connects)
+'''
+
+
+@pytest.mark.micropython
+def test_firmware_link_speaks_tls_and_verifies_the_broker(fleet, mpy):
+    out, port, users, other = fleet
+    b, got = _backend(out, port, users)
+    try:
+        dev = out / "devices" / "m-1"
+        res = mpy(TLS_LINK, dev, dev / "ca.der", heap="256k", timeout=30)
+        assert res.result["up"] is True
+        deadline = time.time() + 3
+        while not got and time.time() < deadline:
+            time.sleep(0.05)
+        assert ("pm/v1/m-1/tele", b"over-tls") in got
+        # The same meter trusting another CA never gets a session: the certificate is checked.
+        res = mpy(TLS_LINK, dev, other / "devices" / "m-1" / "ca.der", heap="256k", timeout=30)
+        assert res.result["up"] is False and res.result["connects"] == 0
+    finally:
+        b.loop_stop()
+        b.disconnect()

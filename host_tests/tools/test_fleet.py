@@ -1,0 +1,69 @@
+"""tools/fleet.py: a small fleet end to end, and the invariant checks on made-up outcomes."""
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import fleet
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_small_fleet_keeps_every_invariant_through_a_broker_restart():
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "fleet.py"), "--meters", "3", "--hours", "6",
+                        "--pace-ms", "20", "--seed", "3"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    for k in ("meters", "topups_sent", "topups_acked", "applied_exactly_once", "telemetry_gaps",
+              "ledger_mismatches", "broker_restarts", "peak_connects_per_s"):
+        assert k in r, k
+    assert r["meters"] == 3 and r["broker_restarts"] == 1
+    assert r["topups_sent"] > 0 and r["topups_acked"] == r["topups_sent"]
+    assert r["applied_exactly_once"] is True and r["telemetry_gaps"] == 0 and r["ledger_mismatches"] == 0
+    assert r["repeats_answered"] >= r["duplicates_sent"]  # every deliberate duplicate answered as a repeat
+    assert r["uplink_messages"] > 3 * 6 * 3  # at least the telemetry of 6 simulated hours per meter
+    assert r["peak_connects_per_s"] >= 1
+
+
+def _outcome(tmp_path, summary, acked_result="applied", seqs=None):
+    b = fleet.MeterBook("fl-0001", b"k" * 32)
+    b.sent = {1: ("topup", 500)}
+    b.acked = {1: acked_result}
+    b.seqs = set(seqs if seqs is not None else range(1, 11))
+    (tmp_path / "fl-0001.out").write_text("hour 1\n" + json.dumps(summary) + "\n")
+    procs = {"fl-0001": (types.SimpleNamespace(returncode=0), None)}
+    a = types.SimpleNamespace(meters=1, hours=1)
+    backend = types.SimpleNamespace(retries=0, duplicates_sent=0)
+    return fleet.report(a, {"fl-0001": b}, procs, tmp_path, backend, 1, "", 1.0)
+
+
+GOOD = {"uplink_seq": 10, "topups_applied": 1, "topped_up_minor": fleet.OPENING + 500, "balance_minor": 700,
+        "charged_minor": 100}
+
+
+def test_report_passes_a_consistent_outcome(tmp_path, capsys):
+    assert _outcome(tmp_path, GOOD) == 0
+    r = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert r["applied_exactly_once"] is True and r["invariants_ok"] is True
+
+
+def test_report_fails_a_double_applied_topup(tmp_path, capsys):
+    bad = dict(GOOD, topups_applied=2, topped_up_minor=fleet.OPENING + 1000, balance_minor=1200)
+    assert _outcome(tmp_path, bad) == 1
+    r = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert r["applied_exactly_once"] is False and r["ledger_mismatches"] == 1
+
+
+def test_report_counts_telemetry_gaps(tmp_path, capsys):
+    assert _outcome(tmp_path, GOOD, seqs=[1, 2, 3, 5, 6, 7, 8, 9]) == 1
+    out = capsys.readouterr().out
+    assert json.loads(out.splitlines()[-1])["telemetry_gaps"] == 2  # 4 and 10 never arrived
+    assert "INVARIANT BROKEN: fl-0001: 2 uplink message(s)" in out
+
+
+def test_peak_connects_per_second_from_the_broker_log():
+    log = ("100: New client connected from 127.0.0.1:1 as a\n100: New client connected from 127.0.0.1:2 as b\n"
+           "101: New client connected from 127.0.0.1:3 as c\n101: Client c disconnected.\n")
+    assert fleet.peak_connects_per_s(log) == 2
+    assert fleet.peak_connects_per_s("") == 0

@@ -1,0 +1,395 @@
+"""tools/headend.py against a real Mosquitto and a simulated meter (micropython, paced)."""
+import csv
+import json
+import struct
+import subprocess
+import sys
+import types
+import zlib
+from pathlib import Path
+
+import pytest
+
+import headend
+import mpbroker
+import pngplot
+from fleet import start_meter, wait_online
+
+REPO = Path(__file__).resolve().parents[2]
+METER = "hx-0001"
+
+
+class Cli:
+    def __init__(self, home, broker, capsys):
+        self.home = home
+        self.broker = broker
+        self.capsys = capsys
+
+    def __call__(self, *args, timeout=5):
+        self.capsys.readouterr()
+        rc = headend.main(["--home", str(self.home), "--broker", self.broker, "--timeout", str(timeout)]
+                          + list(args))
+        out, err = self.capsys.readouterr()
+        return rc, out, err
+
+    def rec(self, meter=METER):
+        return json.loads((self.home / "meters" / (meter + ".json")).read_text())
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    b = mpbroker.Broker()
+    home = tmp_path_factory.mktemp("headend")
+    addr = "%s:%d" % (b.host, b.port)
+    rc = headend.main(["--home", str(home), "--broker", addr, "provision", METER, "--board", "esp32-atm90e26"])
+    assert rc == 0
+    key = json.loads((home / "meters" / (METER + ".json")).read_text())["key"]
+    proc = start_meter(METER, key, addr, tmp_path_factory.mktemp("flash") / "f.img")
+    try:
+        assert wait_online(b.host, b.port, METER), "simulated meter never reported"
+        yield types.SimpleNamespace(broker=b, home=home, addr=addr, proc=proc)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        b.close()
+
+
+@pytest.fixture
+def cli(live, capsys):
+    return Cli(live.home, live.addr, capsys)
+
+
+def test_provision_writes_key_credentials_and_deploy_files(tmp_path, capsys):
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    rc, out, err = c("provision", "MTR-7", "--board", "esp32-atm90e26", "--wifi-ssid", "s", "--wifi-password", "p")
+    assert rc == 0, err
+    rec = c.rec("MTR-7")
+    assert len(bytes.fromhex(rec["key"])) == 32 and rec["next_cmd_id"] == 1
+    sec = json.loads((tmp_path / "deploy" / "MTR-7" / "secrets.json").read_text())
+    assert sec["key"] == rec["key"] and sec["meter_id"] == "MTR-7" and sec["wifi_ssid"] == "s"
+    assert sec["mqtt_user"] == "MTR-7" and len(sec["mqtt_password"]) >= 20
+    assert (tmp_path / "deploy" / "MTR-7" / "board.txt").read_text().strip() == "esp32-atm90e26"
+    assert "topic read pm/v1/MTR-7/cmd" in (tmp_path / "deploy" / "MTR-7" / "mosquitto-acl.conf").read_text()
+    assert "make deploy" in out
+    # A second meter gets a different key; re-provisioning is refused without --force.
+    assert c("provision", "MTR-8", "--board", "esp32-atm90e26")[0] == 0
+    assert c.rec("MTR-8")["key"] != rec["key"]
+    rc, out, err = c("provision", "MTR-7", "--board", "esp32-atm90e26")
+    assert rc == 2 and "already provisioned" in err and c.rec("MTR-7")["key"] == rec["key"]
+    for bad in (["bad id!", "--board", "esp32-atm90e26"], ["M9", "--board", "nope"],
+                ["M9", "--board", "sim-atm90e26"], ["M9", "--board", "esp32-atm90e26", "--wifi-ssid", "x"]):
+        rc, out, err = c("provision", *bad)
+        assert rc == 2 and err.startswith("headend: error: "), bad
+    assert not (tmp_path / "meters" / "M9.json").exists()
+
+
+def test_list_shows_online_meter_and_last_balance(cli):
+    assert cli("watch", METER, "--count", "4")[0] == 0
+    rc, out, err = cli("list")
+    assert rc == 0, err
+    row = [ln for ln in out.splitlines() if ln.startswith(METER)][0].split()
+    assert row[1] == "esp32-atm90e26" and row[2] == "online"
+    last = json.loads((cli.home / "data" / (METER + ".jsonl")).read_text().splitlines()[-1])["d"]
+    assert row[-1] == headend.fmt_money(last["b"])
+
+
+def test_status_prints_fresh_telemetry_with_units(cli):
+    rc, out, err = cli("status", METER)
+    assert rc == 0, err
+    first, second = out.splitlines()[:2]
+    assert first.startswith(METER + ": balance ")
+    for unit in (" kWh", " W ", " V ", " A ", "balance ", "relay "):
+        assert unit in second, unit
+
+
+def test_watch_prints_and_records_telemetry(cli):
+    before = len(headend.Registry(cli.home).recorded(METER, "tele"))
+    rc, out, err = cli("watch", METER, "--count", "3")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 3 and all(ln.startswith(METER) for ln in lines)
+    assert sum("energy" in ln for ln in lines) >= 2
+    assert len(headend.Registry(cli.home).recorded(METER, "tele")) > before
+
+
+def test_watch_without_a_meter_watches_them_all(cli):
+    rc, out, err = cli("watch", "--count", "3", "--no-record")
+    assert rc == 0, err
+    assert len(out.splitlines()) == 3 and all(ln.split()[0] == METER for ln in out.splitlines())
+
+
+def test_topup_applies_once_and_reports_balance(cli):
+    rc, out, err = cli("topup", METER, "5.25")
+    assert rc == 0, err
+    assert "top-up 5.25 applied" in out
+    after = int(out.strip().rsplit(" ", 1)[1].replace(".", ""))
+    rc, out2, err = cli("status", METER)
+    assert rc == 0, err
+    # From here the balance only goes down (energy is charged): the top-up was not applied twice.
+    now = int(out2.splitlines()[0].split("balance ")[1].split(",")[0].replace(".", ""))
+    assert now <= after
+
+
+def test_topup_bad_amounts_send_nothing(cli):
+    nid = cli.rec()["next_cmd_id"]
+    for bad in ("5.001", "-1", "abc", "0", "0.00"):
+        rc, out, err = cli("topup", METER, bad)
+        assert rc == 2 and "amount must be" in err, bad
+    assert cli.rec()["next_cmd_id"] == nid
+
+
+def test_topup_refused_by_meter_shows_reason(cli):
+    rc, out, err = cli("topup", METER, "200000.00")  # the meter's maximum balance is 100000.00
+    assert rc == 1
+    assert "refused topup: refused_max_balance" in err
+
+
+def test_command_with_wrong_key_is_refused_with_reason(cli):
+    rec = cli.rec()
+    good = rec["key"]
+    rec["key"] = "00" * 32
+    (cli.home / "meters" / (METER + ".json")).write_text(json.dumps(rec))
+    try:
+        rc, out, err = cli("disconnect", METER)
+    finally:
+        rec = cli.rec()
+        rec["key"] = good
+        (cli.home / "meters" / (METER + ".json")).write_text(json.dumps(rec))
+    assert rc == 1 and "bad_mac" in err
+
+
+def test_disconnect_then_reconnect_then_direct(cli):
+    rc, out, err = cli("disconnect", METER)
+    assert rc == 0 and "relay disconnected" in out, err
+    rc, out, err = cli("reconnect", METER)
+    assert rc == 0 and "relay ready" in out and "button" in out, err
+    rc, out, err = cli("disconnect", METER)
+    rc, out, err = cli("reconnect", METER, "--direct")
+    assert rc == 0 and "relay connected" in out, err
+
+
+def test_token_needs_an_issuer_and_formats_twenty_digits(cli, monkeypatch):
+    if headend.load_issuer() is None:
+        rc, out, err = cli("token", METER, "10")
+        assert rc == 2 and "offline tokens are not supported by this build" in err
+    calls = []
+
+    def issue(key, meter, cid, amt):
+        calls.append((key, meter, cid, amt))
+        return "%020d" % (amt * 1000 + cid)
+
+    monkeypatch.setattr(headend, "load_issuer", lambda: types.SimpleNamespace(issue=issue))
+    cid = cli.rec()["next_cmd_id"]
+    rc, out, err = cli("token", METER, "10.50")
+    assert rc == 0, err
+    assert out.strip() == " ".join(("%020d" % (1050 * 1000 + cid))[i:i + 4] for i in range(0, 20, 4))
+    assert calls[0][1:] == (METER, cid, 1050) and calls[0][0] == bytes.fromhex(cli.rec()["key"])
+    assert cli.rec()["next_cmd_id"] == cid + 1  # tokens and MQTT commands share one id counter
+
+    def refuse(*a):
+        raise ValueError("amount not representable")
+
+    for fake, msg in ((lambda *a: "123", "not 20 digits"), (refuse, "amount not representable")):
+        monkeypatch.setattr(headend, "load_issuer", lambda f=fake: types.SimpleNamespace(issue=f))
+        rc, out, err = cli("token", METER, "1")
+        assert rc == 2 and msg in err
+
+
+def test_tariff_is_validated_before_sending(cli, tmp_path):
+    nid = cli.rec()["next_cmd_id"]
+    bad = tmp_path / "bad.json"
+    for text, msg in (('{"v": 1, "kind": "flat", "price_per_kwh": -5, "scale": 1000, "activate_at": 1}',
+                       "price_per_kwh must be"),
+                      ('{"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000}', "needs activate_at"),
+                      ('{"v": 2}', "unsupported tariff version"), ("{nope", "not valid JSON")):
+        bad.write_text(text)
+        rc, out, err = cli("tariff", METER, str(bad))
+        assert rc == 2 and msg in err, text
+    rc, out, err = cli("tariff", METER, str(tmp_path / "missing.json"))
+    assert rc == 2 and "no such tariff file" in err
+    assert cli.rec()["next_cmd_id"] == nid  # nothing was sent
+
+
+def test_tariff_push_reaches_the_meter(cli, tmp_path):
+    good = tmp_path / "t.json"
+    good.write_text('{"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000, "activate_at": 1767225600}')
+    rc, out, err = cli("tariff", METER, str(good))
+    assert rc == 0 and "%s: tariff applied" % METER in out, err
+    # Valid on its own, but the meter keeps its remainder in the active scale's units: it refuses.
+    other = tmp_path / "t100.json"
+    other.write_text('{"v": 1, "kind": "flat", "price_per_kwh": 3000, "scale": 100, "activate_at": 1767225600}')
+    rc, out, err = cli("tariff", METER, str(other))
+    assert rc == 1 and "refused tariff: bad_args" in err and "active scale" in err, err
+
+
+def test_backfill_asks_for_the_first_gap_in_what_was_recorded(cli):
+    assert cli("watch", METER, "--count", "3")[0] == 0
+    data = cli.home / "data" / (METER + ".jsonl")
+    saved = data.read_text()
+    try:
+        # Messages 1-3 and 6 arrived; 4 and 5 were lost.
+        data.write_text("".join(json.dumps({"k": "tele", "rx": 0, "d": {"seq": q, "t": q}}) + "\n" for q in (1, 2, 3, 6)))
+        rc, out, err = cli("backfill", METER)
+    finally:
+        data.write_text(saved)
+    assert "2 uplink message(s) missing, first seq 4" in out
+    # The meter answers: it resends (newer firmware) or says it cannot (this one).
+    assert (rc == 0 and "resend from seq 4 requested" in out) or (
+        rc == 1 and "does not support 'backfill' yet" in err), err
+
+
+def test_backfill_without_gaps_or_data(cli, tmp_path, capsys):
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)  # no broker needed: nothing is sent
+    assert c("provision", "B1", "--board", "esp32-atm90e26")[0] == 0
+    rc, out, err = c("backfill", "B1")
+    assert rc == 2 and "give --from-seq" in err
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "B1.jsonl").write_text("".join(
+        json.dumps({"k": "tele", "rx": 0, "d": {"seq": q, "t": q}}) + "\n" for q in (4, 5, 6)))
+    rc, out, err = c("backfill", "B1")
+    assert rc == 0 and "no gaps in the recorded uplink (seq 4..6)" in out
+    rc, out, err = c("backfill", "B1", "--from-seq", "0")
+    assert rc == 2 and "--from-seq must be 1 or more" in err
+
+
+def test_export_csv_load_profile_and_billing(cli, tmp_path):
+    assert cli("watch", METER, "--count", "6")[0] == 0
+    tele = headend.Registry(cli.home).recorded(METER, "tele")
+    load = tmp_path / "load.csv"
+    rc, out, err = cli("export-csv", METER, "--kind", "load", "--out", str(load))
+    assert rc == 0, err
+    rows = list(csv.DictReader(load.open()))
+    assert len(rows) >= 5
+    assert sum(int(r["import_wh"]) for r in rows) == tele[-1]["e"] - tele[0]["e"]
+    for r in rows:
+        assert int(r["mean_w"]) == int(r["import_wh"]) * 3600 // int(r["interval_s"])
+    bill = tmp_path / "bill.csv"
+    rc, out, err = cli("export-csv", METER, "--kind", "billing", "--out", str(bill))
+    assert rc == 0, err
+    rows = list(csv.DictReader(bill.open()))
+    assert rows and rows[-1]["import_total_wh"] == str(tele[-1]["e"])
+    assert rows[-1]["balance"] == headend.fmt_money(tele[-1]["b"])
+
+
+def test_plot_writes_a_png(cli, tmp_path):
+    png = tmp_path / "p.png"
+    rc, out, err = cli("plot", METER, "--out", str(png), "--width", "640", "--height", "400")
+    assert rc == 0, err
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (640, 400)
+    # Decode the one IDAT chunk: every row is filter byte 0 + RGB; the bars and the line are drawn.
+    n = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    raw = zlib.decompress(data[41:41 + n])
+    assert len(raw) == 400 * (1 + 3 * 640)
+    px = [raw[y * 1921 + 1 + 3 * x:y * 1921 + 4 + 3 * x] for y in range(400) for x in range(640)]
+    assert px.count(bytes(pngplot.BLUE)) > 500 and px.count(bytes(pngplot.GREEN)) > 100
+
+
+def test_unknown_meter_and_no_data(cli, tmp_path):
+    for args in (("status", "ghost"), ("topup", "ghost", "1"), ("watch", "ghost", "--count", "1"),
+                 ("export-csv", "ghost"), ("plot", "ghost", "--out", str(tmp_path / "x.png"))):
+        rc, out, err = cli(*args)
+        assert rc == 2 and "unknown meter 'ghost'" in err, args
+
+
+def test_unreachable_broker_is_a_clear_error(tmp_path, capsys):
+    c = Cli(tmp_path, "127.0.0.1:%d" % mpbroker.free_port(), capsys)
+    assert c("provision", "M1", "--board", "esp32-atm90e26")[0] == 0  # offline work needs no broker
+    for args in (("list",), ("status", "M1"), ("topup", "M1", "1")):
+        rc, out, err = c(*args)
+        assert rc == 2 and "cannot reach broker" in err, args
+    rc = headend.main(["--home", str(tmp_path), "--broker", "nope", "list"])
+    assert rc == 2 and "broker must be HOST:PORT" in capsys.readouterr().err
+
+
+def test_offline_meter_gives_no_reply_error_and_holds_the_command(tmp_path, capsys, broker):
+    c = Cli(tmp_path, "%s:%d" % (broker.host, broker.port), capsys)
+    assert c("provision", "M2", "--board", "esp32-atm90e26")[0] == 0
+    rc, out, err = c("topup", "M2", "3", timeout=1)
+    assert rc == 1 and "no reply from M2" in err and "headend retry M2" in err
+    assert c.rec("M2")["pending"]["op"] == "topup"
+    # No second money command while the first may or may not have been applied.
+    rc, out, err = c("topup", "M2", "3", timeout=1)
+    assert rc == 2 and "command 1 (topup) to M2 is still unanswered" in err
+    assert c.rec("M2")["next_cmd_id"] == 2
+    rc, out, err = c("retry", "M2", timeout=1)
+    assert rc == 1 and "no reply from M2" in err
+    rc, out, err = c("retry", "M2", "--drop")
+    assert rc == 0 and "forgot command 1 (topup)" in out and "pending" not in c.rec("M2")
+    rc, out, err = c("retry", "M2")
+    assert rc == 0 and "no unanswered command" in out
+
+
+def test_retry_of_an_applied_command_is_not_applied_again(cli):
+    # The reply is missed (timeout 0), but the meter applied the top-up.
+    rc, out, err = cli("topup", METER, "1.00", timeout=0)
+    assert rc == 1 and "no reply" in err
+    cid = cli.rec()["pending"]["id"]
+    rc, out, err = cli("retry", METER)
+    assert rc == 0, err
+    assert out.startswith("%s: command %d (topup) had already been applied; balance " % (METER, cid))
+    assert "pending" not in cli.rec()
+
+
+def test_cli_entry_point_runs_as_a_program(tmp_path):
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "headend.py"), "--home", str(tmp_path), "list"],
+                       capture_output=True, text=True, env={"PM_BROKER": "127.0.0.1:%d" % mpbroker.free_port(),
+                                                            "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 2 and "cannot reach broker" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "headend.py"), "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "provision" in p.stdout and "export-csv" in p.stdout
+
+
+def test_command_ids_are_unique_across_concurrent_headends(tmp_path, capsys):
+    import threading
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    assert c("provision", "C1", "--board", "esp32-atm90e26")[0] == 0
+    reg = headend.Registry(tmp_path)
+    got = []
+
+    def grab():
+        for _ in range(50):
+            got.append(reg.next_id("C1")[0])
+
+    ts = [threading.Thread(target=grab) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(got) == list(range(1, 201))
+    assert c.rec("C1")["next_cmd_id"] == 201
+
+
+def test_export_prefers_the_meters_own_load_profile_and_snapshots(tmp_path, capsys):
+    # Firmware that sends `lp` and `snap` (docs/protocol.md): those records win over telemetry.
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    assert c("provision", "L1", "--board", "esp32-atm90e26")[0] == 0
+    t = 1767225600
+    msgs = [("lp", {"seq": 1, "t": t + 900, "e": 100, "x": 0, "de": 100, "dx": 0}),
+            ("lp", {"seq": 2, "t": t + 1800, "e": 160, "x": 0, "de": 60, "dx": 0}),
+            ("lp", {"seq": 2, "t": t + 1800, "e": 160, "x": 0, "de": 60, "dx": 0}),  # a QoS1 duplicate
+            ("tele", {"seq": 3, "t": t + 2000, "e": 170, "x": 0, "b": 950, "c": 50, "v": 23000, "i": 0, "p": 0,
+                      "r": 0, "rs": 0}),
+            ("snap", {"seq": 4, "t": t + 86400, "e": 2400, "x": 0, "b": 389, "c": 411, "tu": 800, "n": 1})]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "L1.jsonl").write_text("".join(json.dumps({"k": k, "rx": 0, "d": d}) + "\n" for k, d in msgs))
+    rc, out, err = c("export-csv", "L1", "--kind", "load")
+    assert rc == 0, err
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[1:] == [["2026-01-01 00:15:00", "900", "100", "400", "100", ""],
+                        ["2026-01-01 00:30:00", "900", "60", "240", "160", ""]]
+    rc, out, err = c("export-csv", "L1", "--kind", "billing")
+    assert rc == 0, err
+    rows = list(csv.reader(out.splitlines()))
+    assert rows[0][-3:] == ["topped_up_total", "topups", "relay"]
+    assert rows[1:] == [["2026-01-01", "2026-01-02 00:00:00", "2400", "4.11", "3.89", "8.00", "1", ""]]
+    rc, out, err = c("plot", "L1", "--out", str(tmp_path / "l1.png"))
+    assert rc == 0 and (tmp_path / "l1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_refusal_hints_say_what_to_do():
+    assert "limits relay commands" in headend.hint("rate_limited", "disconnect") and "later" in headend.hint("rate_limited", "reconnect")
+    assert "scale" in headend.hint("bad_args", "tariff")
+    assert headend.hint("bad_args", "topup") == ""

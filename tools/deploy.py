@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Deploy the firmware to a board over USB serial with mpremote (see docs/deploy.md).
+
+    python tools/deploy.py --port /dev/ttyUSB0 --board esp32-atm90e26 --meter MTR-0001
+
+1. compiles firmware/ and boards/ with mpy-cross (tools/build.py) into build/;
+2. stages what the device needs in build/deploy/<meter>/: the firmware as .mpy, main.py as
+   source (MicroPython only runs a main.py), the board module, /board.txt naming it, and the
+   meter's /secrets.json from the headend's provisioning (`headend provision`);
+3. removes stale .py copies on the device that would shadow the new .mpy files;
+4. copies with `mpremote fs cp`, which compares SHA-256 on the device and skips unchanged files;
+5. resets the board.
+--dry-run prints the mpremote command lines instead of running them.
+"""
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOST_ONLY = {"main"}  # shipped as source instead
+
+
+class DeployError(Exception):
+    pass
+
+
+def real_boards():
+    return sorted(p.stem.replace("_", "-") for p in (REPO / "boards").glob("*.py") if not p.stem.startswith("sim_"))
+
+
+def default_home():
+    return os.environ.get("PM_HEADEND_HOME", str(Path.home() / ".pm-headend"))
+
+
+def find_mpremote():
+    local = Path(sys.executable).parent / "mpremote"
+    if local.is_file():
+        return str(local)
+    found = shutil.which("mpremote")
+    if not found:
+        raise DeployError("mpremote not found; run `make venv`")
+    return found
+
+
+def check_args(a):
+    if not a.port:
+        raise DeployError("PORT is required, e.g. make deploy PORT=/dev/ttyUSB0 BOARD=esp32-atm90e26 METER=MTR-0001")
+    if a.board not in real_boards():
+        raise DeployError("BOARD must be a real board (%s), got %r" % (", ".join(real_boards()), a.board))
+    if not a.meter:
+        raise DeployError("METER is required: the meter id given to `headend provision`")
+    secrets = Path(a.home) / "deploy" / a.meter / "secrets.json"
+    if not secrets.is_file():
+        raise DeployError("no secrets for meter %r in %s: run `python tools/headend.py provision %s --board %s` first" % (
+            a.meter, Path(a.home) / "deploy", a.meter, a.board))
+    return secrets
+
+
+def build():
+    p = subprocess.run([sys.executable, str(REPO / "tools" / "build.py")], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise DeployError("mpy-cross build failed:\n" + p.stderr)
+
+
+def stage(a, secrets):
+    """Lay out the device's root file system; returns (stage dir, device file names)."""
+    out = REPO / "build" / "deploy" / a.meter
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    fw = REPO / "build" / "firmware"
+    mpys = sorted(p for p in fw.glob("*.mpy") if p.stem not in HOST_ONLY)
+    if not mpys:
+        raise DeployError("nothing compiled in %s" % fw)
+    for p in mpys:
+        shutil.copy2(p, out / p.name)
+    board_mod = a.board.replace("-", "_")
+    shutil.copy2(REPO / "build" / "boards" / (board_mod + ".mpy"), out / (board_mod + ".mpy"))
+    shutil.copy2(REPO / "firmware" / "main.py", out / "main.py")
+    (out / "board.txt").write_text(a.board + "\n")
+    shutil.copy2(secrets, out / "secrets.json")
+    os.chmod(out / "secrets.json", 0o600)
+    return out, sorted(p.name for p in out.iterdir())
+
+
+def commands(a, out, names):
+    mp = [a.mpremote, "connect", a.port]
+    stale = sorted(n[:-4] + ".py" for n in names if n.endswith(".mpy"))
+    rm_stale = ("import os\nfor f in %r:\n try:\n  os.remove(f)\n except OSError:\n  pass" % stale)
+    return [
+        mp + ["exec", rm_stale],
+        # One cp for everything: mpremote hashes each file on the device and skips the unchanged ones.
+        mp + ["fs", "cp"] + [str(out / n) for n in names] + [":"],
+        mp + ["reset"],
+    ]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", default="")
+    ap.add_argument("--board", default="esp32-atm90e26")
+    ap.add_argument("--meter", default="")
+    ap.add_argument("--home", default=default_home(), help="headend home holding deploy/<meter>/secrets.json")
+    ap.add_argument("--mpremote", default=None)
+    ap.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        secrets = check_args(a)
+        a.mpremote = a.mpremote or find_mpremote()
+        build()
+        out, names = stage(a, secrets)
+        cmds = commands(a, out, names)
+        print("deploy: %d files for %s on %s (board %s), staged in %s" % (
+            len(names), a.meter, a.port, a.board, os.path.relpath(out)))
+        for c in cmds:
+            if a.dry_run:
+                print(" ".join(shlex.quote(x) for x in c))
+                continue
+            p = subprocess.run(c)
+            if p.returncode != 0:
+                raise DeployError("`%s` failed (exit %d); is the board on %s and not held by another program?" % (
+                    " ".join(c[:4]), p.returncode, a.port))
+        if not a.dry_run:
+            print("deploy: done; `make repl PORT=%s` to watch it boot" % a.port)
+        return 0
+    except DeployError as e:
+        print("deploy: error: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,812 @@
+#!/usr/bin/env python3
+"""headend: the utility back office's command line for prepaid meters over MQTT.
+
+    headend provision MTR-0001 --board esp32-atm90e26 --wifi-ssid S --wifi-password P
+    headend list
+    headend status MTR-0001
+    headend watch [MTR-0001 ...] [--count N] [--seconds S]
+    headend topup MTR-0001 12.50
+    headend token MTR-0001 12.50
+    headend disconnect MTR-0001 | reconnect MTR-0001 [--direct]
+    headend retry MTR-0001 [--drop]
+    headend tariff MTR-0001 tariff.json
+    headend backfill MTR-0001 [--from-seq N]
+    headend export-csv MTR-0001 --kind load|billing --out FILE.csv
+    headend plot MTR-0001 --out FILE.png
+
+Meters, their keys and the telemetry `watch` records live in the headend home
+(--home, $PM_HEADEND_HOME, default ~/.pm-headend). The broker is --broker HOST:PORT
+or $PM_BROKER (default 127.0.0.1:1883). Exit status: 0 done, 1 the meter refused or did
+not answer, 2 bad arguments / unknown meter / broker unreachable.
+"""
+import argparse
+import csv
+import datetime
+import importlib.util
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import meterproto  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+METER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+CMD_TTL_S = 3600  # a command not applied within an hour of meter time is refused as expired
+MAX_CMD_BYTES = 1024  # firmware/auth.py MAX_PAYLOAD
+
+
+class CliError(Exception):
+    """Bad arguments, unknown meter, unreachable broker: exit status 2."""
+
+
+class Refused(Exception):
+    """The meter refused or did not answer: exit status 1."""
+
+
+# -- money ----------------------------------------------------------------------------------
+def parse_money(text, decimals=2):
+    """'12.50' -> 1250 minor units. Exact: no float anywhere."""
+    m = re.fullmatch(r"(\d{1,9})(?:\.(\d+))?", text.strip())
+    if not m or (m.group(2) is not None and len(m.group(2)) > decimals):
+        raise CliError("amount must be a positive number with at most %d decimals, got %r" % (decimals, text))
+    frac = (m.group(2) or "").ljust(decimals, "0")
+    v = int(m.group(1)) * 10 ** decimals + (int(frac) if frac else 0)
+    if v <= 0:
+        raise CliError("amount must be more than zero, got %r" % text)
+    return v
+
+
+def fmt_money(minor, decimals=2):
+    sign = "-" if minor < 0 else ""
+    minor = abs(minor)
+    if not decimals:
+        return sign + str(minor)
+    return "%s%d.%0*d" % (sign, minor // 10 ** decimals, decimals, minor % 10 ** decimals)
+
+
+def utc(t):
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- the registry of provisioned meters ---------------------------------------------------------
+class Registry:
+    def __init__(self, home):
+        self.home = Path(home)
+        self.meters = self.home / "meters"
+        self.data = self.home / "data"
+        self.deploy = self.home / "deploy"
+
+    def path(self, meter_id):
+        return self.meters / (meter_id + ".json")
+
+    def ids(self):
+        return sorted(p.stem for p in self.meters.glob("*.json")) if self.meters.is_dir() else []
+
+    def get(self, meter_id):
+        check_id(meter_id)
+        try:
+            return json.loads(self.path(meter_id).read_text())
+        except FileNotFoundError:
+            raise CliError("unknown meter %r: not provisioned in %s (see `headend list`)" % (meter_id, self.home))
+
+    def put(self, rec):
+        self.meters.mkdir(parents=True, exist_ok=True)
+        p = self.path(rec["meter_id"])
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec, indent=1, sort_keys=True))
+        os.replace(tmp, p)  # atomic: a crash never leaves a half-written key file
+
+    def update(self, meter_id, change):
+        """Read-modify-write one meter's record under a lock, so two headends working on the
+        same home never lose each other's changes; returns what change(rec) returned."""
+        import fcntl
+
+        self.meters.mkdir(parents=True, exist_ok=True)
+        with open(self.meters / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rec = self.get(meter_id)
+            out = change(rec)
+            self.put(rec)
+        return out
+
+    def next_id(self, meter_id, field="next_cmd_id"):
+        """Reserve the next command id before sending: ids are never reused (the meter would
+        take a reused id for a repeat of the first command)."""
+        def take(rec):
+            cid = rec.get(field, 1)
+            rec[field] = cid + 1
+            return cid, dict(rec)
+
+        return self.update(meter_id, take)
+
+    def note_time(self, meter_id, t):
+        rec = self.get(meter_id)
+        if t > rec.get("meter_time", 0):
+            rec["meter_time"] = t
+            self.put(rec)
+
+    def record(self, meter_id, kind, doc):
+        self.data.mkdir(parents=True, exist_ok=True)
+        with open(self.data / (meter_id + ".jsonl"), "a") as f:
+            f.write(json.dumps({"k": kind, "rx": int(time.time()), "d": doc}, sort_keys=True) + "\n")
+
+    def recorded(self, meter_id, kind=None):
+        """Recorded uplink messages of one kind (all kinds when None), once each, in time order."""
+        p = self.data / (meter_id + ".jsonl")
+        out = {}
+        if not p.exists():
+            return []
+        for line in p.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash: skip it
+            if (kind is None or r.get("k") == kind) and isinstance(r.get("d"), dict) and "seq" in r["d"]:
+                out[r["d"]["seq"]] = r["d"]  # a duplicate delivery (QoS1) counts once
+        return sorted(out.values(), key=lambda d: (d.get("t", 0), d["seq"]))
+
+
+def check_id(meter_id):
+    if not METER_ID.match(meter_id or ""):
+        raise CliError("meter id must be 1-32 letters, digits, '-' or '_', got %r" % meter_id)
+
+
+# -- the broker ---------------------------------------------------------------------------------
+class Bus:
+    """A paho client that collects messages per topic and turns connection trouble into CliError."""
+
+    def __init__(self, broker, user=None, password=None, timeout=5.0):
+        import paho.mqtt.client as mqtt
+
+        host, _, port = broker.rpartition(":")
+        if not host or not port.isdigit():
+            raise CliError("broker must be HOST:PORT, got %r" % broker)
+        self.broker = broker
+        self.cond = threading.Condition()
+        self.msgs = []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="headend-" + secrets.token_hex(4))
+        if user:
+            self.c.username_pw_set(user, password)
+        self.c.on_message = self._on_message
+        self._connected = threading.Event()
+        self._rc = None
+        self.c.on_connect = self._on_connect
+        try:
+            self.c.connect(host, int(port), keepalive=30)
+        except (OSError, ValueError) as e:
+            raise CliError("cannot reach broker %s: %s" % (broker, getattr(e, "strerror", None) or e))
+        self.c.loop_start()
+        if not self._connected.wait(timeout) or self._rc != 0:
+            self.close()
+            raise CliError("broker %s did not accept the connection (%s)" % (
+                broker, self._rc if self._rc is not None else "no answer"))
+
+    def _on_connect(self, client, userdata, flags, rc, props=None):
+        self._rc = rc.value if hasattr(rc, "value") else rc
+        self._connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        with self.cond:
+            self.msgs.append((msg.topic, msg.payload, msg.retain))
+            self.cond.notify_all()
+
+    def subscribe(self, *topics):
+        for t in topics:
+            self.c.subscribe(t, qos=1)
+        time.sleep(0.2)  # the SUBACK round trip: messages published after this are seen
+
+    def publish(self, topic, payload):
+        info = self.c.publish(topic, payload, qos=1)
+        info.wait_for_publish(5)
+
+    def wait_for(self, pred, timeout, start=0):
+        """First message from index `start` on, as (topic, doc, retain), satisfying pred; None after timeout."""
+        deadline = time.monotonic() + timeout
+        seen = start
+        with self.cond:
+            while True:
+                while seen < len(self.msgs):
+                    topic, payload, retain = self.msgs[seen]
+                    seen += 1
+                    try:
+                        doc = json.loads(payload)
+                    except ValueError:
+                        continue
+                    if pred(topic, doc, retain):
+                        return topic, doc, retain
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def close(self):
+        self.c.loop_stop()
+        try:
+            self.c.disconnect()
+        except Exception:
+            pass
+
+
+# -- commands to a meter ----------------------------------------------------------------------------
+class Headend:
+    def __init__(self, args):
+        self.a = args
+        self.reg = Registry(args.home)
+        self._bus = None
+
+    @property
+    def bus(self):
+        if self._bus is None:
+            self._bus = Bus(self.a.broker, self.a.user, self.a.password)
+        return self._bus
+
+    def close(self):
+        if self._bus is not None:
+            self._bus.close()
+
+    def send(self, meter_id, op, **args):
+        """Sign, send, wait for the meter's reply. Returns the reply; raises Refused with its reason.
+        A command left unanswered stays pending: the next command to that meter is held back until
+        `retry` has re-sent it (same id, so the meter applies it at most once) or dropped it."""
+        rec = self.reg.get(meter_id)
+        p = rec.get("pending")
+        if p:
+            raise CliError("command %d (%s) to %s is still unanswered: `headend retry %s` re-sends it "
+                           "(applied at most once), `headend retry %s --drop` forgets it" % (
+                               p["id"], p["op"], meter_id, meter_id, meter_id))
+        cid, rec = self.reg.next_id(meter_id)
+        # Expiry counts in the meter's time: the later of ours and the last time it reported.
+        exp = max(int(time.time()), rec.get("meter_time", 0)) + CMD_TTL_S
+        payload = meterproto.command(bytes.fromhex(rec["key"]), meter_id, cid, exp, op, **args)
+        if len(payload) > MAX_CMD_BYTES:
+            raise CliError("command is %d bytes, the meter takes at most %d" % (len(payload), MAX_CMD_BYTES))
+        pending = {"id": cid, "op": op, "exp": exp, "payload": payload.decode()}
+        self.reg.update(meter_id, lambda r: r.__setitem__("pending", pending))
+        return self.transmit(meter_id, pending)
+
+    def transmit(self, meter_id, pending):
+        bus = self.bus
+        cid, op = pending["id"], pending["op"]
+        reply_t = meterproto.topic(meter_id, "reply")
+        bus.subscribe(reply_t)
+        start = len(bus.msgs)
+        bus.publish(meterproto.topic(meter_id, "cmd"), pending["payload"].encode())
+        got = bus.wait_for(lambda t, d, r: t == reply_t and d.get("id") in (cid, 0), self.a.timeout, start)
+        if got is None:
+            raise Refused("no reply from %s within %gs (offline?). The command is valid until %s UTC: "
+                          "`headend retry %s` re-sends it; it is applied at most once" % (
+                              meter_id, self.a.timeout, utc(pending["exp"]), meter_id))
+        doc = got[1]
+        if "seq" in doc:
+            self.reg.record(meter_id, "reply", doc)
+        # Any answer settles the command: applied, or refused for good.
+        self.reg.update(meter_id, lambda r: r.pop("pending", None))
+        if doc["id"] == 0:
+            raise Refused("%s refused command %d: %s" % (meter_id, cid, doc.get("res")))
+        if doc.get("res") != "applied":
+            raise Refused("%s refused %s: %s%s" % (meter_id, op, doc.get("res"), hint(doc.get("res"), op)))
+        doc["cmd_id"] = cid
+        return doc
+
+
+def hint(res, op):
+    if res == "unknown_op":
+        return " (this meter's firmware does not support %r yet)" % op
+    if res == "refused_max_balance":
+        return " (the balance would pass the meter's maximum)"
+    if res == "rate_limited":
+        return " (the meter limits relay commands: a few at once, then one per refill period; try later)"
+    if res == "bad_args" and op == "tariff":
+        return " (the active tariff stays; a new tariff must keep the meter's active scale)"
+    return ""
+
+
+REASONS = ("safety", "remote", "credit", "load", "manual")  # firmware/relay.py bit order
+
+
+def reasons_text(bits):
+    return ",".join(n for i, n in enumerate(REASONS) if bits & (1 << i)) or "none"
+
+
+def relay_name(r):
+    return ("connected", "disconnected", "ready")[r] if r in (0, 1, 2) else "state %r" % r
+
+
+# -- subcommands -----------------------------------------------------------------------------------
+def cmd_provision(h, a):
+    check_id(a.meter)
+    board_mod = ROOT / "boards" / (a.board.replace("-", "_") + ".py")
+    if not board_mod.is_file() or a.board.startswith("sim-"):
+        raise CliError("unknown board %r (real boards: %s)" % (a.board, ", ".join(real_boards())))
+    if h.reg.path(a.meter).exists() and not a.force:
+        raise CliError("meter %r is already provisioned; --force makes a new key, and the meter must then "
+                       "be redeployed" % a.meter)
+    if bool(a.wifi_ssid) != bool(a.wifi_password):
+        raise CliError("give both --wifi-ssid and --wifi-password, or neither")
+    rec = {"meter_id": a.meter, "board": a.board, "key": secrets.token_hex(32),
+           "mqtt_user": a.meter, "mqtt_password": secrets.token_urlsafe(18),
+           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "next_cmd_id": 1,
+           "provisioned": int(time.time())}
+    h.reg.put(rec)
+    out = h.reg.deploy / a.meter
+    out.mkdir(parents=True, exist_ok=True)
+    sec = {"meter_id": a.meter, "key": rec["key"], "broker": rec["broker"], "mqtt_user": rec["mqtt_user"],
+           "mqtt_password": rec["mqtt_password"]}
+    if a.wifi_ssid:
+        sec.update(wifi_ssid=a.wifi_ssid, wifi_password=a.wifi_password)
+    (out / "secrets.json").write_text(json.dumps(sec, indent=1, sort_keys=True) + "\n")
+    os.chmod(out / "secrets.json", 0o600)
+    (out / "board.txt").write_text(a.board + "\n")
+    (out / "mosquitto-acl.conf").write_text(
+        "# this meter may publish only under its own topics and read only its commands\n"
+        "user %s\ntopic write pm/v1/%s/status\ntopic write pm/v1/%s/tele\ntopic write pm/v1/%s/evt\n"
+        "topic write pm/v1/%s/reply\ntopic read pm/v1/%s/cmd\n" % ((a.meter,) * 6))
+    print("provisioned %s (board %s)" % (a.meter, a.board))
+    print("  secrets:  %s  (keep private; make deploy installs it as /secrets.json)" % (out / "secrets.json"))
+    print("  board:    %s" % (out / "board.txt"))
+    print("  broker:   add user %s to the password file and %s to the ACL" % (
+        a.meter, out / "mosquitto-acl.conf"))
+    print("  deploy:   make deploy PORT=/dev/ttyUSB0 BOARD=%s METER=%s HEADEND_HOME=%s" % (a.board, a.meter, h.reg.home))
+    return 0
+
+
+def real_boards():
+    return sorted(p.stem.replace("_", "-") for p in (ROOT / "boards").glob("*.py") if not p.stem.startswith("sim_"))
+
+
+def cmd_list(h, a):
+    ids = h.reg.ids()
+    bus = h.bus
+    bus.subscribe(meterproto.PREFIX + "+/status")
+    time.sleep(a.wait)
+    online = {}
+    with bus.cond:
+        for topic, payload, _ in bus.msgs:
+            mid = topic.split("/")[2]
+            try:
+                online[mid] = json.loads(payload).get("online")
+            except ValueError:
+                pass
+    print("%-20s %-16s %-8s %-17s %s" % ("METER", "BOARD", "LINK", "LAST REPORT UTC", "BALANCE"))
+    for mid in ids:
+        rec = h.reg.get(mid)
+        tele = h.reg.recorded(mid, "tele")
+        last = tele[-1] if tele else None
+        link = {1: "online", 0: "offline"}.get(online.get(mid), "unknown")
+        print("%-20s %-16s %-8s %-17s %s" % (
+            mid, rec.get("board", "?"), link, utc(last["t"])[:16] if last else "-",
+            fmt_money(last["b"], rec.get("decimals", 2)) if last else "-"))
+    strangers = sorted(set(online) - set(ids))
+    if strangers:
+        print("not provisioned here but on the broker: %s" % ", ".join(strangers))
+    return 0
+
+
+def show_tele(rec, d):
+    dec = rec.get("decimals", 2)
+    return ("%s  energy %d.%03d kWh  power %d W  %d.%02d V  %d.%03d A  balance %s  charged %s  relay %s%s" % (
+        utc(d["t"]), d["e"] // 1000, d["e"] % 1000, d["p"], d["v"] // 100, d["v"] % 100, d["i"] // 1000,
+        d["i"] % 1000, fmt_money(d["b"], dec), fmt_money(d["c"], dec), relay_name(d["r"]),
+        " (%s)" % reasons_text(d["rs"]) if d.get("rs") else ""))
+
+
+def cmd_status(h, a):
+    rec = h.reg.get(a.meter)
+    tele_t = meterproto.topic(a.meter, "tele")
+    bus = h.bus
+    bus.subscribe(tele_t)
+    start = len(bus.msgs)
+    reply = h.send(a.meter, "status")
+    got = bus.wait_for(lambda t, d, r: t == tele_t and "e" in d, a.timeout, start)
+    print("%s: balance %s, relay %s" % (a.meter, fmt_money(reply["b"], rec.get("decimals", 2)), relay_name(reply["r"])))
+    if got:
+        d = got[1]
+        h.reg.record(a.meter, "tele", d)
+        h.reg.note_time(a.meter, d["t"])
+        print("  " + show_tele(rec, d))
+    return 0
+
+
+def cmd_watch(h, a):
+    ids = a.meters or ["+"]
+    for m in a.meters:
+        h.reg.get(m)  # unknown meter: a clear error before waiting
+    bus = h.bus
+    bus.subscribe(*[meterproto.PREFIX + m + "/" + k for m in ids for k in ("tele", "lp", "evt", "snap", "reply", "status")])
+    deadline = time.monotonic() + a.seconds if a.seconds else None
+    n = 0
+    seen = 0
+    recs = {}
+    try:
+        while a.count is None or n < a.count:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            with bus.cond:
+                if seen >= len(bus.msgs):
+                    bus.cond.wait(1.0 if left is None else min(left, 1.0))
+                batch = bus.msgs[seen:]
+                seen = len(bus.msgs)
+            for topic, payload, retain in batch:
+                _, _, mid, kind = topic.split("/")
+                try:
+                    d = json.loads(payload)
+                except ValueError:
+                    print("%s %s: unreadable payload %r" % (mid, kind, payload[:60]))
+                    continue
+                if mid not in recs:
+                    try:
+                        recs[mid] = h.reg.get(mid)
+                    except CliError:
+                        recs[mid] = {}
+                rec = recs[mid]
+                if kind == "tele":
+                    line = show_tele(rec, d)
+                elif kind == "evt":
+                    line = "%s  event %s (%d)" % (utc(d["t"]), d["ev"], d.get("a", 0))
+                elif kind == "lp":
+                    line = "%s  interval +%d Wh (import %d.%03d kWh)" % (utc(d["t"]), d.get("de", 0), d["e"] // 1000, d["e"] % 1000)
+                elif kind == "snap":
+                    line = "%s  daily snapshot: import %d.%03d kWh  balance %s  charged %s" % (
+                        utc(d["t"]), d["e"] // 1000, d["e"] % 1000, fmt_money(d["b"], rec.get("decimals", 2)),
+                        fmt_money(d["c"], rec.get("decimals", 2)))
+                elif kind == "reply":
+                    line = "reply to command %s: %s%s" % (d.get("id"), d.get("res"), " (repeat)" if d.get("rep") else "")
+                else:
+                    line = "link %s%s" % ("online" if d.get("online") else "offline", " (retained)" if retain else "")
+                print("%-14s %s" % (mid, line), flush=True)
+                if rec and kind in ("tele", "lp", "evt", "snap", "reply") and not a.no_record:
+                    h.reg.record(mid, kind, d)
+                if rec and "t" in d:
+                    h.reg.note_time(mid, d["t"])
+                n += 1
+                if a.count is not None and n >= a.count:
+                    break
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_topup(h, a):
+    rec = h.reg.get(a.meter)
+    amt = parse_money(a.amount, rec.get("decimals", 2))
+    r = h.send(a.meter, "topup", amt=amt)
+    dec = rec.get("decimals", 2)
+    print("%s: top-up %s applied (command %d)%s; balance now %s" % (
+        a.meter, fmt_money(amt, dec), r["cmd_id"], " [already applied before]" if r.get("rep") else "",
+        fmt_money(r["b"], dec)))
+    return 0
+
+
+ISSUER = "token_issue.py"  # the host token issuer: issue(meter_key, meter_id, cmd_id, amount_minor)
+
+
+def load_issuer():
+    """The host side of the 20-digit token format, when this build has it (docs/tokens.md)."""
+    p = Path(__file__).resolve().parent / ISSUER
+    if not p.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("token_issue", p)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod if hasattr(mod, "issue") else None
+
+
+def cmd_token(h, a):
+    rec = h.reg.get(a.meter)
+    amt = parse_money(a.amount, rec.get("decimals", 2))
+    issuer = load_issuer()
+    if issuer is None:
+        raise CliError("offline tokens are not supported by this build: no host token issuer "
+                       "(tools/%s with issue(meter_key, meter_id, cmd_id, amount_minor))" % ISSUER)
+    # A token spends an id from the same counter as MQTT commands: one credit, one id.
+    cid, rec = h.reg.next_id(a.meter)
+    try:
+        tok = issuer.issue(bytes.fromhex(rec["key"]), a.meter, cid, amt)
+    except ValueError as e:
+        raise CliError("cannot make a token for %s: %s" % (fmt_money(amt, rec.get("decimals", 2)), e))
+    digits = "".join(ch for ch in str(tok) if ch.isdigit())
+    if len(digits) != 20:
+        raise CliError("token issuer returned %r, not 20 digits" % (tok,))
+    print(" ".join(digits[i:i + 4] for i in range(0, 20, 4)))
+    print("(%s for %s, id %d: type it at the meter, or at the REPL with token(\"...\"))" % (
+        fmt_money(amt, rec.get("decimals", 2)), a.meter, cid), file=sys.stderr)
+    return 0
+
+
+def cmd_retry(h, a):
+    rec = h.reg.get(a.meter)
+    p = rec.get("pending")
+    if not p:
+        print("%s: no unanswered command" % a.meter)
+        return 0
+    if a.drop:
+        h.reg.update(a.meter, lambda r: r.pop("pending", None))
+        print("%s: forgot command %d (%s); if the meter got it, its reply still shows in `headend watch`" % (
+            a.meter, p["id"], p["op"]))
+        return 0
+    r = h.transmit(a.meter, p)
+    print("%s: command %d (%s) %s; balance %s, relay %s" % (
+        a.meter, p["id"], p["op"], "had already been applied" if r.get("rep") else "applied now",
+        fmt_money(r["b"], rec.get("decimals", 2)), relay_name(r["r"])))
+    return 0
+
+
+def cmd_disconnect(h, a):
+    r = h.send(a.meter, "disconnect")
+    print("%s: disconnect applied; relay %s" % (a.meter, relay_name(r["r"])))
+    return 0
+
+
+def cmd_reconnect(h, a):
+    args = {"direct": True} if a.direct else {}
+    r = h.send(a.meter, "reconnect", **args)
+    state = relay_name(r["r"])
+    extra = " (the customer confirms with the button)" if r["r"] == 2 else ""
+    print("%s: reconnect applied; relay %s%s" % (a.meter, state, extra))
+    return 0
+
+
+# The meter's own check (firmware/tariff.py under micropython), done the way Meter.set_tariff
+# does it: the document must build a tariff and schedule as a passive one (so it needs activate_at).
+_TARIFF_CHECK = """
+import sys, json, tariff
+doc = json.loads(sys.stdin.read())
+try:
+    tariff.from_doc(doc).schedule(doc)
+    print(json.dumps({"ok": True}))
+except tariff.TariffError as e:
+    print(json.dumps({"ok": False, "error": str(e)}))
+"""
+
+
+def check_tariff(doc):
+    """None if the meter's firmware accepts the tariff document, else its reason."""
+    import mprun
+    try:
+        res = mprun.run_mpy(_TARIFF_CHECK, heap="256k", stdin=json.dumps(doc))
+    except mprun.MpyNotFound as e:
+        raise CliError("cannot check the tariff with the firmware: %s" % e)
+    got = mprun.parse_result(res.stdout)
+    if res.returncode != 0 or got is None:
+        raise CliError("the firmware's tariff check failed to run:\n%s" % res.describe())
+    return None if got["ok"] else got["error"]
+
+
+def cmd_tariff(h, a):
+    h.reg.get(a.meter)
+    try:
+        doc = json.loads(Path(a.file).read_text())
+    except FileNotFoundError:
+        raise CliError("no such tariff file: %s" % a.file)
+    except ValueError as e:
+        raise CliError("%s is not valid JSON: %s" % (a.file, e))
+    why = check_tariff(doc)
+    if why is not None:
+        raise CliError("tariff %s rejected before sending: %s" % (a.file, why))
+    h.send(a.meter, "tariff", tariff=doc)
+    print("%s: tariff applied" % a.meter)
+    return 0
+
+
+def cmd_backfill(h, a):
+    h.reg.get(a.meter)
+    first = a.from_seq
+    if first is None:
+        # Every uplink message carries one sequence number: a hole in what we recorded is lost data.
+        seqs = {d["seq"] for d in h.reg.recorded(a.meter)}
+        if not seqs:
+            raise CliError("nothing recorded for %s to look for gaps in; give --from-seq N" % a.meter)
+        missing = [q for q in range(min(seqs), max(seqs)) if q not in seqs]
+        if not missing:
+            print("%s: no gaps in the recorded uplink (seq %d..%d); nothing to request" % (a.meter, min(seqs), max(seqs)))
+            return 0
+        first = missing[0]
+        print("%s: %d uplink message(s) missing, first seq %d" % (a.meter, len(missing), first))
+    elif first < 1:
+        raise CliError("--from-seq must be 1 or more")
+    r = h.send(a.meter, "backfill", **{"from": first})
+    print("%s: resend from seq %d requested%s; `headend watch %s` records what arrives" % (
+        a.meter, first, " (meter sends %s..%s)" % (r["from"], r["to"]) if "to" in r else "", a.meter))
+    return 0
+
+
+def load_profile(reg, meter_id):
+    """Load-profile rows (t_end, seconds, Wh, mean W, import total Wh, balance or None).
+    From the meter's own interval records (`lp`) when it sends them, else from the energy
+    between consecutive telemetry reports."""
+    lp = [d for d in reg.recorded(meter_id, "lp") if "de" in d]
+    tele = [d for d in reg.recorded(meter_id, "tele") if "e" in d]
+    rows = []
+    if lp:
+        steps = [b["t"] - a["t"] for a, b in zip(lp, lp[1:]) if b["t"] > a["t"]]
+        first = min(steps) if steps else 900  # the interval length, for the first record
+        prev = None
+        for d in lp:
+            dt = d["t"] - prev if prev is not None and d["t"] > prev else first
+            rows.append((d["t"], dt, d["de"], d["de"] * 3600 // dt, d["e"], None))
+            prev = d["t"]
+        return tele, rows
+    for prev, cur in zip(tele, tele[1:]):
+        dt = cur["t"] - prev["t"]
+        if dt <= 0:
+            continue
+        wh = cur["e"] - prev["e"]
+        rows.append((cur["t"], dt, wh, wh * 3600 // dt, cur["e"], cur["b"]))
+    return tele, rows
+
+
+def billing_rows(reg, meter_id, tele):
+    """(date, snapshot time, import Wh, charged, balance, topped up or None, top-ups or None, relay or None):
+    the meter's daily snapshots (`snap`, stamped at the midnight that ends the day) when it sends
+    them, else the last telemetry report of each UTC day."""
+    snaps = [d for d in reg.recorded(meter_id, "snap") if "b" in d]
+    if snaps:
+        return [(utc(d["t"] - 1)[:10], d["t"], d["e"], d["c"], d["b"], d.get("tu"), d.get("n"), None) for d in snaps]
+    days = {}
+    for d in tele:
+        days[utc(d["t"])[:10]] = d
+    return [(day, d["t"], d["e"], d["c"], d["b"], None, None, d["r"]) for day, d in sorted(days.items())]
+
+
+def cmd_export(h, a):
+    rec = h.reg.get(a.meter)
+    dec = rec.get("decimals", 2)
+    tele, rows = load_profile(h.reg, a.meter)
+    bills = billing_rows(h.reg, a.meter, tele)
+    if not (rows if a.kind == "load" else bills):
+        raise CliError("no %s data recorded for %s yet: run `headend watch %s` (or status) first" % (
+            a.kind, a.meter, a.meter))
+
+    def money(v):
+        return "" if v is None else fmt_money(v, dec)
+
+    out = open(a.out, "w", newline="") if a.out != "-" else sys.stdout
+    try:
+        w = csv.writer(out)
+        if a.kind == "load":
+            w.writerow(["interval_end_utc", "interval_s", "import_wh", "mean_w", "import_total_wh", "balance"])
+            for t, dt, wh, mw, e, b in rows:
+                w.writerow([utc(t), dt, wh, mw, e, money(b)])
+            n = len(rows)
+        else:
+            w.writerow(["date_utc", "snapshot_utc", "import_total_wh", "charged_total", "balance", "topped_up_total",
+                        "topups", "relay"])
+            for day, t, e, c, b, tu, nt, r in bills:
+                w.writerow([day, utc(t), e, money(c), money(b), money(tu), "" if nt is None else nt,
+                            "" if r is None else relay_name(r)])
+            n = len(bills)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print("%s: %d %s row(s) written to %s" % (a.meter, n, a.kind, a.out), file=sys.stderr)
+    return 0
+
+
+def cmd_plot(h, a):
+    import pngplot
+
+    rec = h.reg.get(a.meter)
+    dec = rec.get("decimals", 2)
+    tele, rows = load_profile(h.reg, a.meter)
+    bal = [(d["t"], d["b"]) for d in tele] or [(b[1], b[4]) for b in billing_rows(h.reg, a.meter, tele)]
+    if not rows or not bal:
+        raise CliError("not enough recorded for %s to plot: need two telemetry reports or a load-profile record "
+                       "(have %d reports); run `headend watch %s` first" % (a.meter, len(tele), a.meter))
+    t0, t1 = min(rows[0][0] - rows[0][1], bal[0][0]), max(rows[-1][0], bal[-1][0])
+    ch = pngplot.Chart(a.width, a.height, title="%s  %s - %s" % (a.meter, utc(t0)[:16], utc(t1)[:16]))
+
+    def when(t):
+        return utc(t)[5:16]
+
+    ch.panel("LOAD PROFILE  MEAN W PER INTERVAL", [r[0] for r in rows], [r[3] for r in rows], bars=True, xfmt=when)
+    ch.panel("BALANCE", [t for t, _ in bal], [b for _, b in bal], color=pngplot.GREEN,
+             fmt=lambda v: fmt_money(v, dec), xfmt=when)
+    size = ch.save(a.out)
+    print("%s: %d intervals plotted to %s (%d bytes)" % (a.meter, len(rows), a.out, size), file=sys.stderr)
+    return 0
+
+
+# -- argument parsing -------------------------------------------------------------------------------
+def parser():
+    p = argparse.ArgumentParser(prog="headend", description=__doc__.splitlines()[0])
+    p.add_argument("--home", default=os.environ.get("PM_HEADEND_HOME", str(Path.home() / ".pm-headend")))
+    p.add_argument("--broker", default=os.environ.get("PM_BROKER", "127.0.0.1:1883"))
+    p.add_argument("--user", default=os.environ.get("PM_MQTT_USER"))
+    p.add_argument("--password", default=os.environ.get("PM_MQTT_PASSWORD"))
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a meter's reply")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("provision", help="new meter: key, MQTT credentials, deploy files")
+    s.add_argument("meter")
+    s.add_argument("--board", required=True)
+    s.add_argument("--wifi-ssid")
+    s.add_argument("--wifi-password")
+    s.add_argument("--meter-broker", help="HOST:PORT the meter uses (default: --broker)")
+    s.add_argument("--decimals", type=int, default=2, choices=range(0, 4))
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(fn=cmd_provision)
+
+    s = sub.add_parser("list", help="provisioned meters and their link state")
+    s.add_argument("--wait", type=float, default=0.5)
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("status", help="ask a meter for fresh status")
+    s.add_argument("meter")
+    s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("watch", help="live telemetry and events (recorded for export/plot)")
+    s.add_argument("meters", nargs="*")
+    s.add_argument("--count", type=int)
+    s.add_argument("--seconds", type=float)
+    s.add_argument("--no-record", action="store_true")
+    s.set_defaults(fn=cmd_watch)
+
+    for name, fn, what in (("topup", cmd_topup, "credit a meter now"),
+                           ("token", cmd_token, "issue an offline 20-digit token")):
+        s = sub.add_parser(name, help=what)
+        s.add_argument("meter")
+        s.add_argument("amount", help="money, e.g. 12.50")
+        s.set_defaults(fn=fn)
+
+    s = sub.add_parser("retry", help="re-send the unanswered command (same id: applied at most once)")
+    s.add_argument("meter")
+    s.add_argument("--drop", action="store_true", help="forget it instead")
+    s.set_defaults(fn=cmd_retry)
+
+    s = sub.add_parser("disconnect", help="open the relay remotely")
+    s.add_argument("meter")
+    s.set_defaults(fn=cmd_disconnect)
+    s = sub.add_parser("reconnect", help="clear the remote disconnect")
+    s.add_argument("meter")
+    s.add_argument("--direct", action="store_true", help="close at once instead of waiting for the button")
+    s.set_defaults(fn=cmd_reconnect)
+
+    s = sub.add_parser("tariff", help="push a tariff JSON file (validated first)")
+    s.add_argument("meter")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_tariff)
+
+    s = sub.add_parser("backfill", help="ask a meter to resend uplink messages missing here")
+    s.add_argument("meter")
+    s.add_argument("--from-seq", type=int, help="resend from this uplink seq (default: the first gap recorded)")
+    s.set_defaults(fn=cmd_backfill)
+
+    s = sub.add_parser("export-csv", help="load profile or daily billing snapshots to CSV")
+    s.add_argument("meter")
+    s.add_argument("--kind", choices=("load", "billing"), default="load")
+    s.add_argument("--out", default="-")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("plot", help="load profile and balance to a PNG")
+    s.add_argument("meter")
+    s.add_argument("--out", required=True)
+    s.add_argument("--width", type=int, default=900)
+    s.add_argument("--height", type=int, default=560)
+    s.set_defaults(fn=cmd_plot)
+    return p
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    h = Headend(a)
+    try:
+        return a.fn(h, a)
+    except CliError as e:
+        print("headend: error: %s" % e, file=sys.stderr)
+        return 2
+    except Refused as e:
+        print("headend: %s" % e, file=sys.stderr)
+        return 1
+    finally:
+        h.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
