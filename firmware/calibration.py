@@ -176,3 +176,37 @@ def _wait_second():
     import time
 
     time.sleep_ms(1000)
+
+
+_STEPS = ("voltage", "current", "power", "check", "show", "save", "export", "import")
+
+
+def repl_step(m, step=None, *args):
+    """The REPL's calibrate() entry (firmware/repl.py): calibrate("voltage", 230.0),
+    calibrate("current", 10.0), calibrate("power", 2300), calibrate("check", 1.0),
+    calibrate("save"), calibrate("export"), calibrate("import", text); an optional last
+    numeric argument after the reference is the channel (phase or current channel)."""
+    if step not in _STEPS:
+        print("calibrate(step, ...): step is one of " + ", ".join(_STEPS))
+        return None
+    board = m.board
+    cal = Calibration(m.metering, m.metering._chip, board.root + "/cal.json",
+                      getattr(board, "name", ""), getattr(board, "uid", b""))
+    try:
+        if step == "show":
+            return dict(cal.chip.cal)
+        if step == "save":
+            cal.save()
+            return True
+        if step == "export":
+            return cal.export()
+        if step == "import":
+            cal.import_(args[0])
+            return True
+        ch = args[1] if len(args) > 1 else 0
+        if step == "check":
+            return cal.check_current(args[0], ch)
+        return getattr(cal, step)(args[0], ch)
+    except (CalError, ValueError, IndexError) as e:
+        print("calibration: %s" % e)
+        return None

@@ -18,10 +18,12 @@ def _metering_extra(mt):
     # Per-channel import Wh of multi-channel chips as "ce":[...], and water/gas pulse inputs as
     # "u":{"water":1230,...} in their integer units; closes the telemetry object.
     s = ""
-    if len(mt.ch_wh):
-        s += ',"ce":[%s]' % ",".join("%d" % mt.ch_wh[k] for k in range(0, len(mt.ch_wh), 2))
-    if mt.pulses:
-        s += ',"u":{%s}' % ",".join('"%s":%d' % (p.name, p.value) for p in mt.pulses)
+    ch = getattr(mt, "ch_wh", ())
+    if len(ch):
+        s += ',"ce":[%s]' % ",".join("%d" % ch[k] for k in range(0, len(ch), 2))
+    pulses = getattr(mt, "pulses", ())
+    if pulses:
+        s += ',"u":{%s}' % ",".join('"%s":%d' % (p.name, p.value) for p in pulses)
     return (s + "}").encode()
 
 

@@ -110,3 +110,29 @@ mptest.raises(calibration.CalError, cal.current, -1)
 mptest.eq(k.chip.cal, before, "unchanged")
 mptest.done()
 """, heap="160k")
+
+
+def test_repl_entry_point_on_the_sim_board(mpy):
+    # firmware/repl.py's calibrate(step, ...) calls calibration.repl_step(meter, step, ...).
+    mpy("""
+import mptest, simkit, app, calibration, os
+FLASH = simkit.fresh_flash("/tmp/pm-cal-repl.img")
+b = simkit.board(FLASH)
+m = app.Meter(b)
+m.boot()
+for _ in range(30):
+    b.advance(1000)
+    m.step()
+before = calibration.repl_step(m, "show")
+mptest.eq(before["ugain"], 0x6720, "the board's gains")
+v = m.metering._chip.v_cv[0]
+g = calibration.repl_step(m, "voltage", v / 100 * 1.01)   # reference reads 1 % higher
+mptest.check(abs(g - 0x6720 * 101 // 100) <= 2, "gain moved by 1 %%: 0x%x" % g)
+mptest.eq(calibration.repl_step(m, "nonsense"), None, "unknown step refused")
+mptest.eq(calibration.repl_step(m, "voltage"), None, "missing reference refused")
+mptest.check(calibration.repl_step(m, "save"), "saved")
+text = calibration.repl_step(m, "export")
+mptest.check(calibration.decode(text, "sim-atm90e26", "atm90e26", "73696d31")["ugain"] == g, "exported, keyed to the unit")
+os.remove(FLASH)
+mptest.done()
+""", heap="256k")
