@@ -5,6 +5,7 @@ PRELUDE = """
 import os, mptest, micropython
 import app, events, relay, store
 from simhw.cutdev import CutBlockDevice
+from simhw.household import Lcg
 import sim_powercut
 CFG = {"opening_balance": 500, "tariff": {"v": 1, "kind": "flat", "price_per_kwh": 300000, "scale": 100}}
 def boot(dev, before=None, load_w=1200, cfg=CFG):
@@ -12,6 +13,7 @@ def boot(dev, before=None, load_w=1200, cfg=CFG):
         os.umount("/flash")
     b = sim_powercut.Board({"meter_id": "t-1", "key": b"k" * 32, "dev": dev, "config": cfg,
                             "load_w": load_w}, before)
+    b.rand = Lcg(7).next  # a repeatable reconnect delay after boot (the port's RNG is not seeded)
     m = app.Meter(b)
     m.boot()
     return b, m
@@ -139,6 +141,7 @@ run(b, m, 20)
 commits = m.store.commits
 seq = m.log.profile.next_seq
 err = None
+_ = 0  # the loop variable is a module global: bind it now, or the globals dict may grow under the lock
 micropython.heap_lock()
 try:
     for _ in range(200):
