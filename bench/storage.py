@@ -63,7 +63,7 @@ def footprint():
     import logbook
     import events
     import billing
-    from outbox import Outbox
+    from outbox import Outbox, CAPACITY
 
     dev = blank_device()
     store.mount(dev, "/b")
@@ -71,7 +71,7 @@ def footprint():
     s.commit()
     s.commit()
     lb = logbook.Logbook("/b")
-    ob = Outbox(256, "/b/outbox")
+    ob = Outbox(CAPACITY, "/b/outbox")
     c = logbook.DEFAULTS
     t0 = time.ticks_ms()
     daily = lb.ring("daily", billing.SNAP_SIZE)
@@ -86,7 +86,7 @@ def footprint():
         for _ in range(12):
             lb.event(code, 0, 1767225600)
     msg = b"x" * 200
-    for _ in range(300):
+    for _ in range(CAPACITY + CAPACITY // 4):
         ob.put(0, msg)
     ms = time.ticks_diff(time.ticks_ms(), t0)
     st = os.statvfs("/b")
@@ -95,8 +95,9 @@ def footprint():
     print("== footprint with every ring full (default sizes): %d of %d blocks (%d KiB of %d KiB, %d%%)"
           % (used, BLOCKS, used * 4, BLOCKS * 4, used * 100 // BLOCKS))
     print("   load profile %d days (%d records), events %d + last 10 per type, daily %d, monthly %d, "
-          "top-ups %d, outbox 256 messages; filled in %d ms on the host" % (
-              c["profile_days"], c["profile_days"] * 96, c["events"], c["daily"], c["monthly"], c["topups"], ms))
+          "top-ups %d, outbox %d messages; filled in %d ms on the host" % (
+              c["profile_days"], c["profile_days"] * 96, c["events"], c["daily"], c["monthly"], c["topups"],
+              CAPACITY, ms))
     return {"blocks_used": used, "blocks": BLOCKS}
 
 

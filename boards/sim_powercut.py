@@ -2,11 +2,13 @@
 # power-cut sweep (tools/powercut_mp.py). A reboot builds a new Board on the surviving flash
 # and keeps the parts that outlive a power cut: the clock, the chip emulator (the household's
 # wiring), the relay contacts and the button. The load is fixed so runs are reproducible.
+import time
 import atm90e26
 import esp32_atm90e26 as real
 from simhw.clock import SimClock
 from simhw.atm90e26_emu import Atm90e26Emu
 from simhw.parts import SimRelay, SimButton
+from simhw.household import Lcg
 import store
 
 NAME = "sim-powercut"
@@ -25,11 +27,15 @@ class Board:
             self.emu = Atm90e26Emu(cfg["meter_constant"])
             self.relay = SimRelay()
             self.button = SimButton(self.clock)
+            # Randomised reconnect delays from a seeded generator that outlives reboots, so a
+            # sweep is the same run every time (the port's RNG would make each one different).
+            self._rand = Lcg(opts.get("seed", 1) + 13)
         else:
             self.clock = before.clock
             self.emu = before.emu
             self.relay = before.relay
             self.button = before.button
+            self._rand = before._rand
             # A power cut opens a monostable relay; boot must drive it from the record.
             self.relay.closed = False
         self.chip = atm90e26.ATM90E26(self.emu, self.emu.cs, real.CAL)
@@ -50,6 +56,10 @@ class Board:
     def feed_watchdog(self):
         pass
 
+    def rand(self, n):
+        """0..n-1, deterministic per seed (randomised reconnect delays)."""
+        return self._rand.next(n)
+
     def make_link(self, on_message, subs, will, birth):
         return _NoLink()
 
@@ -61,9 +71,13 @@ class _NoLink:
     retained = False
     state = 0
     connects = 0
+    oversized = 0  # packets refused for size (firmware/link.py): none ever arrive here
 
     def poll(self):
         pass
+
+    def wait(self, ms):
+        time.sleep_ms(ms)
 
     def publish(self, topic, payload, qos=0):
         return False

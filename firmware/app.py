@@ -10,6 +10,7 @@ import protection as protection_mod
 import auth
 import record
 import json
+import os
 import tariff as tariff_mod
 import token as token_mod
 import billing as billing_mod
@@ -18,6 +19,7 @@ from metering import Metering
 import store as store_mod
 from store import RecordStore
 from sync import Sync
+import outbox as outbox_mod
 from report import Reporter
 from remote import Remote
 
@@ -61,7 +63,7 @@ class Meter:
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
         storage = cfg.get("storage", {})
-        self.sync = Sync(board.meter_id, storage.get("outbox", 256), board.root + "/outbox")
+        self.sync = Sync(board.meter_id, storage.get("outbox", outbox_mod.CAPACITY), board.root + "/outbox")
         self.log = logbook.Logbook(board.root, storage)
         self.log.on_error = self.sync.outbox.on_error = self.storage_error
         # Billing decides what the snapshots and the top-up journal hold; the logbook keeps them.
@@ -207,7 +209,8 @@ class Meter:
 
     def set_limits(self, new):
         """Change credit rules (docs/credit.md keys) from the backend: validated as a whole, saved
-        so they survive reboots, then applied. False (nothing changed) if invalid or unsaved."""
+        so they survive reboots, then applied. False (nothing changed) if invalid; OSError
+        (nothing changed) if they could not be saved."""
         cfg = dict(self._credit_cfg)
         cfg.update(new)
         probe = account.Account(None)
@@ -225,11 +228,12 @@ class Meter:
             saved = old
         except (OSError, ValueError):
             pass
-        try:
-            with open(self._credit_path, "w") as f:
-                json.dump(saved, f)
-        except OSError:
-            return False
+        # Written aside, then renamed over the old file (atomic on littlefs): a power cut leaves
+        # the old rules or the new ones, never a torn file that would fall back to the defaults.
+        tmp = self._credit_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(saved, f)
+        os.rename(tmp, self._credit_path)
         self.account.configure(cfg)
         self._credit_cfg = cfg
         self._credit_rules()

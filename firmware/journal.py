@@ -79,12 +79,22 @@ class Ring:
         seg = seq // self._per
         slot = seq - seg * self._per
         name = self._name(seg)
-        try:
-            f = open(name, "r+b" if slot else "wb")
-        except OSError as e:
-            if e.args[0] != _ENOENT:
-                raise
+        if slot == 0:
             f = open(name, "wb")
+        else:
+            try:
+                f = open(name, "r+b")
+            except OSError as e:
+                if e.args[0] != _ENOENT:
+                    raise
+                # A failing read can make littlefs report an existing segment as missing, and
+                # "wb" would then wipe its earlier records: ask again before creating it.
+                try:
+                    f = open(name, "r+b")
+                except OSError as e:
+                    if e.args[0] != _ENOENT:
+                        raise
+                    f = open(name, "wb")  # really gone: its earlier records are lost anyway
         try:
             # Seek rather than append: a write that reported an error but landed is overwritten.
             f.seek(slot * self._len)

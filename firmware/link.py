@@ -61,12 +61,6 @@ class _BoundedSocket:
                 self._raw.setblocking(False)
 
     def connect(self, addr):
-        try:
-            # umqtt writes a packet in several small pieces; with Nagle each publish would
-            # wait for the peer's delayed ACK before its PUBACK can come back.
-            self._s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
-        except (OSError, AttributeError):
-            pass
         self._s.connect(addr)
         ctx = self._link.ssl_context
         if ctx is not None:
@@ -108,8 +102,9 @@ class _SocketModule:
         s = _socket.socket(*a)
         try:
             # umqtt writes one packet in several small writes; without this, Nagle's algorithm holds
-            # the tail of each packet for the peer's delayed ACK (~40 ms on Linux).
-            s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY (same numbers in lwIP)
+            # the tail of each packet for the peer's delayed ACK (~40 ms on Linux), and each QoS 1
+            # publish waits for it before its PUBACK can come back.
+            s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         except (OSError, AttributeError):
             pass
         return _BoundedSocket(s, self._link.timeout_s, self._link)

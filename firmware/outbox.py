@@ -11,13 +11,17 @@ from micropython import const
 from journal import Ring
 
 _MSG_SIZE = const(256)
+# Default capacity: seven days of 15-minute data (about 195 messages a day: 96 tele, 96 lp, the
+# daily snapshot and a few events) with room to spare; about 100 erase blocks of flash.
+CAPACITY = const(1500)
+_RAM_CAPACITY = const(32)  # when the flash refuses: a RAM ring this big is all the heap can spare
 _HDR = const(3)  # kind u8, length u16
 _HEAD_FMT = "<II"  # head seq, crc32
 _READ_TRIES = const(3)
 
 
 class Outbox:
-    def __init__(self, capacity=64, path=None, msg_size=_MSG_SIZE):
+    def __init__(self, capacity=CAPACITY, path=None, msg_size=_MSG_SIZE):
         self._n = capacity
         self._size = msg_size
         self._rec = bytearray(msg_size + _HDR)
@@ -33,7 +37,8 @@ class Outbox:
         except OSError:
             self.faults += 1
             self._path = None
-            self._ring = Ring(None, msg_size + _HDR, capacity)
+            self._n = min(capacity, _RAM_CAPACITY)
+            self._ring = Ring(None, msg_size + _HDR, self._n)
         self.head = self._ring.first_seq  # seq of the next message to send
         if self._path is not None:
             h = self._load_head()
@@ -124,8 +129,12 @@ class Outbox:
             self.faults += 1
             self.dropped += self.count
             self._path = None
+            self._n = min(self._n, _RAM_CAPACITY)
+            nxt = self._ring.next_seq
             self._ring = Ring(None, self._size + _HDR, self._n)
-            self.head = 0
+            # The numbering goes on: what was lost shows as a gap that backfill reports as gone.
+            self._ring.first_seq = self._ring.next_seq = nxt
+            self.head = nxt
             self._peeked = None
             return self._ring.append(memoryview(r)[:_HDR + n])
 
@@ -153,8 +162,9 @@ class Outbox:
 
     def replay_from(self, seq):
         """Backfill: queue again every retained message numbered `seq` or later. Returns the number
-        of the first message that will go out (later than `seq` when older ones have rotated out),
-        or 0 when nothing at or after `seq` is held. Never skips a message not yet sent."""
+        of the first message from `seq` on that will go out: `seq` itself, or later when older ones
+        have rotated out (the backfill reply's "from"), or 0 when nothing at or after `seq` is
+        held. Never skips a message not yet sent, even one older than `seq`."""
         r = self._ring
         s = seq - 1
         if s < r.first_seq:
@@ -163,5 +173,7 @@ class Outbox:
             return 0
         if s < self.head:
             self.head = s
-        self._trim()
-        return self.head + 1 if self.head < s else s + 1
+            self._trim()  # what is beyond capacity stays out: it would be dropped at the next put
+        # Everything from max(s, head) on goes out; messages before s still pending also do,
+        # but the answer names the first one of what was asked for.
+        return (s if s > self.head else self.head) + 1

@@ -4,6 +4,7 @@
 # apply() returns a result code of app.RESULTS; `extra` holds reply members for the last one.
 from micropython import const
 from binascii import unhexlify
+import account
 import auth
 import keys
 
@@ -15,8 +16,8 @@ STORE_FAULT = const(5)
 _MAX_MONEY = const(0x3FFFFFFF)  # small-int range on the ESP32
 _UTC_MIN = const(1577836800)  # 2020-01-01: a meter clock is never set before this
 _UTC_MAX = const(0x7FFFFFFF)
-# Credit rules a backend may set: (command field, account/app attribute).
-# (command field, key of the credit configuration, docs/credit.md)
+# Short names of the common credit rules: (command field, key of the credit configuration,
+# docs/credit.md).
 _LIMITS = (("low1", "low1"), ("low2", "low2"), ("hyst", "hysteresis"), ("maxb", "max_balance"),
            ("rth", "reconnect_threshold"))
 
@@ -71,30 +72,42 @@ class Remote:
         return UNKNOWN_OP
 
     def _limits(self, doc):
+        """Credit rules: the short members of _LIMITS and/or "credit": {any docs/credit.md key}.
+        The short members win over the same key in "credit". The app validates the whole new
+        set (account.configure) and saves it; here only the cross-checks of the protocol."""
         m = self._m
         a = m.account
         new = {}
+        credit = doc.get("credit")
+        if credit is not None:
+            if not isinstance(credit, dict):
+                return BAD_ARGS
+            for k in credit:
+                if k not in account.DEFAULTS and k != "friendly":
+                    return BAD_ARGS  # an unknown rule is a mistake, not something to store
+                new[k] = credit[k]
         for k, attr in _LIMITS:
             if k in doc:
                 v = _int(doc, k, 0, _MAX_MONEY)
                 if v is None:
                     return BAD_ARGS
                 new[attr] = v
-        if not new and not isinstance(doc.get("credit"), dict):
+        if not new:
             return BAD_ARGS
         low1 = new.get("low1", a.low1)
         low2 = new.get("low2", a.low2)
         maxb = new.get("max_balance", a.max_balance)
-        if low2 > low1 or low1 >= maxb or new.get("reconnect_threshold", 0) >= maxb:
-            return BAD_ARGS
-        credit = doc.get("credit")  # any other credit rule, by its configuration key
-        if credit is not None:
-            if not isinstance(credit, dict):
+        rth = new.get("reconnect_threshold", a.reconnect_threshold)
+        for v in (low1, low2, maxb, rth):
+            if type(v) is not int:
                 return BAD_ARGS
-            for k in credit:
-                if k not in new:
-                    new[k] = credit[k]
-        return APPLIED if m.set_limits(new) else BAD_ARGS
+        if low2 > low1 or low1 >= maxb or rth >= maxb:
+            return BAD_ARGS
+        try:
+            return APPLIED if m.set_limits(new) else BAD_ARGS
+        except OSError:
+            m.storage_error()
+            return STORE_FAULT
 
     def _time(self, doc):
         utc = _int(doc, "utc", _UTC_MIN, _UTC_MAX)

@@ -48,7 +48,8 @@ base = bytearray(record.SIZE)
 record.pack(base, m)
 now_rec = bytearray(record.SIZE)
 price = m.tariff.price
-limits = (m.account.low1, m.account.low2, m.account.max_balance, m.reconnect_threshold)
+limits = (m.account.low1, m.account.low2, m.account.max_balance, m.account.reconnect_threshold,
+          m.account.overdraft)
 utc0 = m.clock.time()
 
 
@@ -110,8 +111,9 @@ for i in range(N):
             print("crash on case", i, repr(p[:80]), repr(e))
         continue
     record.pack(now_rec, m)
-    if (now_rec != base or m.tariff.price != price or m.clock.time() != utc0 or
-            (m.account.low1, m.account.low2, m.account.max_balance, m.reconnect_threshold) != limits):
+    if (now_rec != base or m.tariff.price != price or m.tariff.passive is not None or m.clock.time() != utc0 or
+            (m.account.low1, m.account.low2, m.account.max_balance, m.account.reconnect_threshold,
+          m.account.overdraft) != limits):
         changed += 1
         if changed < 5:
             print("state changed by case", i, repr(p[:80]))
@@ -129,9 +131,11 @@ for i in range(N):
 
 # Authentic commands with arguments of every wrong shape: answered, never a crash.
 WILD = (None, True, False, -1, 0, 1, 2 ** 31, 2 ** 64, -2 ** 40, 1.5, "", "x" * 40, [], [1], {}, {"v": 1},
-        {"v": 1, "kind": "flat", "price_per_kwh": 2 ** 40, "scale": 0}, "00" * 32)
+        {"v": 1, "kind": "flat", "price_per_kwh": 2 ** 40, "scale": 0}, "00" * 32, {"overdraft": -1},
+        {"low1": "5"}, {"no_such_rule": 1}, {"friendly": {"hours": 5}})
 OPS = ("topup", "disconnect", "reconnect", "tariff", "limits", "time", "status", "backfill", "rotkey", "nope")
-ARGS = ("amt", "direct", "tariff", "low1", "low2", "hyst", "maxb", "rth", "utc", "from", "kid", "wk", "kcv")
+ARGS = ("amt", "direct", "tariff", "low1", "low2", "hyst", "maxb", "rth", "utc", "from", "kid", "wk", "kcv",
+        "credit", "activate_at")
 wild_crashes = 0
 wild_unanswered = 0
 cid = 100000

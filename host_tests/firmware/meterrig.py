@@ -16,7 +16,7 @@ RIG = HERE / "meterrig_mpy.py"
 
 
 class Rig:
-    def __init__(self, tmp_path, meter_id="rig-0001", key=None, broker=None, config=None, heap="256k"):
+    def __init__(self, tmp_path, meter_id="rig-0001", key=None, broker=None, config=None, heap=mprun.APP_HEAP):
         self.meter_id = meter_id
         self.key = key
         cmd = [mprun.mpy_path(), "-X", "heapsize=" + heap, str(RIG), "--flash", str(tmp_path / "flash.img"),
@@ -28,6 +28,7 @@ class Rig:
         if config:
             cmd += ["--config", json.dumps(config)]
         env = dict(os.environ, MICROPYPATH=mprun.micropypath())
+        self.other = []  # stdout lines that are not answers (a traceback goes there)
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, cwd=mprun.REPO, env=env)
 
@@ -40,9 +41,10 @@ class Rig:
         while True:
             line = self.p.stdout.readline()
             if not line:
-                raise RuntimeError("meter rig died:\n" + self.p.stderr.read())
+                raise RuntimeError("meter rig died:\n" + "".join(self.other[-20:]) + self.p.stderr.read())
             if line.startswith("{"):
                 return json.loads(line)
+            self.other.append(line)
 
     def __call__(self, do, **req):
         self.send(do=do, **req)

@@ -175,3 +175,59 @@ mptest.done()
 def test_socket_proxy_bounds_every_read(mpy):
     r = mpy(BOUNDS).result
     assert r["ok"] and r["checks"] > 0
+
+
+WAIT = r'''
+import sys, time, mptest
+import link as link_mod
+from umqtt import simple
+host, port = sys.argv[1], int(sys.argv[2])
+
+# Every socket the link makes turns Nagle off: spy on the socket module it uses.
+real = link_mod._socket
+opts = []
+class Spy:
+    def __init__(self, s): self._s = s
+    def setsockopt(self, *a):
+        opts.append(a)
+        self._s.setsockopt(*a)
+    def __getattr__(self, n): return getattr(self._s, n)
+class SpyMod:
+    def socket(self, *a): return Spy(real.socket(*a))
+    def getaddrinfo(self, *a): return real.getaddrinfo(*a)
+link_mod._socket = SpyMod()
+L0 = link_mod.Link(simple, time, lambda n: 0, "w-spy", host, port, lambda t, m: None)
+L0.poll()
+mptest.eq(L0.state, link_mod.UP, "connected through the spy")
+mptest.check((6, 1, 1) in opts, "TCP_NODELAY set: %r" % opts)
+L0.close()
+link_mod._socket = real
+
+got = []
+L = link_mod.Link(simple, time, lambda n: 0, "w-1", host, port, lambda t, m: got.append(m),
+                  subscriptions=(b"w/cmd",), keepalive_s=30)
+L.poll()
+mptest.eq(L.state, link_mod.UP, "connected")
+t = time.ticks_ms()
+L.wait(300)
+idle = time.ticks_diff(time.ticks_ms(), t)
+mptest.check(idle >= 250, "nothing arrives: wait idles for its time (%d ms)" % idle)
+other = simple.MQTTClient("w-2", host, port)
+other.connect()
+other.publish(b"w/cmd", b"hello", False, 1)
+other.disconnect()
+t = time.ticks_ms()
+L.wait(10000)
+woke = time.ticks_diff(time.ticks_ms(), t)
+mptest.check(woke < 5000, "a message wakes the wait early (%d ms of 10000)" % woke)
+L.poll()
+mptest.eq(got, [b"hello"], "and the next poll delivers it")
+L.close()
+L.wait(50)  # down: a plain sleep, no socket
+mptest.done()
+'''
+
+
+def test_wait_idles_on_the_socket_and_nagle_is_off(mpy, broker):
+    r = mpy(WAIT, broker.host, broker.port).result
+    assert r["ok"] and r["checks"] >= 6, r

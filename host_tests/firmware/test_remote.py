@@ -1,5 +1,6 @@
 """firmware/remote.py: validation of each remote op, and the key store as rotation commit point."""
 import meterproto
+import mprun
 
 KEY = bytes(range(1, 33))
 
@@ -13,14 +14,21 @@ b = sim_atm90e26.build({"meter_id": "r-1", "key": key, "seed": 1, "flash": sys.a
 m = app_mod.Meter(b)
 m.boot()
 rp = m.remote
-def ap(**d):
+def ap(**d):  # through the app's dispatcher: tariff is the app's own, the rest is remote.py's
     d.setdefault("id", 1)
-    return rp.apply(d)
+    return m._apply(d)
 snap = bytearray(record.SIZE)
 record.pack(snap, m)
-for bad in ({"op": "tariff"}, {"op": "tariff", "tariff": {"v": 1, "kind": "flat", "price_per_kwh": -1, "scale": 1}},
+AT = m.clock.time() + 86400
+for bad in ({"op": "tariff"}, {"op": "tariff", "tariff": {"v": 1, "kind": "flat", "price_per_kwh": -1, "scale": 1000,
+                                                         "activate_at": AT}},
+            {"op": "tariff", "tariff": {"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000}},
+            {"op": "tariff", "tariff": {"v": 1, "kind": "flat", "price_per_kwh": 30, "scale": 1, "activate_at": AT}},
             {"op": "limits"}, {"op": "limits", "low1": "5"}, {"op": "limits", "low1": 10, "low2": 20},
             {"op": "limits", "maxb": 100, "low1": 200}, {"op": "limits", "rth": 10 ** 12},
+            {"op": "limits", "credit": 5}, {"op": "limits", "credit": {"no_such_rule": 1}},
+            {"op": "limits", "credit": {"overdraft": -1}}, {"op": "limits", "credit": {"max_balance": 100}},
+            {"op": "limits", "credit": {"friendly": {"weekdays": [9]}}},
             {"op": "time"}, {"op": "time", "utc": 5}, {"op": "backfill"}, {"op": "backfill", "from": 0},
             {"op": "rotkey", "kid": 0, "wk": "00" * 32, "kcv": "00000000"},
             {"op": "rotkey", "kid": 1, "wk": "zz" * 32, "kcv": "00000000"},
@@ -30,12 +38,19 @@ for bad in ({"op": "tariff"}, {"op": "tariff", "tariff": {"v": 1, "kind": "flat"
 now = bytearray(record.SIZE)
 record.pack(now, m)
 mptest.eq(now, snap, "no refused op changed the record")
-mptest.eq((m.tariff.price, m.account.low1, m.sync.kid), (25000, 200, 0), "nor the settings")
-mptest.eq(ap(op="limits", low1=500, low2=100, rth=50), 0, "limits")
-mptest.eq((m.account.low1, m.account.low2, m.reconnect_threshold), (500, 100, 50), "applied")
-m.tariff.rem = 777
-mptest.eq(ap(op="tariff", tariff={"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000}), 0, "tariff")
-mptest.eq((m.tariff.price, m.tariff.rem), (30000, 777), "same scale keeps the remainder")
+mptest.eq((m.tariff.price, m.tariff.passive, m.account.low1, m.account.overdraft, m.sync.kid), (25000, None, 200, 0, 0),
+          "nor the settings")
+mptest.eq(ap(op="limits", low1=500, low2=100, rth=50, credit={"overdraft": 30, "low1": 400}), 0, "limits")
+mptest.eq((m.account.low1, m.account.low2, m.account.reconnect_threshold, m.account.overdraft), (500, 100, 50, 30),
+          "applied; the short member wins")
+import os
+os.mkdir(m.board.root + "/credit.json.tmp")  # the rules cannot be written
+mptest.eq(ap(op="limits", low1=600), 5, "unsaved limits: store_fault")
+mptest.eq(m.account.low1, 500, "and nothing changed")
+os.rmdir(m.board.root + "/credit.json.tmp")
+mptest.eq(ap(op="tariff", tariff={"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000, "activate_at": AT}),
+          0, "tariff scheduled")
+mptest.check(m.tariff.passive is not None and m.tariff.price == 25000, "passive until activate_at")
 mptest.eq(ap(op="time", utc=1800000000), 0, "time")
 mptest.eq(m.clock.time(), 1800000000, "clock set")
 mptest.eq(ap(id=9, op="rotkey", kid=1, wk=sys.argv[3], kcv=sys.argv[4]), 0, "rotation")
@@ -47,6 +62,8 @@ m2 = app_mod.Meter(sim_atm90e26.build({"meter_id": "r-1", "key": key, "seed": 1,
                                        "broker": None, "config": {}}))
 m2.boot()
 mptest.eq((m2.sync.kid, m2.commands.last_id), (1, 9), "boot completes the rotation")
+mptest.eq((m2.account.low1, m2.account.reconnect_threshold, m2.account.overdraft), (500, 50, 30), "limits survive")
+mptest.check(m2.tariff.passive is not None, "so does the scheduled tariff")
 mptest.check(9 in list(m2.commands.ids), "and its id is in the replay window")
 # The hot record cannot be written after the key store took a new key: the reply says so.
 import keys
@@ -75,5 +92,5 @@ mptest.done()
 def test_remote_ops_validate_then_apply(mpy, tmp_path):
     new = bytes(range(50, 82))
     res = mpy(REMOTE, tmp_path / "f.img", KEY.hex(), meterproto.wrap_key(KEY, "r-1", 9, new),
-              meterproto.kcv(new), heap="256k")
+              meterproto.kcv(new), heap=mprun.APP_HEAP)
     assert res.result["ok"] and res.result["checks"] >= 25

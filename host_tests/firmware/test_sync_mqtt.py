@@ -102,8 +102,14 @@ def test_normal_flow_commands_replies_and_replays(rig_env):
     assert r["res"] == "applied" and st["low1"] == 300 and st["maxb"] == 500000
     st, r = do("limits", low1=10, low2=100)
     assert r["res"] == "bad_args" and st["low1"] == 300
+    price0 = st["price"]
     st, r = do("tariff", tariff={"v": 1, "kind": "flat", "price_per_kwh": 31000, "scale": 1000})
-    assert r["res"] == "applied" and st["price"] == 31000
+    assert r["res"] == "bad_args" and st["price"] == price0, "a tariff from the backend is scheduled: activate_at"
+    at = st["utc"] + 30
+    st, r = do("tariff", tariff={"v": 1, "kind": "flat", "price_per_kwh": 31000, "scale": 1000, "activate_at": at})
+    assert r["res"] == "applied" and st["price"] == price0 and st["utc"] < at, "passive until activate_at"
+    st = run_until(rig, lambda st: st["utc"] > at, adv=1000)
+    assert st["price"] == 31000 and st["events"].get("tariff_activated") == 1, st
     st, r = do("tariff", tariff={"v": 9})
     assert r["res"] == "bad_args" and st["price"] == 31000
     st, r = do("time", utc=1800000000)
@@ -187,7 +193,7 @@ def test_broker_restart_in_the_middle_of_a_topup(rig_env, broker):
 
 def test_broker_down_for_hours_backlog_without_gaps(rig_env, broker):
     make, b = rig_env
-    rig = make({"outbox_capacity": 400})
+    rig = make({"storage": {"outbox": 400}})
     connected(rig, b)
     st0 = rig("run", ms=500, adv=100)
     broker.stop()
@@ -299,7 +305,7 @@ def test_garbage_through_the_broker_is_answered_and_changes_nothing(rig_env):
 
 def test_overflowing_outage_shows_gaps_and_backfill_says_what_is_left(rig_env, broker):
     make, b = rig_env
-    rig = make({"outbox_capacity": 40})
+    rig = make({"storage": {"outbox": 40}})
     connected(rig, b)
     st0 = rig("run", ms=300, adv=100)
     broker.stop()
@@ -318,3 +324,37 @@ def test_overflowing_outage_shows_gaps_and_backfill_says_what_is_left(rig_env, b
     call(rig, b, p)
     r = b.replies[cid][0]
     assert r["from"] == gaps[-1] + 1, "the reply names the oldest number still held"
+
+
+def test_numbering_survives_a_reboot_and_backfill_reaches_before_it(rig_env):
+    make, b = rig_env
+    rig = make()
+    connected(rig, b)
+    st = run_until(rig, lambda st: st["seq"] >= 4 and st["outbox"] == 0, 4000, adv=30000)
+    assert b.wait(lambda: b.seqs() and max(b.seqs()) >= st["seq"])
+    t = meterproto.SeqTracker()
+    t.status(b.of("status")[-1])
+    for s in b.seqs():
+        t.add(s)
+    rig.close()
+    n_status = len(b.of("status"))
+    rig = make()  # same flash: a reboot
+    st1 = connected(rig, b)
+    birth = b.wait(lambda: any(d.get("online") == 1 for d in b.of("status")[n_status:])) and \
+        [d for d in b.of("status")[n_status:] if d.get("online") == 1][0]
+    assert birth and birth["last"] >= st["seq"], (birth, st)
+    assert not t.status(birth), "the backend must not see a restart of the numbering"
+    st1 = run_until(rig, lambda s: s["seq"] > st["seq"] + 2 and s["outbox"] == 0, 4000, adv=30000)
+    assert b.wait(lambda: max(b.seqs()) >= st1["seq"])
+    seqs = b.seqs()
+    assert contiguous(seqs) and min(seqs) == 1, "one gap-free numbering across the reboot"
+    for s in seqs:
+        t.add(s)
+    assert t.gaps() == []
+    # The outbox on flash still holds what went out before the reboot.
+    cid, p = b.command("backfill", **{"from": 1})
+    call(rig, b, p)
+    assert b.wait(lambda: cid in b.replies)
+    r = b.replies[cid][0]
+    assert r["res"] == "applied" and r["from"] == 1 and r["to"] >= st1["seq"]
+    assert b.wait(lambda: b.seqs().count(1) == 2), "message 1, sent before the reboot, went out again"
