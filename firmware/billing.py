@@ -90,6 +90,15 @@ def decode(buf):
     return doc
 
 
+def _regs(values):
+    # Registers as a compact JSON list without trailing zeros (unused rates and blocks), so a
+    # snapshot fits the outbox's message slot.
+    n = len(values)
+    while n > 1 and not values[n - 1]:
+        n -= 1
+    return "[" + ",".join(str(v) for v in values[:n]) + "]"
+
+
 def to_json(doc):
     """The uplink form of a snapshot (without the sequence number the sync layer adds)."""
     if doc["kind"] == DAILY:
@@ -99,7 +108,7 @@ def to_json(doc):
     return ('"t":%d,"snap":"%s","date":"%s","e":%s,"blk":%s,"tm":%d,"ss":%d,'
             '"c":%d,"b":%d,"debt":%d,"tu":%d}') % (
         doc["utc"], "d" if doc["kind"] == DAILY else "m", date,
-        str(doc["rate_wh"]).replace(" ", ""), str(doc["block_wh"]).replace(" ", ""),
+        _regs(doc["rate_wh"]), _regs(doc["block_wh"]),
         doc["charged_minor"], doc["standing_s"], doc["charged"], doc["balance"], doc["debt"],
         doc["topped_up"])
 

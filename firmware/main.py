@@ -35,7 +35,8 @@ def load_board(name=None, opts=None):
 
 
 def apply_settings(board):
-    """Overlay the technician's saved settings (already validated when set) on the board config."""
+    """Overlay the technician's saved settings (validated when set; repl.config) on the board
+    config. Credit rules are not here: they live in credit.json with the backend's (app.set_limits)."""
     import json
     try:
         with open(board.root + "/" + SETTINGS) as f:
@@ -43,13 +44,7 @@ def apply_settings(board):
     except (OSError, ValueError):
         return 0
     cfg = dict(board.config)
-    for k, v in saved.items():
-        if k in ("low1", "low2", "hysteresis", "reconnect_threshold"):
-            credit = dict(cfg.get("credit", {}))
-            credit[k] = v
-            cfg["credit"] = credit
-        else:
-            cfg[k] = v
+    cfg.update(saved)
     board.config = cfg
     return len(saved)
 

@@ -380,33 +380,30 @@ _SETTINGS = {
 }
 
 
+_CREDIT = {"low1": "low1", "low2": "low2", "hysteresis": "hyst", "reconnect_threshold": "reconnect_threshold"}
+
+
 def _get(m, name):
     if name == "telemetry_s":
-        return m.tele_ms // 1000
+        return m.reporter.tele_ms // 1000
     if name == "commit_s":
         return m.commit_ms // 1000
     if name == "commit_wh":
         return m.commit_wh
     if name == "auto_reconnect":
         return m.relay.auto_reconnect
-    if name == "reconnect_threshold":
-        return m.reconnect_threshold
-    return getattr(m.account, {"low1": "low1", "low2": "low2", "hysteresis": "hyst"}[name])
+    return getattr(m.account, _CREDIT[name])
 
 
 def _set(m, name, v):
     if name == "telemetry_s":
-        m.tele_ms = v * 1000
+        m.reporter.tele_ms = v * 1000
     elif name == "commit_s":
         m.commit_ms = v * 1000
     elif name == "commit_wh":
         m.commit_wh = v
     elif name == "auto_reconnect":
         m.relay.auto_reconnect = v
-    elif name == "reconnect_threshold":
-        m.reconnect_threshold = v
-    else:
-        setattr(m.account, {"low1": "low1", "low2": "low2", "hysteresis": "hyst"}[name], v)
 
 
 def _save(m, name, v):
@@ -447,10 +444,16 @@ def config(name=None, value=None):
     if low2 > low1:
         return _err("low2 (%d) must not be above low1 (%d)" % (low2, low1))
     try:
-        _save(m, name, value)
+        if name in _CREDIT:
+            # Credit rules have one home, shared with the backend's `limits` command: the
+            # account, validated as a whole and saved in credit.json.
+            if not m.set_limits({name: value}):
+                return _err("%s = %r refused by the credit rules (nothing changed)" % (name, value))
+        else:
+            _save(m, name, value)
+            _set(m, name, value)
     except OSError as e:
         return _err("could not save: %r (nothing changed)" % e)
-    _set(m, name, value)
     _out("%s = %s (saved)" % (name, value))
     return value
 
