@@ -48,7 +48,7 @@ class Metering:
         self.i_ma = 0  # RMS current, all channels, milliamps
         self.p_w = 0  # active power, all channels, W (negative = export)
         self.f_chz = 0  # frequency, centihertz
-        self.ok = False
+        self._ready = False
         self.resets = 0
         self.faults = 0
         self.rejected = 0  # energy reads discarded as implausible
@@ -58,6 +58,12 @@ class Metering:
         self._reverse = False
         self._ln_count = 0
         self._cal_reported = False
+
+    @property
+    def ok(self):
+        """The chip is initialised and the latest poll was good: v_cv, i_ma, p_w are fresh.
+        (Protection and the REPL must not act on readings from a chip that stopped answering.)"""
+        return self._ready and not self._bad
 
     @property
     def bus_errors(self):
@@ -72,12 +78,12 @@ class Metering:
         for _ in range(_MAX_INIT_TRIES):
             try:
                 self._chip.init()
-                self.ok = True
+                self._ready = True
                 self._since_ms = 0
                 return True
             except Exception:  # ChipError or a bus OSError: count it, try again, never crash the loop
                 self.faults += 1
-        self.ok = False
+        self._ready = False
         self._fault(FAULT_INIT)
         return False
 
@@ -93,7 +99,7 @@ class Metering:
         if self._since_ms < self.max_poll_ms:  # beyond that any count up to E_MAX is plausible
             self._since_ms += dt_ms
         chip = self._chip
-        if not self.ok:
+        if not self._ready:
             self.start()
             return
         st = chip.state()
@@ -104,7 +110,7 @@ class Metering:
             self.resets += 1
             self._emit(events.CHIP_RESET, self.resets)
             self._account()
-            self.ok = False
+            self._ready = False
             self.start()
             return
         if st != OK:
@@ -206,5 +212,5 @@ class Metering:
     def reinit(self):
         """Re-initialise the chip (after a calibration change) without losing what it has counted."""
         self.poll(0)
-        self.ok = False
+        self._ready = False
         return self.start()

@@ -307,3 +307,20 @@ mptest.check(k.emu.metering_on(), "metering again")
 mptest.eq(k.emu.regs[0x01] & 0xF000, 0, "errors cleared by the re-init")
 mptest.done()
 """, "atm90e26", heap=HEAP)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_ok_says_whether_the_readings_are_fresh(mpy, chip):
+    # Protection acts on v/i/p only while `ok`: a chip that stopped answering must say so.
+    mpy(PRELUDE + """
+k.load(1000)
+k.run(3, 1)
+mptest.check(k.m.ok, "fresh")
+k.emu.inject("absent")
+k.run(2, 1)
+mptest.check(not k.m.ok, "not while the chip is absent")
+k.run(60, 1)
+mptest.check(k.m.ok, "fresh again")
+mptest.eq(k.m.resets, 0, "the chip was not re-initialised for an absence")
+mptest.done()
+""", chip, heap=HEAP)
