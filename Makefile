@@ -10,6 +10,7 @@ BOARD  ?= sim-atm90e26
 HOURS  ?= 48
 SEED   ?= 1
 BROKER ?=
+FAULTS ?=
 
 # Let tools/mprun.py find the micropython of this venv even when VENV is moved.
 export MICROPYTHON := $(abspath $(MPY))
@@ -39,7 +40,7 @@ mosquitto:
 	@tools/ensure_mosquitto.sh
 
 sim: deps
-	$(PY) tools/sim.py --board "$(BOARD)" --hours "$(HOURS)" --seed "$(SEED)" $(if $(BROKER),--broker $(BROKER))
+	$(PY) tools/sim.py --board "$(BOARD)" --hours "$(HOURS)" --seed "$(SEED)" $(if $(BROKER),--broker $(BROKER)) $(if $(FAULTS),--faults $(FAULTS))
 
 build: venv
 	$(PY) tools/build.py

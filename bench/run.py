@@ -32,12 +32,20 @@ FIGURES = [
     ("topup_ms_p99_100", "ms", "<= 100", "same, p99"),
     ("energy_at_risk_wh", "Wh", "<= 10", "energy a power cut can lose at default commit settings"),
     ("boot_ms", "ms", "", "start to first metering tick, unix port"),
+    ("poll_us_atm90e26", "us", "", "one Metering.poll (verified reads) on the emulator, unix port"),
+    ("poll_us_atm90e32", "us", "", "same, three phases"),
+    ("poll_us_ade7953", "us", "", "same, two channels"),
+    ("spi_us_poll_atm90e26", "us", "", "bus time of one poll at 160 kHz (frames x 24 bits)"),
+    ("spi_us_poll_atm90e32", "us", "", "bus time of one poll at 200 kHz (frames x 32 bits)"),
+    ("spi_us_poll_ade7953", "us", "", "bus time of one poll at 1 MHz"),
+    ("year_sim_s", "s", "", "a simulated household year, metering layer + emulator, 5 min ticks"),
 ]
 
 # Benchmarks: (name, command). MicroPython ones run on the unix port with the project's path.
 BENCHES = [
     ("tick", ["mpy", "bench/tick.py", "3000"]),
     ("minheap", ["py", "bench/minheap.py", "24"]),
+    ("meter_chips", ["mpy", "bench/meter_chips.py"]),
 ]
 OPTIONAL = ["storage", "wire", "latency", "boot"]  # bench/<name>.py, run with CPython if present
 

@@ -7,16 +7,17 @@ RELAY = "monostable"  # contacts closed while the coil output is high
 
 # VSPI IO-MUX pins; the ATM90E26 wants SPI mode 3 at <= 200 kHz.
 PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2,
-        "cover": 34, "magnet": 35}  # tamper switches on input-only pins, external pull-ups
+        "cover": 34, "magnet": 35,  # tamper switches on input-only pins, external pull-ups
+        "pulse1": 36, "pulse2": 39}  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
 SPI_ID = 2
 SPI_BAUD = 160000
 
 # Calibration defaults for a 1 mOhm shunt / 1000:1 voltage divider front end (per-unit values
 # come from the REPL calibration procedure; the driver computes CS1/CS2 itself).
 CAL = {
-    0x21: 0x0015, 0x22: 0xD174,  # PLconst: datasheet default, MC = 3200 imp/kWh
-    0x23: 0x1D39,  # Lgain
-    0x31: 0x6720, 0x32: 0x7A13, 0x33: 0x7530,  # Ugain, IgainL, IgainN
+    "plconst_h": 0x0015, "plconst_l": 0xD174,  # PLconst: datasheet default, MC = 3200 imp/kWh
+    "pgain": 0x1D39,  # Lgain
+    "ugain": 0x6720, "igain": 0x7A13, "igain_n": 0x7530,
 }
 
 CONFIG = {
@@ -34,25 +35,25 @@ CONFIG = {
     "keepalive_s": 240,
     # Relay and protection; every key not given takes the default in docs/relay.md.
     "protection": {"relay": {"kind": RELAY}},
+    # Water meter with a reed contact, 10 litres per pulse (see docs/metering.md).
+    "pulses": [{"name": "water", "unit": "l", "per_pulse": 10, "debounce_ms": 20}],
 }
 
 
 class Board:
     """Real hardware. Secrets come from /secrets.json written at provisioning: no defaults."""
 
-    def __init__(self):
+    def __init__(self, config=CONFIG, name=NAME):
         import json
         import time
         from binascii import unhexlify
         import machine
         from machine import Pin, SPI, WDT
-        import atm90e26
 
-        self.config = CONFIG
-        self.chip_regs = atm90e26
-        spi = SPI(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1,
-                  sck=Pin(PINS["sck"]), mosi=Pin(PINS["mosi"]), miso=Pin(PINS["miso"]))
-        self.chip = atm90e26.ATM90E26(spi, Pin(PINS["cs"], Pin.OUT, value=1), CAL)
+        self.config = config
+        self.name = name
+        self.chip = self._make_chip(machine, SPI, Pin)
+        self._pulse_inputs(Pin, time)
         self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
         self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
         # Tamper switches read high when tripped (cover lifted / reed closed by a magnet).
@@ -64,6 +65,10 @@ class Board:
             os.mkdir(self.root)
         except OSError:
             pass
+        import calibration
+
+        self.uid = machine.unique_id()
+        calibration.load_into(self.chip, self.root + "/cal.json", name, self.uid)
         with open("/secrets.json") as f:
             s = json.load(f)
         self.meter_id = s["meter_id"]
@@ -77,6 +82,32 @@ class Board:
         self.net_clock = self.clock
         self._wdt = WDT(timeout=30000)
         self._chip_id = machine.unique_id()
+
+    def _pulse_inputs(self, pin_cls, time):
+        import pulses
+        from machine import Timer
+
+        self.pulses = pulses.from_config(self.config.get("pulses"), time.ticks_diff)
+        pins = tuple(pin_cls(PINS["pulse%d" % (i + 1)], pin_cls.IN) for i in range(len(self.pulses)))
+        inputs = self.pulses
+        ticks_ms = time.ticks_ms
+
+        def sample(_t):
+            now = ticks_ms()
+            for i in range(len(inputs)):
+                inputs[i].sample(pins[i].value(), now)
+
+        if inputs:
+            self._pulse_timer = Timer(0)
+            self._pulse_timer.init(period=5, mode=Timer.PERIODIC, callback=sample)
+
+    def _make_chip(self, machine, spi_cls, pin_cls):
+        import atm90e26
+
+        spi = spi_cls(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1, sck=pin_cls(PINS["sck"]),
+                      mosi=pin_cls(PINS["mosi"]), miso=pin_cls(PINS["miso"]))
+        return atm90e26.ATM90E26(spi, pin_cls(PINS["cs"], pin_cls.OUT, value=1), CAL,
+                                 CONFIG["meter_constant"])
 
     def button(self):
         return self._button.value() == 0
@@ -106,7 +137,7 @@ class Board:
             with open(self._ca, "rb") as f:
                 ctx.load_verify_locations(cadata=f.read())
         return Link(simple, self.net_clock, lambda n: random.getrandbits(24) % n,
-                    cid, host, int(port or (8883 if ctx else 1883)), on_message, subs, CONFIG["keepalive_s"],
+                    cid, host, int(port or (8883 if ctx else 1883)), on_message, subs, self.config["keepalive_s"],
                     will=will, birth=birth, user=self._mqtt_user, password=self._mqtt_password,
                     ssl_context=ctx)
 

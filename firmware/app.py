@@ -44,8 +44,7 @@ class Meter:
         self.clock = board.clock
         self.events = events.EventRing(32)
         emit = self.emit
-        self.metering = Metering(board.chip, board.chip_regs, cfg["meter_constant"],
-                                 cfg["max_power_w"], emit)
+        self.metering = Metering(board.chip, cfg["max_power_w"], emit, getattr(board, "pulses", ()))
         self.tariff = tariff_mod.from_doc(cfg["tariff"])
         # Credit rules: the board's defaults, overlaid by what the backend last set (credit.json).
         self._credit_path = board.root + "/credit.json"

@@ -2,6 +2,7 @@
 # Frame: 24 clocks per CS-low window: [R/W|addr7][data hi][data lo], MSB first, SPI mode 3.
 # Every bus transaction goes through _xfer(); buffers are preallocated so a read cycle allocates nothing.
 from micropython import const
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER  # noqa: F401 (re-exported)
 
 SOFT_RESET = const(0x00)
 SYS_STATUS = const(0x01)
@@ -39,13 +40,16 @@ EN_STATUS = const(0x46)
 IRMS = const(0x48)
 URMS = const(0x49)
 PMEAN = const(0x4A)
+QMEAN = const(0x4B)
 FREQ = const(0x4C)
 POWER_F = const(0x4D)
+IRMS2 = const(0x68)
 
 _RESET_CODE = const(0x789A)
 _CAL_ENABLE = const(0x5678)  # bank writable, metering runs without checksum check
 _CAL_CHECK = const(0x8765)  # check bank against CS, run if it matches
 _FUNC_EN_VALUE = const(0x0030)  # sag IRQ + WarnOut; non-default so a silent reset shows
+_FUNC_EN_POWER_ON = const(0x000C)
 _SAG_TH_DEFAULT = const(0x17DD)
 _CAL_ERR = const(0xC000)
 _ADJ_ERR = const(0x3000)
@@ -57,9 +61,10 @@ BANK1_DEFAULTS = (0x0015, 0xD174, 0, 0, 0, 0, 0x08BD, 0, 0x0AEC, 0, 0x9422)
 BANK2 = (U_GAIN, I_GAIN_L, I_GAIN_N, U_OFFSET, I_OFFSET_L, I_OFFSET_N, P_OFFSET_L, Q_OFFSET_L, P_OFFSET_N, Q_OFFSET_N)
 BANK2_DEFAULTS = (0x6720, 0x7A13, 0x7530, 0, 0, 0, 0, 0, 0, 0)
 
-
-class ChipError(Exception):
-    pass
+# Calibration parameters by name (what the REPL calibration and the stored record use).
+CAL_REGS = {"plconst_h": PL_CONST_H, "plconst_l": PL_CONST_L, "pgain": L_GAIN, "phi": L_PHI,
+            "ngain": N_GAIN, "nphi": N_PHI, "mmode": M_MODE, "ugain": U_GAIN, "igain": I_GAIN_L,
+            "igain_n": I_GAIN_N, "uoffset": U_OFFSET, "ioffset": I_OFFSET_L, "poffset": P_OFFSET_L}
 
 
 def checksum(values):
@@ -75,22 +80,51 @@ def checksum(values):
 
 
 def bank_values(regs, defaults, cal):
-    """Register values for a bank: the board's calibration (dict addr->value) over the power-on defaults."""
-    return tuple(cal.get(r, d) & 0xFFFF for r, d in zip(regs, defaults))
+    """Register values for a bank: calibration (dict name or addr -> value) over the power-on defaults."""
+    by_addr = {}
+    for k, v in cal.items():
+        by_addr[CAL_REGS[k] if isinstance(k, str) else k] = v
+    return tuple(by_addr.get(r, d) & 0xFFFF for r, d in zip(regs, defaults))
 
 
-class ATM90E26:
-    def __init__(self, spi, cs, cal=None):
+def _s16(v):
+    return v - 0x10000 if v & 0x8000 else v
+
+
+class ATM90E26(MeterChip):
+    NAME = "atm90e26"
+    E_MAX = 0xFFFF  # 16-bit energy registers, 0.1 pulse per LSB
+    WH_NUM = 100  # Wh = counts * 100 / meter_constant
+    CAL_DEFAULTS = {"ugain": 0x6720, "igain": 0x7A13, "pgain": 0, "phi": 0}
+
+    def __init__(self, spi, cs, cal=None, meter_constant=3200):
+        MeterChip.__init__(self, 1)
+        self.WH_DEN = meter_constant
         self._spi = spi
         self._cs = cs
         self._tx = bytearray(3)
         self._rx = bytearray(3)
-        cal = cal or {}
+        self.i_n_ma = 0  # neutral current, for the live/neutral tamper check
+        self.set_cal(cal or {})
+        cs(1)
+
+    def set_cal(self, cal):
+        for k in cal:
+            if isinstance(k, str) and k not in CAL_REGS:
+                raise ValueError("unknown calibration register %r" % k)
         self.bank1 = bank_values(BANK1, BANK1_DEFAULTS, cal)
         self.bank2 = bank_values(BANK2, BANK2_DEFAULTS, cal)
         self.cs1 = checksum(self.bank1)
         self.cs2 = checksum(self.bank2)
-        cs(1)
+        self.cal = {}
+        for k in CAL_REGS:
+            self.cal[k] = self.cal_value(k)
+
+    def cal_value(self, name):
+        r = CAL_REGS[name]
+        if r in BANK1:
+            return self.bank1[BANK1.index(r)]
+        return self.bank2[BANK2.index(r)]
 
     def _xfer(self, cmd, value):
         # The one bus choke point. Returns the 16 bits clocked in after the command byte.
@@ -103,21 +137,27 @@ class ATM90E26:
         self._cs(1)
         return (self._rx[1] << 8) | self._rx[2]
 
-    def read(self, addr):
+    def _read(self, addr):
         return self._xfer(0x80 | addr, 0)
 
-    def write(self, addr, value):
+    def _write(self, addr, value):
         self._xfer(addr & 0x7F, value)
 
-    def write_verified(self, addr, value):
-        # LastData echoes the previous transaction's data word, so a write can be confirmed.
-        self.write(addr, value)
-        if self.read(LAST_DATA) != value & 0xFFFF:
-            raise ChipError("write 0x%02x not echoed" % addr)
+    def _last(self, addr):
+        return LAST_DATA
+
+    # Kept for REPL use and tests: a raw read/write of one register.
+    def read(self, addr):
+        return self._read(addr)
+
+    def write(self, addr, value):
+        self._write(addr, value)
 
     def init(self):
         """Soft reset, then load both calibration banks with checksums computed here."""
-        self.write(SOFT_RESET, _RESET_CODE)
+        self._write(SOFT_RESET, _RESET_CODE)
+        if self.read_sure(SYS_STATUS) < 0:
+            raise ChipError("chip absent (MISO reads all ones)")
         self.write_verified(FUNC_EN, _FUNC_EN_VALUE)
         self.write_verified(SAG_TH, _SAG_TH_DEFAULT)
         for start, regs, vals, csreg, cs in (
@@ -129,20 +169,52 @@ class ATM90E26:
                 self.write_verified(r, v)
             self.write_verified(csreg, cs)
             self.write_verified(start, _CAL_CHECK)
-        status = self.read(SYS_STATUS)
-        if status == 0xFFFF:
-            raise ChipError("chip absent (MISO reads all ones)")
+        status = self.read_sure(SYS_STATUS)
+        if status < 0:
+            raise ChipError("no consistent answer from the chip")
         if status & _CAL_ERR:
-            raise ChipError("CS1 mismatch: chip computed 0x%04x" % self.read(CS1))
+            raise ChipError("CS1 mismatch: chip computed 0x%04x" % self.read_sure(CS1))
         if status & _ADJ_ERR:
-            raise ChipError("CS2 mismatch: chip computed 0x%04x" % self.read(CS2))
+            raise ChipError("CS2 mismatch: chip computed 0x%04x" % self.read_sure(CS2))
         # Reading the energy registers clears them: start counting from zero after init.
-        self.read(AP_ENERGY)
-        self.read(AN_ENERGY)
+        self.read_sure(AP_ENERGY)
+        self.read_sure(AN_ENERGY)
+
+    def state(self):
+        """OK, RESET (FuncEn back at its power-on value, or the chip flags a calibration
+        checksum error and has stopped metering) or NO_ANSWER."""
+        st = self._check_reg(FUNC_EN, _FUNC_EN_VALUE, _FUNC_EN_POWER_ON)
+        if st != OK:
+            return st
+        status = self.read_sure(SYS_STATUS)
+        if status < 0:
+            return NO_ANSWER
+        return RESET if status & (_CAL_ERR | _ADJ_ERR) else OK
 
     def configured(self):
-        """False after a silent chip reset (power glitch, brown-out): FuncEn is back at its power-on value."""
-        return self.read(FUNC_EN) == _FUNC_EN_VALUE
+        return self.state() == OK
 
     def running(self):
-        return self.read(CAL_START) == _CAL_CHECK and self.read(ADJ_START) == _CAL_CHECK
+        return self.read_sure(CAL_START) == _CAL_CHECK and self.read_sure(ADJ_START) == _CAL_CHECK
+
+    def read_energy(self):
+        e = self.energy
+        e[0] = self.read_sure(AP_ENERGY)
+        e[1] = self.read_sure(AN_ENERGY)
+
+    def read_inst(self):
+        """Instantaneous values; a register that gives no consistent answer reads as 0."""
+        self.v_cv[0] = _pos(self.read_sure(URMS))
+        self.i_ma[0] = _pos(self.read_sure(IRMS))
+        self.i_n_ma = _pos(self.read_sure(IRMS2))
+        p = self.read_sure(PMEAN)
+        self.p_w[0] = _s16(p) if p >= 0 else 0
+        q = self.read_sure(QMEAN)
+        self.q_var[0] = _s16(q) if q >= 0 else 0
+        pf = self.read_sure(POWER_F)  # sign-magnitude, 0.001 per LSB
+        self.pf_milli[0] = (-(pf & 0x7FFF) if pf & 0x8000 else pf) if pf >= 0 else 0
+        self.f_chz = _pos(self.read_sure(FREQ))
+
+
+def _pos(v):
+    return v if v > 0 else 0

@@ -51,6 +51,9 @@ TOPUP_REFUSED = const(43)
 TOKEN_LOCKOUT = const(44)
 TARIFF_ACTIVATED = const(45)
 STORE_REFORMATTED = const(46)  # storage could not be mounted and was formatted
+# Metering (issue 3).
+TAMPER_LN = const(47)  # live and neutral currents disagree (meter bypass)
+CAL_INVALID = const(48)  # stored calibration failed its CRC or belongs to another board/chip
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -64,6 +67,7 @@ NAMES = (
     "credit_zero", "ec_invoked", "ec_repaid", "debt_recovered", "debt_cleared",
     "topup_refused", "token_lockout", "tariff_activated",
     "store_reformatted",
+    "tamper_ln", "cal_invalid",
 )
 
 

@@ -25,6 +25,11 @@ _BILL_OFF = _TAIL_OFF + struct.calcsize(_TAIL)
 _BILL_SIZE = struct.calcsize(_BILL)
 _NREGS = MAX_RATES + MAX_BLOCKS
 SIZE = _BILL_OFF + _BILL_SIZE + 4 * _NREGS
+# Metering tail (issue 3): pulse-input counts (pulses.MAX_INPUTS), then per-channel import/export
+# Wh and remainders of multi-channel chips (up to 3 channels: 6 registers).
+_PULSES = "<II6I6H"
+_PULSES_AT = SIZE
+SIZE = _PULSES_AT + struct.calcsize(_PULSES)
 _MAGIC = 0x4D50  # "PM"
 
 
@@ -57,6 +62,12 @@ def pack(buf, m):
     o += 4 * MAX_RATES
     for i in range(MAX_BLOCKS):
         struct.pack_into("<i", buf, o + 4 * i, t.block_wh[i])
+    pl = mt.pulses
+    struct.pack_into("<II", buf, _PULSES_AT, pl[0].count if len(pl) > 0 else 0,
+                     pl[1].count if len(pl) > 1 else 0)
+    for k in range(len(mt.ch_wh)):
+        struct.pack_into("<I", buf, _PULSES_AT + 8 + 4 * k, mt.ch_wh[k])
+        struct.pack_into("<H", buf, _PULSES_AT + 32 + 2 * k, mt.ch_rem[k])
 
 
 def unpack(buf, m):
@@ -88,4 +99,10 @@ def unpack(buf, m):
     flags, latched, tamper, fault, trips = struct.unpack_from(_TAIL, buf, _TAIL_OFF)
     m.relay.restore(state, reasons, flags)
     m.protection.restore(latched, tamper, fault, trips)
+    mtail = struct.unpack_from(_PULSES, buf, _PULSES_AT)
+    for i in range(len(mt.pulses)):
+        mt.pulses[i].count = mtail[i]
+    for k in range(len(mt.ch_wh)):
+        mt.ch_wh[k] = mtail[2 + k]
+        mt.ch_rem[k] = mtail[8 + k]
     return True

@@ -27,6 +27,20 @@ _EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTE
                 events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
 
 
+def _metering_extra(mt):
+    # Per-channel import Wh of multi-channel chips as "ce":[...], and water/gas pulse inputs as
+    # "u":{"water":1230,...} in their integer units; closes the telemetry object. Returned as
+    # part of a format string, so any '%' is escaped.
+    s = ""
+    ch = getattr(mt, "ch_wh", ())
+    if len(ch):
+        s += ',"ce":[%s]' % ",".join("%d" % ch[k] for k in range(0, len(ch), 2))
+    pulses = getattr(mt, "pulses", ())
+    if pulses:
+        s += ',"u":{%s}' % ",".join('"%s":%d' % (p.name, p.value) for p in pulses)
+    return s.replace("%", "%%") + "}"
+
+
 class Sync:
     def __init__(self, meter_id, outbox_capacity=64, outbox_path=None, outbox=None):
         base = b"pm/v1/" + meter_id.encode() + b"/"
@@ -64,7 +78,8 @@ class Sync:
     def telemetry(self, m, utc):
         mt = m.metering
         a = m.account
-        self._put(TELE, '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d}', (
+        self._put(TELE, '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d'
+                  + _metering_extra(mt), (
             utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
             mt.p_w, m.relay.state, m.relay.reasons))
 

@@ -19,7 +19,7 @@ def fail(msg):
 def parse(argv):
     opts = {"board": "sim-atm90e26", "hours": "48", "seed": "1", "tick-s": "5", "meter-id": "sim-0001",
             "customer-delay-s": "120", "broker": "", "key": "", "flash": "", "config": "",
-            "pace-ms": "0"}
+            "pace-ms": "0", "faults": ""}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -36,7 +36,28 @@ def parse(argv):
         fail("--hours and --tick-s must be positive")
     if not opts["flash"]:
         fail("--flash PATH is required")
+    opts["faults"] = parse_faults(opts["faults"])
     return opts
+
+
+FAULT_KINDS = ("resets", "absent", "stuck", "flip", "drop", "bus")
+
+
+def parse_faults(text):
+    """`resets=3,bus=20,absent=1` -> {kind: count}; bus=N is split between flips and drops."""
+    out = {}
+    for item in text.split(","):
+        if not item:
+            continue
+        k, _, v = item.partition("=")
+        if k not in FAULT_KINDS or not v.isdigit():
+            fail("--faults takes kind=count items, kinds %s; got %r" % (", ".join(FAULT_KINDS), item))
+        out[k] = out.get(k, 0) + int(v)
+    bus = out.pop("bus", 0)
+    if bus:
+        out["flip"] = out.get("flip", 0) + (bus + 1) // 2
+        out["drop"] = out.get("drop", 0) + bus // 2
+    return out
 
 
 def print_story(ring, seen):
@@ -83,6 +104,8 @@ def main():
     m = app_mod.Meter(board)
     m.boot()
     tick_ms = o["tick-s"] * 1000
+    if o["faults"]:
+        board.emu.schedule(o["faults"], o["hours"] * 3600 * 1000, o["seed"])
     ticks = o["hours"] * 3600 * 1000 // tick_ms
     per_hour = 3600 * 1000 // tick_ms
     ready_since = None
@@ -140,10 +163,17 @@ def main():
         "mqtt_connects": m.sync.link.connects if m.sync.link else 0,
         "outbox_left": m.sync.outbox.count, "uplink_seq": m.sync.seq, "outbox_dropped": m.sync.outbox.dropped,
         "commands_refused": m.commands.refused, "commits": m.store.commits,
-        "chip_resets": mt.resets, "chip_faults": mt.faults,
+        "chip_resets": mt.resets, "chip_faults": mt.faults, "chip_bus_errors": mt.bus_errors,
+        "energy_rejected": mt.rejected, "tampers": mt.tampers, "chip": board.chip.NAME,
+        "energy_den": board.chip.WH_DEN, "max_poll_ms": mt.max_poll_ms, "tick_ms": tick_ms,
+        "channel_wh": list(mt.ch_wh), "truth_export_mj": emu.truth_export_mj, "export_wh": mt.exp_wh,
         "tariff_price_per_kwh": m.tariff.price, "tariff_den": m.tariff.den,
         "heap_peak": heap_peak, "real_ms": time.ticks_diff(time.ticks_ms(), t0),
     }
+    summary.update(emu.summary())
+    summary["pulses"] = {p.name: p.value for p in board.pulses}
+    summary["pulse_counts"] = [p.count for p in board.pulses]
+    summary["pulse_truth"] = board.pulses_truth
     if m.sync.link:
         m.sync.link.close()
     print(json.dumps(summary))

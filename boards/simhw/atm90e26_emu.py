@@ -1,35 +1,52 @@
 # Register-level emulator of the ATM90E26, plugged in where machine.SPI and the CS pin go.
-# It decodes 3-byte frames, keeps the register map with power-on values, runs the
-# CalStart/AdjStart checksum state machine, echoes LastData, clears energy registers on read,
-# and turns the load it is given into energy counts exactly (plus a ground-truth integrator).
-from micropython import const
+# It decodes 3-byte frames (a write commits only when CS rises after a complete frame), keeps
+# the register map with power-on values, runs the CalStart/AdjStart checksum state machine
+# (0x5678 restores the bank defaults and meters unchecked, 0x8765 checks the bank against CS1/CS2
+# and sets the SysStatus error bits), reads CS1/CS2 back as the checksum it computes, echoes
+# LastData, soft-resets on 0x789A, clears energy registers on read and wraps them at 16 bits.
+# The front end's true gains (the register values that make readings exact) are parameters,
+# so calibration can be exercised.
 from array import array
 import atm90e26 as R
+from simhw.emu_base import EmuBase
 
-_MJ_PER_KWH = const(3600000000)
-_METERING_OFF = const(0x6886)
+_METERING_OFF = 0x6886
+_ENERGY = (R.AP_ENERGY, R.AN_ENERGY, 0x42, 0x43, 0x44, 0x45)
+_INST = (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F)
 
 
-class Atm90e26Emu:
-    def __init__(self, meter_constant=3200):
+def _s16(v):
+    return v - 0x10000 if v & 0x8000 else v
+
+
+class Atm90e26Emu(EmuBase):
+    DATA0 = 1
+
+    def __init__(self, meter_constant=3200, true_cal=None):
+        EmuBase.__init__(self, 1, meter_constant, 100)  # MC/100 counts (0.1 pulse) per Wh
         self.mc = meter_constant
         self.regs = array("H", bytes(2 * 0x80))
-        self.truth_mj = 0  # energy the load really drew (W x ms), import
-        self.truth_export_mj = 0
-        self._num_imp = 0  # energy not yet a whole count, scaled by meter_constant*10
-        self._num_exp = 0
-        self._frame_write = None  # (addr, value) waiting for CS to rise
-        self.absent = False
-        self.frames = 0
-        self.v_cv = 23000
-        self.p_w = 0
-        self.f_chz = 5000
-        self.pf_milli = 1000
+        # true_cal: the gain register values that make this front end read exactly. Without it
+        # the front end is ideal: readings are exact whatever gains the driver writes.
+        self._ideal = true_cal is None
+        self.true_cal = {"ugain": 0x6720, "igain": 0x7A13, "pgain": 0}
+        self.true_cal.update(true_cal or {})
+        tc = self.true_cal
+        # True gains as plain ints, so advance() allocates nothing.
+        self._tu = tc["ugain"]
+        self._ti = tc["igain"]
+        self._tp = 32768 + _s16(tc["pgain"] & 0xFFFF)
+        self.n_ratio_milli = 1000  # neutral current / live current (1000 = no tamper)
+        self._acc = [0, 0]  # fraction accumulators, import and export (mJ * cn)
+        self._w_addr = -1  # write waiting for CS to rise
+        self._w_val = 0
+        self._r_addr = -1
+        self._r_val = 0
         self._power_on()
-        self.cs = self._cs
 
     # -- chip state ---------------------------------------------------------------
     def _power_on(self):
+        self._account_loss()
         regs = self.regs
         for i in range(len(regs)):
             regs[i] = 0
@@ -39,7 +56,7 @@ class Atm90e26Emu:
         regs[R.ADJ_START] = _METERING_OFF
         self._bank_defaults(R.BANK1, R.BANK1_DEFAULTS)
         self._bank_defaults(R.BANK2, R.BANK2_DEFAULTS)
-        self._num_imp = self._num_exp = 0
+        self._acc[0] = self._acc[1] = 0
 
     def _bank_defaults(self, regs, defaults):
         for r, d in zip(regs, defaults):
@@ -49,11 +66,13 @@ class Atm90e26Emu:
         """A silent reset (brown-out): calibration and uncounted energy are gone."""
         self._power_on()
 
+    def _billing_unread(self):
+        return self.regs[R.AP_ENERGY] * self._cd + self._acc[0]
+
     def metering_on(self):
         r = self.regs
-        st = r[R.SYS_STATUS]
         return (r[R.CAL_START] in (0x5678, 0x8765) and r[R.ADJ_START] in (0x5678, 0x8765)
-                and not st & 0xF000)
+                and not r[R.SYS_STATUS] & 0xF000)
 
     def _cs_value(self, bank):
         return R.checksum([self.regs[a] for a in bank])
@@ -63,28 +82,20 @@ class Atm90e26Emu:
         if value == 0x5678:
             self._bank_defaults(bank, defaults)
             st &= ~errmask
-        elif value == 0x8765:
-            if self._cs_value(bank) == self.regs[csreg]:
-                st &= ~errmask
-            else:
-                st |= errmask
+        elif value == 0x8765 and self._cs_value(bank) == self.regs[csreg]:
+            st &= ~errmask
         else:
             st |= errmask
         self.regs[R.SYS_STATUS] = st
 
-    # -- SPI seam ---------------------------------------------------------------
-    def _cs(self, level):
-        if level and self._frame_write is not None:
-            addr, value = self._frame_write
-            self._frame_write = None
-            self._write(addr, value)
+    # -- SPI frames ---------------------------------------------------------------------
+    def _cs_high(self):
+        if self._w_addr >= 0:
+            a = self._w_addr
+            self._w_addr = -1
+            self._write(a, self._w_val)
 
-    def write_readinto(self, tx, rx):
-        self.frames += 1
-        if self.absent:
-            for i in range(len(rx)):
-                rx[i] = 0xFF
-            return
+    def _transact(self, tx, rx):
         rx[0] = 0
         addr = tx[0] & 0x7F
         if tx[0] & 0x80:
@@ -93,7 +104,14 @@ class Atm90e26Emu:
             rx[2] = v & 0xFF
         else:
             rx[1] = rx[2] = 0
-            self._frame_write = (addr, (tx[1] << 8) | tx[2])  # commits on a complete frame (CS high)
+            self._r_addr = -1
+            self._w_addr = addr  # commits on a complete frame (CS high)
+            self._w_val = (tx[1] << 8) | tx[2]
+
+    def _stuck_read(self, tx):
+        # A clear-on-read billing register was read but the answer was garbled: that energy is gone.
+        if self._r_addr == R.AP_ENERGY:
+            self.lost_num += self._r_val * self._cd
 
     def _read(self, addr):
         regs = self.regs
@@ -106,6 +124,8 @@ class Atm90e26Emu:
         if R.AP_ENERGY <= addr <= 0x45:
             regs[addr] = 0  # energy registers clear on read
         regs[R.LAST_DATA] = v
+        self._r_addr = addr
+        self._r_val = v
         return v
 
     def _write(self, addr, value):
@@ -125,14 +145,12 @@ class Atm90e26Emu:
 
     # -- the analogue world ---------------------------------------------------------
     def set_load(self, p_w, v_cv=23000, f_chz=5000, pf_milli=1000):
-        self.p_w = p_w
-        self.v_cv = v_cv
+        """The single-channel form (kept for callers written before set_channel)."""
+        self.set_channel(0, p_w, v_cv, pf_milli)
         self.f_chz = f_chz
-        self.pf_milli = pf_milli
 
-    def advance(self, dt_ms):
-        """Let dt_ms pass at the present load: integrate the truth and, while metering runs, the counts."""
-        p = self.p_w
+    def _integrate(self, dt_ms):
+        p = self.p_w[0]
         e = (p if p >= 0 else -p) * dt_ms
         if p >= 0:
             self.truth_mj += e
@@ -140,22 +158,31 @@ class Atm90e26Emu:
             self.truth_export_mj += e
         regs = self.regs
         if not self.metering_on():
-            for a in (R.URMS, R.IRMS, R.PMEAN, R.FREQ):
+            if p > 0:
+                self.lost_num += e * self._cn  # drawn while the chip was not metering
+            for a in _INST:
                 regs[a] = 0
             return
-        scale = self.mc * 10
+        gn = 32768 + _s16(regs[R.L_GAIN])
+        gd = gn if self._ideal else self._tp
         if p >= 0:
-            self._num_imp += e * scale
-            n = self._num_imp // _MJ_PER_KWH
-            self._num_imp -= n * _MJ_PER_KWH
-            regs[R.AP_ENERGY] = (regs[R.AP_ENERGY] + n) & 0xFFFF  # 16-bit register wraps
+            n = self.to_counts(0, e, gn, gd)
+            a = R.AP_ENERGY
         else:
-            self._num_exp += e * scale
-            n = self._num_exp // _MJ_PER_KWH
-            self._num_exp -= n * _MJ_PER_KWH
-            regs[R.AN_ENERGY] = (regs[R.AN_ENERGY] + n) & 0xFFFF
-        regs[R.URMS] = self.v_cv
-        i_ma = (p if p >= 0 else -p) * 100000 // self.v_cv if self.v_cv else 0
-        regs[R.IRMS] = i_ma if i_ma < 0xFFFF else 0xFFFF
-        regs[R.PMEAN] = p & 0xFFFF
+            n = self.to_counts(1, e, gn, gd)
+            a = R.AN_ENERGY
+        if regs[a] + n > 0xFFFF:
+            self.overflows += 1
+        regs[a] = (regs[a] + n) & 0xFFFF  # the 16-bit register wraps
+        v = self.v_cv[0]
+        pf = self.pf_milli[0]
+        regs[R.URMS] = min(0xFFFF, v if self._ideal else v * regs[R.U_GAIN] // self._tu)
+        i_ma = abs(p) * 100000 * 1000 // (v * pf) if v and pf else 0
+        if not self._ideal:
+            i_ma = i_ma * regs[R.I_GAIN_L] // self._ti
+        regs[R.IRMS] = min(0xFFFF, i_ma)
+        regs[R.IRMS2] = min(0xFFFF, i_ma * self.n_ratio_milli // 1000)
+        regs[R.PMEAN] = (p * gn // gd) & 0xFFFF
+        regs[R.QMEAN] = self.q_var(0) & 0xFFFF
         regs[R.FREQ] = self.f_chz
+        regs[R.POWER_F] = (0x8000 | -pf) if pf < 0 else pf

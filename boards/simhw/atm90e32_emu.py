@@ -1,0 +1,171 @@
+# Register-level emulator of the ATM90E32 (three phases), plugged in where machine.SPI and CS go.
+# 4-byte frames; a write commits when CS rises after a complete frame, and only if the register is
+# writable: configuration registers (0x00-0x6F) need CfgRegAccEn = 0x55AA. LastSPIData holds the
+# data of the previous read or write (updated before a clear-on-read register is cleared).
+# SoftReset 0x789A restores power-on values. Energy registers (0.01 CF per LSB) clear on read and
+# wrap at 16 bits; totals are the arithmetic sum of the phases (MMode0 default).
+from array import array
+import atm90e32 as R
+from simhw.emu_base import EmuBase
+
+_POWER_ON = {0x01: 0x0210, 0x02: 0x0654, 0x05: 0x143F, 0x06: 0xC000, 0x07: 0x0001, 0x08: 0x1000,
+             0x09: 0x0400, 0x0A: 0xFFFF, 0x0B: 0xC000, 0x0C: 0x1324, 0x0D: 0x13EC,
+             0x31: 0x0861, 0x32: 0xC468, 0x33: 0x0087,
+             0x61: 0x8000, 0x62: 0x8000, 0x65: 0x8000, 0x66: 0x8000, 0x69: 0x8000, 0x6A: 0x8000}
+
+
+_AP = (R.AP_ENERGY_T, R.AP_ENERGY_T + 1, R.AP_ENERGY_T + 2, R.AP_ENERGY_T + 3)
+_AN = (R.AN_ENERGY_T, R.AN_ENERGY_T + 1, R.AN_ENERGY_T + 2, R.AN_ENERGY_T + 3)
+
+
+def _s16(v):
+    return v - 0x10000 if v & 0x8000 else v
+
+
+class Atm90e32Emu(EmuBase):
+    DATA0 = 2
+
+    def __init__(self, meter_constant=3200, true_cal=None):
+        EmuBase.__init__(self, 3, meter_constant, 10)  # MC/10 counts (0.01 pulse) per Wh
+        self.mc = meter_constant
+        self.regs = array("H", bytes(2 * 0x100))
+        self.true_cal = {}
+        for k in range(3):
+            for q, d in (("ugain", 0x8000), ("igain", 0x8000), ("pgain", 0)):
+                self.true_cal[q + "_" + "abc"[k]] = d
+        self.true_cal.update(true_cal or {})
+        tc = self.true_cal
+        # True gains per phase as plain ints, so advance() allocates nothing.
+        self._tu = [tc["ugain_" + ph] for ph in "abc"]
+        self._ti = [tc["igain_" + ph] for ph in "abc"]
+        self._tp = [32768 + _s16(tc["pgain_" + ph] & 0xFFFF) for ph in "abc"]
+        self._acc = [0] * 8  # fraction accumulators: T imp, T exp, A imp, A exp, ...
+        self._w_addr = -1
+        self._w_val = 0
+        self._r_addr = -1
+        self._r_val = 0
+        self._power_on()
+
+    def _power_on(self):
+        self._account_loss()
+        regs = self.regs
+        for i in range(len(regs)):
+            regs[i] = 0
+        for a, v in _POWER_ON.items():
+            regs[a] = v
+        for i in range(8):
+            self._acc[i] = 0
+
+    def reset(self):
+        self._power_on()
+
+    def _billing_unread(self):
+        return self.regs[R.AP_ENERGY_T] * self._cd + self._acc[0]
+
+    def metering_on(self):
+        return self.regs[R.METER_EN] != 0
+
+    # -- SPI frames ---------------------------------------------------------------------
+    def _cs_high(self):
+        if self._w_addr >= 0:
+            a = self._w_addr
+            self._w_addr = -1
+            self._write(a, self._w_val)
+
+    def _transact(self, tx, rx):
+        rx[0] = rx[1] = 0
+        addr = ((tx[0] & 0x03) << 8) | tx[1]
+        if tx[0] & 0x80:
+            v = self._read(addr)
+            rx[2] = v >> 8
+            rx[3] = v & 0xFF
+        else:
+            rx[2] = rx[3] = 0
+            self._r_addr = -1
+            self._w_addr = addr
+            self._w_val = (tx[2] << 8) | tx[3]
+
+    def _stuck_read(self, tx):
+        if self._r_addr == R.AP_ENERGY_T:
+            self.lost_num += self._r_val * self._cd
+
+    def _read(self, addr):
+        regs = self.regs
+        v = regs[addr] if addr < 0x100 else 0
+        regs[R.LAST_SPI_DATA] = v
+        if 0x80 <= addr <= 0xAF:
+            regs[addr] = 0  # cleared after LastSPIData took the value
+        self._r_addr = addr
+        self._r_val = v
+        return v
+
+    def _write(self, addr, value):
+        regs = self.regs
+        if addr == R.SOFT_RESET:
+            if value == 0x789A:
+                self._power_on()
+            return
+        regs[R.LAST_SPI_DATA] = value
+        if addr < 0x70:
+            if regs[R.CFG_REG_ACC_EN] != 0x55AA:
+                return  # configuration locked
+            regs[addr] = value
+        elif addr == R.CFG_REG_ACC_EN:
+            regs[addr] = value
+
+    # -- the analogue world ---------------------------------------------------------
+    def _integrate(self, dt_ms):
+        regs = self.regs
+        on = self.metering_on()
+        tot = 0  # truth, mJ
+        tot_eff = 0  # what the chip sees after each phase's energy gain
+        p_tot_w = 0
+        for k in range(3):
+            p = self.p_w[k]
+            gn = 32768 + _s16(regs[R.PQ_GAIN_A + 2 * k])
+            gd = self._tp[k]
+            e = p * dt_ms
+            tot += e
+            tot_eff += e if gn == gd else e * gn // gd
+            if on:
+                self._count(2 + 2 * k, e, gn, gd)
+                p_tot_w += p * gn // gd
+                v = self.v_cv[k]
+                pf = self.pf_milli[k]
+                regs[R.URMS_A + k] = min(0xFFFF, v * regs[R.U_GAIN_A + 4 * k] // self._tu[k])
+                i_ma = abs(p) * 100000000 // (v * pf) if v and pf else 0
+                regs[R.IRMS_A + k] = min(0xFFFF, i_ma * regs[R.I_GAIN_A + 4 * k] // self._ti[k])
+                self._pmean(R.PMEAN_T + 1 + k, p * gn // gd)
+                self._pmean(R.QMEAN_T + 1 + k, self.q_var(k))
+                regs[R.PF_MEAN_T + 1 + k] = pf & 0xFFFF
+            else:
+                regs[R.URMS_A + k] = regs[R.IRMS_A + k] = 0
+                regs[R.PMEAN_T + 1 + k] = regs[R.PMEAN_T + 0x11 + k] = 0
+        if tot >= 0:
+            self.truth_mj += tot
+        else:
+            self.truth_export_mj -= tot
+        if on:
+            self._count(0, tot_eff, 1, 1)
+            self._pmean(R.PMEAN_T, p_tot_w)
+            regs[R.FREQ] = self.f_chz
+        elif tot > 0:
+            self.lost_num += tot * self._cn  # drawn while the chip was not metering
+
+    def _count(self, k, e, gn, gd):
+        # k indexes (imp, exp) pairs: even = forward register, odd = reverse
+        if e >= 0:
+            reg = _AP[k // 2]
+        else:
+            reg = _AN[k // 2]
+            k += 1
+            e = -e
+        n = self.to_counts(k, e, gn, gd)
+        if self.regs[reg] + n > 0xFFFF:
+            self.overflows += 1
+        self.regs[reg] = (self.regs[reg] + n) & 0xFFFF
+
+    def _pmean(self, addr, p_w):
+        raw = (p_w * 3125) & 0xFFFFFFFF  # 0.00032 W per LSB
+        self.regs[addr] = raw >> 16
+        self.regs[addr + 0x10] = raw & 0xFFFF

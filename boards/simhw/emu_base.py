@@ -1,0 +1,173 @@
+# What the chip emulators share: the analogue world (per-channel voltage, power, power factor,
+# frequency over time), the ground-truth energy integrator, exact conversion of energy into
+# register counts, and fault injection on the SPI seam. Runs under MicroPython and CPython.
+#
+# Fault kinds (injected by schedule() or directly):
+#   reset   silent chip reset: calibration gone, uncounted energy lost (reported in lost_in_chip_mj)
+#   absent  MISO reads all ones for a while (chip unpowered or disconnected)
+#   stuck   MISO's first data bit stuck high for a while (garbage that looks consistent)
+#   flip    one transaction gets one random bit of its answer flipped
+#   drop    one transaction never reaches the chip (it reads all ones, nothing happens)
+
+from simhw.household import Lcg
+
+_MJ_PER_WH = 3600000
+
+KINDS = ("resets", "absent", "stuck", "flip", "drop")  # the sim's --faults kinds (bus = flip + drop)
+
+
+def _isqrt(n):
+    x = n
+    y = (x + 1) // 2
+    while y < x:
+        x = y
+        y = (x + n // x) // 2
+    return x
+
+
+class EmuBase:
+    """Subclasses set DATA0 (index of the first data byte in an answer) and implement
+    _transact(tx, rx) (one decoded frame), _cs_high() (commit a pending write), _integrate(dt_ms)
+    (truth and register counts, using to_counts), _billing_unread() (for loss accounting),
+    _stuck_read(tx), reset() and metering_on()."""
+
+    ABSENT_MS = 60000  # one injected absence lasts this long
+    STUCK_MS = 30000
+
+    def __init__(self, channels, counts_per_wh_num, counts_per_wh_den=1):
+        self.n = channels
+        self.v_cv = [23000] * channels
+        self.p_w = [0] * channels
+        self.pf_milli = [1000] * channels
+        self.f_chz = 5000
+        self._cn = counts_per_wh_num  # register counts per Wh = cn / cd
+        self._cd = counts_per_wh_den * _MJ_PER_WH
+        self.truth_mj = 0  # what the billing import register should have seen
+        self.truth_export_mj = 0
+        self.lost_num = 0  # energy lost in chip resets or stuck reads, in mJ * cn units
+        self.now_ms = 0
+        self.frames = 0
+        self.bus_bytes = 0
+        self.overflows = 0
+        self.absent = False
+        self.stuck = False
+        self._absent_until = 0
+        self._stuck_until = 0
+        self._flips = 0  # bus faults armed for upcoming transactions
+        self._drops = 0
+        self._schedule = []
+        self._rand = Lcg(99)
+        self.injected = {"resets": 0, "absent": 0, "stuck": 0, "flip": 0, "drop": 0}
+
+    @property
+    def lost_in_chip_mj(self):
+        return self.lost_num // self._cn
+
+    BILLING_REGS = 1  # registers whose sum is the billed import (each keeps its own fraction)
+
+    @property
+    def lsb_mj(self):
+        """Resolution of the billed import: one count per billing register, in mJ, rounded up."""
+        return self.BILLING_REGS * -(-self._cd // self._cn)
+
+    # -- the analogue world ---------------------------------------------------------
+    def set_channel(self, ch, p_w, v_cv=23000, pf_milli=1000):
+        self.p_w[ch] = p_w
+        self.v_cv[ch] = v_cv
+        self.pf_milli[ch] = pf_milli
+
+    def q_var(self, ch):
+        """Reactive power of a channel from its active power and power factor (inductive when
+        the power factor is positive, capacitive when negative)."""
+        p = self.p_w[ch]
+        pf = self.pf_milli[ch]
+        if not pf:
+            return 0
+        a = pf if pf > 0 else -pf
+        q = abs(p) * _isqrt(1000000 - a * a) // a
+        return q if pf > 0 else -q
+
+    def to_counts(self, k, e_mj, gn, gd):
+        """Add e_mj (signed), scaled by the chip's energy gain gn/gd (exact when calibrated,
+        gn == gd), to fraction accumulator k (in mJ * cn); returns the whole counts taken out
+        (truncated toward zero). Allocates nothing on the unix port."""
+        x = e_mj * self._cn
+        if gn != gd:
+            x = x * gn // gd
+        acc = self._acc[k] + x
+        d = self._cd
+        n = acc // d if acc >= 0 else -((-acc) // d)
+        self._acc[k] = acc - n * d
+        return n
+
+    def advance(self, dt_ms):
+        self.now_ms += dt_ms
+        self._run_schedule()
+        if self.absent and self.now_ms >= self._absent_until:
+            self.absent = False
+        if self.stuck and self.now_ms >= self._stuck_until:
+            self.stuck = False
+        self._integrate(dt_ms)
+
+    # -- faults ---------------------------------------------------------------------
+    def schedule(self, faults, span_ms, seed=1):
+        """Spread faults (dict kind -> count) over the first 90 % of span_ms, reproducibly."""
+        r = Lcg(seed)
+        ev = []
+        for k in KINDS:
+            for _ in range(faults.get(k, 0)):
+                ev.append((1000 + r.next(span_ms * 9 // 10), k))
+        ev.sort()
+        self._schedule = ev
+
+    def _run_schedule(self):
+        s = self._schedule
+        while s and s[0][0] <= self.now_ms:
+            self.inject(s.pop(0)[1])
+
+    def inject(self, kind):
+        self.injected[kind] += 1
+        if kind == "resets":
+            self.reset()
+        elif kind == "absent":
+            self.absent = True
+            self._absent_until = self.now_ms + self.ABSENT_MS
+        elif kind == "stuck":
+            self.stuck = True
+            self._stuck_until = self.now_ms + self.STUCK_MS
+        elif kind == "flip":
+            self._flips += 1
+        else:
+            self._drops += 1
+
+    def _account_loss(self):
+        """Energy the chip counted but nobody read yet (registers and the fraction of a count)
+        is gone with any reset, silent or commanded; called by each emulator's _power_on()."""
+        self.lost_num += self._billing_unread()
+
+    # -- SPI seam -----------------------------------------------------------------------
+    def cs(self, level):
+        if level:
+            self._cs_high()
+
+    def write_readinto(self, tx, rx):
+        self.frames += 1
+        self.bus_bytes += len(tx)
+        if self.absent or self._drops:
+            if not self.absent:
+                self._drops -= 1
+            for i in range(len(rx)):
+                rx[i] = 0xFF
+            return
+        self._transact(tx, rx)
+        if self.stuck and not rx[self.DATA0] & 0x80:
+            rx[self.DATA0] |= 0x80
+            self._stuck_read(tx)
+        if self._flips:
+            self._flips -= 1
+            bit = self._rand.next(8 * (len(rx) - self.DATA0))
+            rx[self.DATA0 + bit // 8] ^= 1 << (bit % 8)
+
+    def summary(self):
+        return {"lost_in_chip_mj": self.lost_in_chip_mj, "lsb_mj": self.lsb_mj,
+                "faults_injected": dict(self.injected), "emu_overflows": self.overflows}
