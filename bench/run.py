@@ -47,12 +47,29 @@ BENCHES = [
     ("minheap", ["py", "bench/minheap.py", "24"]),
     ("meter_chips", ["mpy", "bench/meter_chips.py"]),
 ]
-OPTIONAL = ["storage", "wire", "latency", "boot"]  # bench/<name>.py, run with CPython if present
+OPTIONAL = ["wire", "latency"]  # bench/<name>.py, run with CPython if present
 
 
-def run(name, cmd):
+def storage_figures(r):
+    """bench/storage.py's household day at the default commit bound -> the summary figures."""
+    out = {}
+    for d in r.get("days", []):
+        if d["profile"].startswith("household") and d["commit_wh"] == 5:
+            out["flash_bytes_per_day"] = d["kib_programmed_per_day"] * 1024
+            out["erase_cycles_20y"] = d["cycles_20y_per_block"]
+            out["energy_at_risk_wh"] = d["energy_at_risk_wh_bound"]
+            out["energy_at_risk_wh_measured"] = d["energy_at_risk_wh_measured"]
+    risks = [d["energy_at_risk_wh_measured"] for d in r.get("days", []) if d["commit_wh"] == 5]
+    if risks:
+        out["energy_at_risk_wh_worst_measured"] = max(risks)
+    if "footprint" in r:
+        out["flash_blocks_used_full"] = r["footprint"]["blocks_used"]
+    return out
+
+
+def run(name, cmd, heap="512k"):
     if cmd[0] == "mpy":
-        argv = [mprun.mpy_path(), "-X", "heapsize=512k"] + cmd[1:]
+        argv = [mprun.mpy_path(), "-X", "heapsize=" + heap] + cmd[1:]
         env = dict(os.environ, MICROPYPATH=mprun.micropypath())
     else:
         argv = [sys.executable] + cmd[1:]
@@ -71,6 +88,7 @@ def main():
     results = {}
     for name, cmd in BENCHES:
         results.update(run(name, cmd))
+    results.update(storage_figures(run("storage", ["mpy", "bench/storage.py", "24"], heap="8m")))
     for name in OPTIONAL:
         if (ROOT / "bench" / (name + ".py")).exists():
             results.update(run(name, ["py", "bench/%s.py" % name]))

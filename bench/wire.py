@@ -48,7 +48,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        r = mprun.run_mpy(METER, args=[a.days, a.seed, str(Path(tmp) / "flash.img")], heap="256k", timeout=600)
+        r = mprun.run_mpy(METER, args=[a.days, a.seed, str(Path(tmp) / "flash.img")], heap=mprun.APP_HEAP, timeout=600)
     if r.returncode or not r.result:
         print(r.describe())
         return 1
@@ -73,7 +73,11 @@ def main(argv=None):
     print("MQTT total: %d bytes/day (%.1f kB/day, %.2f MB/month)" % (total, total / 1000, total * 30 / 1e6))
     # TLS 1.2 AES-GCM adds 29 B per record; TCP/IP (no options) ~40 B per segment, ACKs ignored.
     packets = msgs * 2 + 2 * pings + 2
-    print("with TLS records and TCP/IP headers: ~%d bytes/day" % (total + packets * (29 + 40)))
+    tls = total + packets * (29 + 40)
+    print("with TLS records and TCP/IP headers: ~%d bytes/day" % tls)
+    payload = sum(pb for _, _, pb in res["per"].values()) // days
+    print(json.dumps({"wire_bytes_per_day": total, "payload_bytes_per_day": payload,
+                      "wire_bytes_per_day_tls_tcp": int(tls), "messages_per_day": round(msgs, 1)}))
     return 0
 
 
