@@ -91,14 +91,47 @@ dead = CutBlockDevice(32)
 dead.fail_at = 1
 dead.sticky = True
 mptest.eq(store.mount(dead, "/g"), store.UNMOUNTED, "a dead chip: no exception, UNMOUNTED")
-torn = CutBlockDevice(32)
-torn.cut_at = 2  # power lost while the factory format runs
-try:
-    os.VfsLfs2.mkfs(torn)
-except OSError:
-    pass
-torn = torn.survivor()
-mptest.eq(store.mount(torn, "/h"), store.FORMATTED_BLANK, "an interrupted format is a new meter, not data loss")
+for cut in range(1, 7):
+    torn = CutBlockDevice(32)
+    torn.cut_at = cut  # power lost while the factory format runs
+    try:
+        os.VfsLfs2.mkfs(torn, readsize=store.LFS_READ, progsize=store.LFS_PROG)
+    except OSError:
+        pass
+    torn = torn.survivor()
+    r = store.mount(torn, "/h")
+    mptest.check(r in (store.MOUNTED, store.FORMATTED_BLANK),
+                 "an interrupted format (cut at write %d) is a new meter, not data loss: %d" % (cut, r))
+    os.umount("/h")
 mptest.done()
 """, heap="1m")
     assert res.result["ok"]
+
+
+def test_hot_record_stays_inline_so_a_commit_rarely_erases(mpy):
+    """The whole record must fit littlefs' inline limit at the project's mount parameters; if it
+    grew past it, every commit would take a new block and an erase (20 years of wear at once)."""
+    res = mpy("""
+import os, mptest, store, record
+from simhw.cutdev import CutBlockDevice
+mptest.check(record.SIZE + 8 <= store.INLINE_MAX, "record %d + trailer fits inline" % record.SIZE)
+dev = CutBlockDevice(128)
+mptest.eq(store.mount(dev, "/w"), store.FORMATTED_BLANK, "fresh flash")
+s = store.RecordStore("/w/state.a", "/w/state.b", record.SIZE)
+e0 = dev.erases
+for _ in range(1000):
+    s.commit()
+mptest.check(dev.erases - e0 < 200, "erases per 1000 commits: %d" % (dev.erases - e0))
+# The same record through littlefs' default 32-byte sizes: a block per commit (what this prevents).
+os.umount("/w")
+dev2 = CutBlockDevice(128)
+os.VfsLfs2.mkfs(dev2)
+os.mount(os.VfsLfs2(dev2), "/v")
+s2 = store.RecordStore("/v/state.a", "/v/state.b", record.SIZE)
+e0 = dev2.erases
+for _ in range(1000):
+    s2.commit()
+mptest.check(dev2.erases - e0 > 900, "default sizes: %d erases per 1000 commits" % (dev2.erases - e0))
+mptest.done()
+""", heap="2m")
+    assert res.result["ok"], res.result["failures"]
