@@ -31,7 +31,8 @@ FIGURES = [
     ("topup_ms_p50_100", "ms", "", "same, 100 meters"),
     ("topup_ms_p99_100", "ms", "<= 100", "same, p99"),
     ("energy_at_risk_wh", "Wh", "<= 10", "energy a power cut can lose at default commit settings"),
-    ("boot_ms", "ms", "", "start to first metering tick, unix port"),
+    ("boot_ms", "ms", "", "start to first metering tick, empty storage, imports compiled from source"),
+    ("boot_ms_full_year", "ms", "", "same with a year of data on flash (modules already loaded)"),
     ("poll_us_atm90e26", "us", "", "one Metering.poll (verified reads) on the emulator, unix port"),
     ("poll_us_atm90e32", "us", "", "same, three phases"),
     ("poll_us_ade7953", "us", "", "same, two channels"),
@@ -47,7 +48,7 @@ BENCHES = [
     ("minheap", ["py", "bench/minheap.py", "24"]),
     ("meter_chips", ["mpy", "bench/meter_chips.py"]),
 ]
-OPTIONAL = ["wire", "latency"]  # bench/<name>.py, run with CPython if present
+OPTIONAL = ["wire", "latency", "boot"]  # bench/<name>.py, run with CPython if present
 
 
 def storage_figures(r):
