@@ -26,7 +26,7 @@ def _never_used(dev):
     buf = bytearray(16)
     for block in range(2, dev.ioctl(4, 0)):
         if dev.readblocks(block, buf, 0):  # a driver may report errors by return code
-            return False
+            raise OSError(5)  # unknown, not "used": mount() retries
         for b in buf:
             if b != 0xFF:
                 return False
@@ -56,16 +56,24 @@ def mount(dev, path):
             return MOUNTED
         except OSError:
             pass
-    try:
-        blank = _never_used(dev)
-    except OSError:
-        blank = False
-    try:
-        os.VfsLfs2.mkfs(dev, readsize=LFS_READ, progsize=LFS_PROG)
-        os.mount(_lfs(dev), path)
-    except OSError:
-        return UNMOUNTED
-    return FORMATTED_BLANK if blank else REFORMATTED
+    # Was it a new meter's blank flash (a factory format, nothing lost) or damaged storage? A read
+    # error here is retried like the mount: one transient error must not make a new meter look
+    # like one that lost its data (it would start in safe mode without its opening balance).
+    blank = False
+    for _ in range(_MOUNT_TRIES):
+        try:
+            blank = _never_used(dev)
+            break
+        except OSError:
+            pass
+    for _ in range(_MOUNT_TRIES):  # a transient error during the format is retried as well
+        try:
+            os.VfsLfs2.mkfs(dev, readsize=LFS_READ, progsize=LFS_PROG)
+            os.mount(_lfs(dev), path)
+            return FORMATTED_BLANK if blank else REFORMATTED
+        except OSError:
+            pass
+    return UNMOUNTED
 
 
 def remount(dev, path):

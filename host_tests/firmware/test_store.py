@@ -135,3 +135,31 @@ mptest.check(dev2.erases - e0 > 900, "default sizes: %d erases per 1000 commits"
 mptest.done()
 """, heap="2m")
     assert res.result["ok"], res.result["failures"]
+
+
+def test_a_transient_error_while_a_new_meter_formats_is_not_data_loss(mpy):
+    """One I/O error anywhere in a blank flash's first mount, blank check or format must still give
+    a new meter (FORMATTED_BLANK, opening balance applied), never REFORMATTED (safe mode, no
+    opening balance) or UNMOUNTED. The full power-cut sweep found both."""
+    res = mpy("""
+import os, gc, mptest, store
+from simhw.cutdev import CutBlockDevice
+probe = CutBlockDevice(32)
+store.mount(probe, "/p")
+total = probe.ops  # operations a clean first mount takes
+os.umount("/p")
+bad = []
+for n in range(1, total + 1):
+    gc.collect()
+    dev = CutBlockDevice(32)
+    dev.fail_at = n  # this one operation fails, once
+    r = store.mount(dev, "/f")
+    if r != store.FORMATTED_BLANK:
+        bad.append((n, r))
+    if r != store.UNMOUNTED:
+        os.umount("/f")
+mptest.check(total > 50, "the first mount does real work: %d operations" % total)
+mptest.eq(bad, [], "every single transient error gives a new meter")
+mptest.done()
+""", heap="4m", timeout=120)
+    assert res.result["ok"], res.result["failures"]
