@@ -74,11 +74,6 @@ class Ade7953Emu(EmuBase):
         return True  # the ADE7953 meters from power-on; only its calibration is lost on reset
 
     # -- SPI frames ---------------------------------------------------------------------
-    def _cs_high(self):
-        if self._w_addr >= 0:
-            a = self._w_addr
-            self._w_addr = -1
-            self._write(a, self._w_val)
 
     def _transact(self, tx, rx):
         addr = (tx[0] << 8) | tx[1]

@@ -8,15 +8,12 @@
 # so calibration can be exercised.
 from array import array
 import atm90e26 as R
-from simhw.emu_base import EmuBase
+from simhw.emu_base import EmuBase, s16 as _s16
 
 _METERING_OFF = 0x6886
 _ENERGY = (R.AP_ENERGY, R.AN_ENERGY, 0x42, 0x43, 0x44, 0x45)
 _INST = (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F)
 
-
-def _s16(v):
-    return v - 0x10000 if v & 0x8000 else v
 
 
 class Atm90e26Emu(EmuBase):
@@ -89,11 +86,6 @@ class Atm90e26Emu(EmuBase):
         self.regs[R.SYS_STATUS] = st
 
     # -- SPI frames ---------------------------------------------------------------------
-    def _cs_high(self):
-        if self._w_addr >= 0:
-            a = self._w_addr
-            self._w_addr = -1
-            self._write(a, self._w_val)
 
     def _transact(self, tx, rx):
         rx[0] = 0

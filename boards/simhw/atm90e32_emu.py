@@ -6,7 +6,7 @@
 # wrap at 16 bits; totals are the arithmetic sum of the phases (MMode0 default).
 from array import array
 import atm90e32 as R
-from simhw.emu_base import EmuBase
+from simhw.emu_base import EmuBase, s16 as _s16
 
 _POWER_ON = {0x01: 0x0210, 0x02: 0x0654, 0x05: 0x143F, 0x06: 0xC000, 0x07: 0x0001, 0x08: 0x1000,
              0x09: 0x0400, 0x0A: 0xFFFF, 0x0B: 0xC000, 0x0C: 0x1324, 0x0D: 0x13EC,
@@ -17,9 +17,6 @@ _POWER_ON = {0x01: 0x0210, 0x02: 0x0654, 0x05: 0x143F, 0x06: 0xC000, 0x07: 0x000
 _AP = (R.AP_ENERGY_T, R.AP_ENERGY_T + 1, R.AP_ENERGY_T + 2, R.AP_ENERGY_T + 3)
 _AN = (R.AN_ENERGY_T, R.AN_ENERGY_T + 1, R.AN_ENERGY_T + 2, R.AN_ENERGY_T + 3)
 
-
-def _s16(v):
-    return v - 0x10000 if v & 0x8000 else v
 
 
 class Atm90e32Emu(EmuBase):
@@ -66,11 +63,6 @@ class Atm90e32Emu(EmuBase):
         return self.regs[R.METER_EN] != 0
 
     # -- SPI frames ---------------------------------------------------------------------
-    def _cs_high(self):
-        if self._w_addr >= 0:
-            a = self._w_addr
-            self._w_addr = -1
-            self._write(a, self._w_val)
 
     def _transact(self, tx, rx):
         rx[0] = rx[1] = 0

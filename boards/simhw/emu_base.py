@@ -25,9 +25,15 @@ def _isqrt(n):
     return x
 
 
+def s16(v):
+    """A 16-bit register as a signed value."""
+    return v - 0x10000 if v & 0x8000 else v
+
+
 class EmuBase:
     """Subclasses set DATA0 (index of the first data byte in an answer) and implement
-    _transact(tx, rx) (one decoded frame), _cs_high() (commit a pending write), _integrate(dt_ms)
+    _transact(tx, rx) (one decoded frame, leaving a write in _w_addr/_w_val for CS high),
+    _write(addr, value), _integrate(dt_ms)
     (truth and register counts, using to_counts), _billing_unread() (for loss accounting),
     _stuck_read(tx), reset() and metering_on()."""
 
@@ -146,6 +152,13 @@ class EmuBase:
         self.lost_num += self._billing_unread()
 
     # -- SPI seam -----------------------------------------------------------------------
+    def _cs_high(self):
+        # Every chip commits a write only on a complete frame, when CS rises.
+        if self._w_addr >= 0:
+            a = self._w_addr
+            self._w_addr = -1
+            self._write(a, self._w_val)
+
     def cs(self, level):
         if level:
             self._cs_high()
