@@ -35,10 +35,6 @@ class Ade7953Emu(EmuBase):
         self._tp = [tc["pgain_a"], tc["pgain_b"]]
         self.regs = {R.AENERGYA: 0, R.AENERGYB: 0}
         self._acc = [0, 0]
-        self._w_addr = -1
-        self._w_val = 0
-        self._r_addr = -1
-        self._r_val = 0
         self._unlocked = False
         self._power_on()
 

@@ -35,10 +35,6 @@ class Atm90e26Emu(EmuBase):
         self._tp = 32768 + _s16(tc["pgain"] & 0xFFFF)
         self.n_ratio_milli = 1000  # neutral current / live current (1000 = no tamper)
         self._acc = [0, 0]  # fraction accumulators, import and export (mJ * cn)
-        self._w_addr = -1  # write waiting for CS to rise
-        self._w_val = 0
-        self._r_addr = -1
-        self._r_val = 0
         self._power_on()
 
     # -- chip state ---------------------------------------------------------------

@@ -37,10 +37,6 @@ class Atm90e32Emu(EmuBase):
         self._ti = [tc["igain_" + ph] for ph in "abc"]
         self._tp = [32768 + _s16(tc["pgain_" + ph] & 0xFFFF) for ph in "abc"]
         self._acc = [0] * 8  # fraction accumulators: T imp, T exp, A imp, A exp, ...
-        self._w_addr = -1
-        self._w_val = 0
-        self._r_addr = -1
-        self._r_val = 0
         self._power_on()
 
     def _power_on(self):

@@ -41,6 +41,10 @@ class EmuBase:
     STUCK_MS = 30000
 
     def __init__(self, channels, counts_per_wh_num, counts_per_wh_den=1):
+        self._w_addr = -1  # a write waiting for CS to rise (see _cs_high)
+        self._w_val = 0
+        self._r_addr = -1
+        self._r_val = 0
         self.n = channels
         self.v_cv = [23000] * channels
         self.p_w = [0] * channels
