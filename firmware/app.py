@@ -30,7 +30,6 @@ RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_ar
 _APPLIED = const(0)
 _REFUSED_MAX = const(1)
 _BAD_AMOUNT = const(2)
-_UNKNOWN_OP = const(3)
 _BAD_ARGS = const(4)
 _STORE_FAULT = const(5)
 _RATE_LIMITED = const(6)
@@ -168,7 +167,7 @@ class Meter:
                 or clock.ticks_diff(now, self._last_commit) >= self.commit_ms):
             self.commit()
         self.reporter.step(now)
-        self.log.tick(self, clock.time())
+        self.log.tick(self, utc)  # the same second the billing step used
         self.log.drain(self.events)
         self.sync.forward_events(self.events)
         self.sync.poll()

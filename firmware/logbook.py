@@ -11,7 +11,6 @@ from micropython import const
 from journal import Ring
 
 _QUARTER_S = const(900)
-_DAY_S = const(86400)
 _MIN_UTC = const(1735689600)  # 2025-01-01: before this the clock is not set, so no profile
 _PER_TYPE = const(10)
 

@@ -9,8 +9,6 @@ VERSION = 1
 # imp_wh, imp_rem, exp_wh, exp_rem, last_cmd_id, relay_state, reasons, credit_level, pad
 _HEAD = "<HHiiiIIIIIIIBBBB"
 _HEAD_SIZE = struct.calcsize(_HEAD)
-_IDS = "<%dI" % WINDOW
-_RES = "<%dB" % WINDOW
 _WIN_END = _HEAD_SIZE + 4 * WINDOW + WINDOW
 # Relay and protection tail: relay flags (confirm owed, keep-power), limiter latched,
 # tamper flags, relay driver fault, lifetime load-limit trips.

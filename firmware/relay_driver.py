@@ -17,7 +17,6 @@ WELDED = const(1)  # current or a live load side after opening: welded contacts 
 NO_CLOSE = const(2)  # load side dead after closing: coil or contact failure
 FAULT_NAMES = ("ok", "welded_or_bypass", "no_close")
 
-_NEVER = const(-1)
 
 
 class RelayDriver:

@@ -1,5 +1,7 @@
 """The metering tail of the hot record, through the whole app on sim boards: pulse counts and
 per-channel energy are committed with the total energy and restored at boot, and reported."""
+import mprun
+
 
 
 def test_counts_persist_with_the_energy_registers_micropython(mpy):
@@ -72,4 +74,4 @@ m2.boot()
 mptest.eq((list(m2.metering.ch_wh), list(m2.metering.ch_rem)), (ph, rem), "restored at boot")
 os.remove(FLASH)
 mptest.done()
-""", heap="256k")
+""", heap=mprun.APP_HEAP)  # the whole app: see tools/mprun.py
