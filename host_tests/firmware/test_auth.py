@@ -1,11 +1,13 @@
 """firmware/auth.py (with the app's command path): fuzzing, replays, key checks, under micropython."""
 from pathlib import Path
 
+import mprun
+
 FUZZ = Path(__file__).resolve().parent / "fuzz_commands_mpy.py"
 
 
 def test_ten_thousand_bad_commands_no_crash_no_state_change_all_answered(mpy, tmp_path):
-    res = mpy(FUZZ, tmp_path / "flash.img", 10000, heap="256k", timeout=300)
+    res = mpy(FUZZ, tmp_path / "flash.img", 10000, heap=mprun.APP_HEAP, timeout=300)  # the whole app
     r = res.result
     assert r["ok"] and r["cases"] == 10000 and r["topups"] == 14
     print("fuzz: %(cases)d cases, %(refused)d refused" % r)
