@@ -4,7 +4,7 @@
 # (0x7xx/0x8xx 8 bit). SPI mode 0. Every transaction goes through _xfer(), with one preallocated
 # buffer pair per width so a read cycle allocates nothing.
 from micropython import const
-from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER  # noqa: F401 (re-exported)
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, SIGN_MAG, TWOS24  # noqa: F401 (re-exported)
 
 LCYCMODE = const(0x004)
 PGA_V = const(0x007)
@@ -34,8 +34,13 @@ AENERGYB = const(0x21F)
 AIGAIN = const(0x280)
 AVGAIN = const(0x281)
 AWGAIN = const(0x282)
+AIRMSOS = const(0x286)
+VRMSOS = const(0x288)
 BIGAIN = const(0x28C)
 BWGAIN = const(0x28E)
+BIRMSOS = const(0x292)
+PHCALA = const(0x108)
+PHCALB = const(0x109)
 LAST_RWDATA_24 = const(0x2FF)
 LAST_RWDATA_32 = const(0x3FF)
 
@@ -48,9 +53,13 @@ _NOLOAD = const(0x00720C)  # no-load threshold we set; non-default so a silent r
 _NOLOAD_POWER_ON = const(0x00E419)
 
 CAL_DEFAULTS = {"ugain": 0x400000, "igain_a": 0x400000, "pgain_a": 0x400000,
-                "igain_b": 0x400000, "pgain_b": 0x400000}
+                "igain_b": 0x400000, "pgain_b": 0x400000, "phi_a": 0, "phi_b": 0,
+                "uoffset": 0, "ioffset_a": 0, "ioffset_b": 0}
 _CAL_ADDR = {"ugain": AVGAIN, "igain_a": AIGAIN, "pgain_a": AWGAIN, "igain_b": BIGAIN,
-             "pgain_b": BWGAIN}
+             "pgain_b": BWGAIN, "phi_a": PHCALA, "phi_b": PHCALB, "uoffset": VRMSOS,
+             "ioffset_a": AIRMSOS, "ioffset_b": BIRMSOS}
+# PHCALx: sign-magnitude, sign in bit 9, magnitude up to 383. RMS offsets: 24-bit two's complement.
+PHI_FORM = (SIGN_MAG, 0x200, 0x1FF, 383)
 
 # Scaling of the reference design (Shelly-class front end): counts per unit.
 _V_COUNTS_PER_CV = const(260)  # VRMS: 26000 per volt
@@ -76,6 +85,8 @@ class ADE7953(MeterChip):
     ONES = 0xFFFFFF
     GAIN_MAX = 0x7FFFFF
     SIGNED_PGAIN = False  # AWGAIN/BWGAIN: 0x400000 is unity
+    CAL_FORMS = {"phi": PHI_FORM, "uoffset": TWOS24, "ioffset": TWOS24}
+    CAL_PROBE = {"phi": 8, "uoffset": 512, "ioffset": 200}
 
     def __init__(self, spi, cs, cal=None, delay_ms=None):
         MeterChip.__init__(self, 2)
@@ -98,7 +109,7 @@ class ADE7953(MeterChip):
         return self.cal[name]
 
     def cal_key(self, quantity, ch=0):
-        return quantity if quantity == "ugain" else quantity + "_" + "ab"[ch]
+        return quantity if quantity in ("ugain", "uoffset") else quantity + "_" + "ab"[ch]
 
     def _xfer(self, addr, rw, value):
         # The one bus choke point. Returns the data clocked in after the 3 command bytes.

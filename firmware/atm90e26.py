@@ -2,7 +2,7 @@
 # Frame: 24 clocks per CS-low window: [R/W|addr7][data hi][data lo], MSB first, SPI mode 3.
 # Every bus transaction goes through _xfer(); buffers are preallocated so a read cycle allocates nothing.
 from micropython import const
-from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER  # noqa: F401 (re-exported)
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, SIGN_MAG, TWOS16  # noqa: F401 (re-exported)
 
 SOFT_RESET = const(0x00)
 SYS_STATUS = const(0x01)
@@ -67,6 +67,10 @@ CAL_REGS = {"plconst_h": PL_CONST_H, "plconst_l": PL_CONST_L, "pgain": L_GAIN, "
             "igain_n": I_GAIN_N, "uoffset": U_OFFSET, "ioffset": I_OFFSET_L, "poffset": P_OFFSET_L}
 
 
+# Lphi/Nphi: sign-magnitude, sign in bit 15, magnitude in bits 9:0. Offsets: two's complement.
+PHI_FORM = (SIGN_MAG, 0x8000, 0x3FF, 0x3FF)
+
+
 def checksum(values):
     """CS1/CS2 of a bank of 16-bit registers: high byte = XOR of all bytes, low byte = sum mod 256."""
     s = 0
@@ -96,6 +100,8 @@ class ATM90E26(MeterChip):
     E_MAX = 0xFFFF  # 16-bit energy registers, 0.1 pulse per LSB
     WH_NUM = 100  # Wh = counts * 100 / meter_constant
     CAL_DEFAULTS = {"ugain": 0x6720, "igain": 0x7A13, "pgain": 0, "phi": 0}
+    CAL_FORMS = {"phi": PHI_FORM, "nphi": PHI_FORM, "uoffset": TWOS16, "ioffset": TWOS16, "poffset": TWOS16}
+    CAL_PROBE = {"phi": 8, "uoffset": 1024, "ioffset": 1024}
 
     def __init__(self, spi, cs, cal=None, meter_constant=3200):
         MeterChip.__init__(self, 1)

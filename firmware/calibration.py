@@ -5,6 +5,8 @@
 #   >>> cal.voltage(230.0)          # reference voltmeter reads 230.0 V
 #   >>> cal.current(10.0)           # reference ammeter reads 10.0 A (resistive load)
 #   >>> cal.power(2300.0)           # reference wattmeter reads 2300 W (same load, PF 1)
+#   >>> cal.phase(1150.0)           # same current at PF 0.5 lagging: reference wattmeter, W
+#   >>> cal.offset("current", 0.5)  # a low current (5 % of base): reference ammeter, A
 #   >>> cal.check_current(1.0); cal.check_current(30.0)   # multi-point check, error in ppm
 #   >>> cal.save()
 #
@@ -16,6 +18,10 @@ from binascii import crc32, hexlify
 
 VERSION = 1
 _RANGE_PPM = 200000  # one calibration step may move a gain by at most 20 %
+_PROBE_DOUBLINGS = 8  # trim: widen the trial step at most this often to see the reading move
+_SECANT_STEPS = 4  # trim: refinements after the first trial
+_PF_MIN = 300  # phase calibration needs a reactive load: |PF| within 0.3..0.8
+_PF_MAX = 800
 
 
 class CalError(ValueError):
@@ -104,13 +110,7 @@ class Calibration:
         self.points = []  # (reference mA, measured mA, error ppm) of check_current()
 
     def _mean(self, arr, ch):
-        chip = self.chip
-        total = 0
-        for _ in range(self.samples):
-            self.tick()
-            chip.read_inst()
-            total += arr[ch]
-        return total // self.samples
+        return self._sum(arr, ch) // self.samples
 
     def _rescale(self, key, ref, measured):
         if measured <= 0:
@@ -139,6 +139,94 @@ class Calibration:
     def power(self, ref_w, ch=0):
         """Active power/energy gain from a reference wattmeter reading (W) at unity power factor."""
         return self._rescale(self.chip.cal_key("pgain", ch), _units(ref_w, 1), self._mean(self.chip.p_w, ch))
+
+    def phase(self, ref_w, ch=0):
+        """Phase calibration from a reference wattmeter reading (W) on an inductive load at a
+        power factor near 0.5 (after voltage, current and power at PF 1). A phase error shows
+        as an active-power error that grows with the load angle; the phase register is
+        trimmed until the meter agrees with the reference."""
+        pf = self._sum(self.chip.pf_milli, ch) // self.samples
+        if not _PF_MIN <= abs(pf) <= _PF_MAX:
+            raise CalError("phase calibration needs a load at PF about 0.5, the meter sees %d.%03d" % (
+                pf // 1000, abs(pf) % 1000))
+        return self._trim(self.chip.cal_key("phi", ch), self.chip.p_w, ch, _units(ref_w, 1))
+
+    def offset(self, quantity, ref, ch=0):
+        """RMS offset calibration at a low reference ("voltage" in V or "current" in A, e.g. 5 %
+        of the base current), after the gain: the offset register is trimmed until the reading
+        agrees with the reference there, which is where an offset error shows."""
+        if quantity == "voltage":
+            key, arr, units = "uoffset", self.chip.v_cv, _units(ref, 100)
+        elif quantity == "current":
+            key, arr, units = "ioffset", self.chip.i_ma, _units(ref, 1000)
+        else:
+            raise CalError('offset("voltage" or "current", reference)')
+        return self._trim(self.chip.cal_key(key, ch), arr, ch, units)
+
+    def _sum(self, arr, ch):
+        chip = self.chip
+        total = 0
+        for _ in range(self.samples):
+            self.tick()
+            chip.read_inst()
+            total += arr[ch]
+        return total
+
+    def _trim(self, key, arr, ch, ref):
+        """Trim signed register `key` until the reading of arr[ch] equals ref. The register's
+        effect is measured, not assumed (its scale and sign convention differ between chips and
+        are not all documented): a trial step, widened until the reading moves, then secant
+        steps. Returns the new register value; raises CalError, with the calibration as it was,
+        when the reading cannot be brought closer."""
+        chip = self.chip
+        before = dict(chip.cal)
+        n = self.samples
+        goal = ref * n  # sums of n samples keep the sub-LSB part of the mean
+        top = chip.CAL_FORMS[key.partition("_")[0]][3]
+
+        def error_at(x):  # write x, let it settle, return the summed reading's error
+            cal = dict(chip.cal)
+            cal[key] = chip.cal_encode(key, x)
+            self._apply(cal)
+            return self._sum(arr, ch) - goal
+
+        x0 = chip.cal_signed(key)
+        d0 = start = self._sum(arr, ch) - goal
+        if abs(d0) * 1000000 > _RANGE_PPM * goal:
+            raise CalError("reading %d is more than 20%% from the reference %d: check wiring and load" % (
+                (d0 + goal) // n, ref))
+        if 2 * abs(d0) <= n:
+            return chip.cal_value(key)  # already within half a reading LSB
+        best_x, best_d = x0, d0
+        try:
+            step = chip.CAL_PROBE[key.partition("_")[0]]
+            for _ in range(_PROBE_DOUBLINGS):
+                # The direction is a guess (the chips differ); the measured slope decides after.
+                x1 = _clip(x0 + (step if d0 < 0 else -step), top)
+                d1 = error_at(x1)
+                if abs(d1 - d0) >= 2 * n:
+                    break
+                step *= 2
+            else:
+                raise CalError("the %s register has no measurable effect" % key)
+            for _ in range(_SECANT_STEPS + 1):
+                if abs(d1) < abs(best_d):
+                    best_x, best_d = x1, d1
+                if 2 * abs(best_d) <= n or d1 == d0:
+                    break
+                x2 = _clip(x1 - _div_round(d1 * (x1 - x0), d1 - d0), top)
+                if x2 == x1:
+                    break
+                x0, d0 = x1, d1
+                x1, d1 = x2, error_at(x2)
+            if abs(best_d) >= abs(start):
+                raise CalError("the %s register did not bring the reading closer" % key)
+            if best_x != chip.cal_signed(key):
+                error_at(best_x)
+        except (CalError, ValueError) as e:
+            self._apply(before)
+            raise CalError("%s: calibration unchanged" % e)
+        return chip.cal_value(key)
 
     def check_current(self, ref_a, ch=0):
         """One point of the multi-point current check: error of the reading in ppm."""
@@ -172,20 +260,31 @@ class Calibration:
         self.chip.cal_state = "ok"
 
 
+def _div_round(a, b):
+    """a / b rounded to the nearest integer, ties away from zero (integers only)."""
+    q = (abs(a) * 2 + abs(b)) // (2 * abs(b))
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _clip(x, top):
+    return top if x > top else (-top if x < -top else x)
+
+
 def _wait_second():
     import time
 
     time.sleep_ms(1000)
 
 
-_STEPS = ("voltage", "current", "power", "check", "show", "save", "export", "import")
+_STEPS = ("voltage", "current", "power", "phase", "offset", "check", "show", "save", "export", "import")
 
 
 def repl_step(m, step=None, *args):
     """The REPL's calibrate() entry (firmware/repl.py): calibrate("voltage", 230.0),
-    calibrate("current", 10.0), calibrate("power", 2300), calibrate("check", 1.0),
-    calibrate("save"), calibrate("export"), calibrate("import", text); an optional last
-    numeric argument after the reference is the channel (phase or current channel)."""
+    calibrate("current", 10.0), calibrate("power", 2300), calibrate("phase", 1150),
+    calibrate("offset", "current", 0.5), calibrate("check", 1.0), calibrate("save"),
+    calibrate("export"), calibrate("import", text); an optional last numeric argument after
+    the reference is the channel (phase or current channel)."""
     if step not in _STEPS:
         print("calibrate(step, ...): step is one of " + ", ".join(_STEPS))
         return None
@@ -203,6 +302,8 @@ def repl_step(m, step=None, *args):
         if step == "import":
             cal.import_(args[0])
             return True
+        if step == "offset":
+            return cal.offset(args[0], args[1], args[2] if len(args) > 2 else 0)
         ch = args[1] if len(args) > 1 else 0
         if step == "check":
             return cal.check_current(args[0], ch)

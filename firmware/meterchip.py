@@ -15,6 +15,34 @@ NO_ANSWER = const(2)  # absent chip or a bus fault that retries did not clear
 _TRIES = const(3)  # bounded retries per register before giving up for this poll
 
 
+# Formats of the signed calibration registers (phase and offsets), as (kind, sign bit, mask of
+# the value bits, largest magnitude): sign-magnitude or two's complement.
+SIGN_MAG = const(0)
+TWOS = const(1)
+TWOS16 = (TWOS, 0x8000, 0xFFFF, 0x7FFF)
+TWOS24 = (TWOS, 0x800000, 0xFFFFFF, 0x7FFFFF)
+
+
+def to_signed(form, raw):
+    """A signed calibration register's value as a plain int."""
+    kind, sign, mask, _ = form
+    if kind == SIGN_MAG:
+        m = raw & mask
+        return -m if raw & sign else m
+    raw &= mask
+    return raw - mask - 1 if raw & sign else raw
+
+
+def from_signed(form, n):
+    """The register value for n; ValueError if the register cannot hold it."""
+    kind, sign, mask, top = form
+    if not -top <= n <= top:
+        raise ValueError("%d is outside the register's range +-%d" % (n, top))
+    if kind == SIGN_MAG:
+        return sign | -n if n < 0 else n
+    return n & mask
+
+
 class ChipError(Exception):
     pass
 
@@ -80,6 +108,19 @@ class MeterChip:
     def cal_key(self, quantity, ch=0):
         """Name of the calibration parameter for quantity ('ugain', 'igain', 'pgain') on channel ch."""
         return quantity
+
+    # Signed calibration registers by quantity ('phi', 'uoffset', 'ioffset'): their format, and
+    # a first trial step (register units) for the measured trim in calibration.py.
+    CAL_FORMS = {}
+    CAL_PROBE = {}
+
+    def cal_signed(self, key):
+        """A phase or offset calibration register (by name) as a signed number."""
+        return to_signed(self.CAL_FORMS[key.partition("_")[0]], self.cal_value(key))
+
+    def cal_encode(self, key, n):
+        """Register value of phase/offset register `key` for the signed number n (ValueError if out of range)."""
+        return from_signed(self.CAL_FORMS[key.partition("_")[0]], n)
 
     def scale_gain(self, key, ref, measured):
         """New value of gain register `key` so that a reading of `measured` becomes `ref`.

@@ -6,6 +6,7 @@
 # registers are 24-bit signed, read-with-reset while LCYCMODE bit 6 is set (power-on), and wrap.
 # CONFIG bit 7 is a software reset.
 import ade7953 as R
+from meterchip import to_signed, TWOS24
 from simhw.emu_base import EmuBase
 
 _POWER_ON = {R.LCYCMODE: 0x40, R.CONFIG: 0x8004, 0x103: 0x3F, 0x104: 0x3F, 0x107: 0x0300,
@@ -33,6 +34,11 @@ class Ade7953Emu(EmuBase):
         self._tu = tc["ugain"]
         self._ti = [tc["igain_a"], tc["igain_b"]]
         self._tp = [tc["pgain_a"], tc["pgain_b"]]
+        # Phase and RMS offsets that cancel this front end's errors; an offset LSB moves the RMS
+        # register by one count (modelled as linear).
+        self._tphi = [to_signed(R.PHI_FORM, tc["phi_a"]), to_signed(R.PHI_FORM, tc["phi_b"])]
+        self._tuo = to_signed(TWOS24, tc["uoffset"])
+        self._tio = [to_signed(TWOS24, tc["ioffset_a"]), to_signed(TWOS24, tc["ioffset_b"])]
         self.regs = {R.AENERGYA: 0, R.AENERGYB: 0}
         self._acc = [0, 0]
         self._unlocked = False
@@ -143,7 +149,8 @@ class Ade7953Emu(EmuBase):
     def _integrate(self, dt_ms):
         regs = self.regs
         v = self.v_cv[0]
-        regs[R.VRMS] = v * 260 * regs[R.AVGAIN] // self._tu
+        uo = to_signed(TWOS24, regs.get(R.VRMSOS, 0)) - self._tuo
+        regs[R.VRMS] = _clamp(v * 260 * regs[R.AVGAIN] // self._tu + uo)
         regs[R.PERIOD] = 22375000 // self.f_chz - 1 if self.f_chz else 0
         for k in range(2):
             p = self.p_w[k]
@@ -154,7 +161,8 @@ class Ade7953Emu(EmuBase):
                 self.truth_mj += e
             else:
                 self.truth_export_mj -= e
-            n = self.to_counts(k, e, gn, gd)  # signed register: one accumulator per channel
+            dphi = to_signed(R.PHI_FORM, regs.get(R.PHCALA + k, 0)) - self._tphi[k]
+            n = self.to_counts(k, self.phase_mj(k, e, dphi), gn, gd)  # signed register: one accumulator per channel
             a = R.AENERGYA + k
             old = regs[a] - 0x1000000 if regs[a] & 0x800000 else regs[a]
             new = old + n
@@ -164,7 +172,13 @@ class Ade7953Emu(EmuBase):
             pf = self.pf_milli[k]
             i_ma = abs(p) * 100000000 // (v * pf) if v and pf else 0
             gi = regs[R.AIGAIN if k == 0 else R.BIGAIN]
-            regs[R.IRMSA + k] = (i_ma * 100 * gi // self._ti[k]) & 0xFFFFFF
-            regs[R.AWATT + k] = (p * 154 * gn // gd) & 0xFFFFFF
+            io = to_signed(TWOS24, regs.get(R.AIRMSOS if k == 0 else R.BIRMSOS, 0)) - self._tio[k]
+            regs[R.IRMSA + k] = _clamp(i_ma * 100 * gi // self._ti[k] + io)
+            regs[R.AWATT + k] = (self.phase_mj(k, p, dphi) * 154 * gn // gd) & 0xFFFFFF
             regs[R.AVAR + k] = (self.q_var(k) * 154) & 0xFFFFFF
             regs[R.PFA + k] = (pf * 0x7FFF // 1000) & 0xFFFF
+
+
+def _clamp(v):
+    # an RMS register is unsigned 24 bit
+    return 0 if v < 0 else (0xFFFFFF if v > 0xFFFFFF else v)

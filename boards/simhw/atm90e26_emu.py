@@ -8,6 +8,7 @@
 # so calibration can be exercised.
 from array import array
 import atm90e26 as R
+from meterchip import to_signed, TWOS16
 from simhw.emu_base import EmuBase, s16 as _s16
 
 _METERING_OFF = 0x6886
@@ -26,13 +27,18 @@ class Atm90e26Emu(EmuBase):
         # true_cal: the gain register values that make this front end read exactly. Without it
         # the front end is ideal: readings are exact whatever gains the driver writes.
         self._ideal = true_cal is None
-        self.true_cal = {"ugain": 0x6720, "igain": 0x7A13, "pgain": 0}
+        self.true_cal = {"ugain": 0x6720, "igain": 0x7A13, "pgain": 0, "phi": 0, "uoffset": 0, "ioffset": 0}
         self.true_cal.update(true_cal or {})
         tc = self.true_cal
         # True gains as plain ints, so advance() allocates nothing.
         self._tu = tc["ugain"]
         self._ti = tc["igain"]
         self._tp = 32768 + _s16(tc["pgain"] & 0xFFFF)
+        # Phase and RMS offsets: the register values that cancel this front end's errors.
+        # An offset LSB is 1/512 of a reading LSB (modelled on the ATM90E32's offset method).
+        self._tphi = to_signed(R.PHI_FORM, tc["phi"])
+        self._tuo = to_signed(TWOS16, tc["uoffset"])
+        self._tio = to_signed(TWOS16, tc["ioffset"])
         self.n_ratio_milli = 1000  # neutral current / live current (1000 = no tamper)
         self._acc = [0, 0]  # fraction accumulators, import and export (mJ * cn)
         self._power_on()
@@ -153,24 +159,38 @@ class Atm90e26Emu(EmuBase):
             return
         gn = 32768 + _s16(regs[R.L_GAIN])
         gd = gn if self._ideal else self._tp
-        if p >= 0:
+        dphi = 0 if self._ideal else to_signed(R.PHI_FORM, regs[R.L_PHI]) - self._tphi
+        if dphi:
+            e = self.phase_mj(0, p * dt_ms, dphi)  # signed: what the chip measures
+        else:
+            e = p * dt_ms
+        if e >= 0:
             n = self.to_counts(0, e, gn, gd)
             a = R.AP_ENERGY
         else:
-            n = self.to_counts(1, e, gn, gd)
+            n = self.to_counts(1, -e, gn, gd)
             a = R.AN_ENERGY
         if regs[a] + n > 0xFFFF:
             self.overflows += 1
         regs[a] = (regs[a] + n) & 0xFFFF  # the 16-bit register wraps
         v = self.v_cv[0]
         pf = self.pf_milli[0]
-        regs[R.URMS] = min(0xFFFF, v if self._ideal else v * regs[R.U_GAIN] // self._tu)
         i_ma = abs(p) * 100000 * 1000 // (v * pf) if v and pf else 0
-        if not self._ideal:
-            i_ma = i_ma * regs[R.I_GAIN_L] // self._ti
-        regs[R.IRMS] = min(0xFFFF, i_ma)
-        regs[R.IRMS2] = min(0xFFFF, i_ma * self.n_ratio_milli // 1000)
-        regs[R.PMEAN] = (p * gn // gd) & 0xFFFF
+        if self._ideal:
+            regs[R.URMS] = min(0xFFFF, v)
+        else:
+            uo = to_signed(TWOS16, regs[R.U_OFFSET]) - self._tuo
+            regs[R.URMS] = _clamp((v * regs[R.U_GAIN] * 512 // self._tu + uo) // 512)
+            io = to_signed(TWOS16, regs[R.I_OFFSET_L]) - self._tio
+            i_ma = (i_ma * regs[R.I_GAIN_L] * 512 // self._ti + io) // 512
+        regs[R.IRMS] = _clamp(i_ma)
+        regs[R.IRMS2] = _clamp(i_ma * self.n_ratio_milli // 1000)
+        regs[R.PMEAN] = (self.phase_mj(0, p, dphi) * gn // gd) & 0xFFFF
         regs[R.QMEAN] = self.q_var(0) & 0xFFFF
         regs[R.FREQ] = self.f_chz
         regs[R.POWER_F] = (0x8000 | -pf) if pf < 0 else pf
+
+
+def _clamp(v):
+    # an RMS register is unsigned 16 bit
+    return 0 if v < 0 else (0xFFFF if v > 0xFFFF else v)

@@ -6,6 +6,7 @@
 # wrap at 16 bits; totals are the arithmetic sum of the phases (MMode0 default).
 from array import array
 import atm90e32 as R
+from meterchip import to_signed, TWOS16
 from simhw.emu_base import EmuBase, s16 as _s16
 
 _POWER_ON = {0x01: 0x0210, 0x02: 0x0654, 0x05: 0x143F, 0x06: 0xC000, 0x07: 0x0001, 0x08: 0x1000,
@@ -28,7 +29,8 @@ class Atm90e32Emu(EmuBase):
         self.regs = array("H", bytes(2 * 0x100))
         self.true_cal = {}
         for k in range(3):
-            for q, d in (("ugain", 0x8000), ("igain", 0x8000), ("pgain", 0)):
+            for q, d in (("ugain", 0x8000), ("igain", 0x8000), ("pgain", 0), ("phi", 0), ("uoffset", 0),
+                         ("ioffset", 0)):
                 self.true_cal[q + "_" + "abc"[k]] = d
         self.true_cal.update(true_cal or {})
         tc = self.true_cal
@@ -36,6 +38,11 @@ class Atm90e32Emu(EmuBase):
         self._tu = [tc["ugain_" + ph] for ph in "abc"]
         self._ti = [tc["igain_" + ph] for ph in "abc"]
         self._tp = [32768 + _s16(tc["pgain_" + ph] & 0xFFFF) for ph in "abc"]
+        # Phase and RMS offsets that cancel this front end's errors (an offset LSB is 2^7 of the
+        # 32-bit RMS value, i.e. 1/512 of a reading LSB, as the drivers' offset method implies).
+        self._tphi = [to_signed(R.PHI_FORM, tc["phi_" + ph]) for ph in "abc"]
+        self._tuo = [to_signed(TWOS16, tc["uoffset_" + ph]) for ph in "abc"]
+        self._tio = [to_signed(TWOS16, tc["ioffset_" + ph]) for ph in "abc"]
         self._acc = [0] * 8  # fraction accumulators: T imp, T exp, A imp, A exp, ...
         self._power_on()
 
@@ -114,16 +121,21 @@ class Atm90e32Emu(EmuBase):
             gd = self._tp[k]
             e = p * dt_ms
             tot += e
-            tot_eff += e if gn == gd else e * gn // gd
+            dphi = to_signed(R.PHI_FORM, regs[R.PHI_A + 2 * k]) - self._tphi[k]
+            e_chip = self.phase_mj(k, e, dphi)
+            tot_eff += e_chip if gn == gd else e_chip * gn // gd
             if on:
-                self._count(2 + 2 * k, e, gn, gd)
-                p_tot_w += p * gn // gd
+                self._count(2 + 2 * k, e_chip, gn, gd)
+                p_chip = self.phase_mj(k, p, dphi) * gn // gd
+                p_tot_w += p_chip
                 v = self.v_cv[k]
                 pf = self.pf_milli[k]
-                regs[R.URMS_A + k] = min(0xFFFF, v * regs[R.U_GAIN_A + 4 * k] // self._tu[k])
+                uo = to_signed(TWOS16, regs[R.U_OFFSET_A + 4 * k]) - self._tuo[k]
+                regs[R.URMS_A + k] = _clamp((v * regs[R.U_GAIN_A + 4 * k] * 512 // self._tu[k] + uo) // 512)
                 i_ma = abs(p) * 100000000 // (v * pf) if v and pf else 0
-                regs[R.IRMS_A + k] = min(0xFFFF, i_ma * regs[R.I_GAIN_A + 4 * k] // self._ti[k])
-                self._pmean(R.PMEAN_T + 1 + k, p * gn // gd)
+                io = to_signed(TWOS16, regs[R.I_OFFSET_A + 4 * k]) - self._tio[k]
+                regs[R.IRMS_A + k] = _clamp((i_ma * regs[R.I_GAIN_A + 4 * k] * 512 // self._ti[k] + io) // 512)
+                self._pmean(R.PMEAN_T + 1 + k, p_chip)
                 self._pmean(R.QMEAN_T + 1 + k, self.q_var(k))
                 regs[R.PF_MEAN_T + 1 + k] = pf & 0xFFFF
             else:
@@ -157,3 +169,8 @@ class Atm90e32Emu(EmuBase):
         raw = (p_w * 3125) & 0xFFFFFFFF  # 0.00032 W per LSB
         self.regs[addr] = raw >> 16
         self.regs[addr + 0x10] = raw & 0xFFFF
+
+
+def _clamp(v):
+    # an RMS register is unsigned 16 bit
+    return 0 if v < 0 else (0xFFFF if v > 0xFFFF else v)

@@ -25,6 +25,12 @@ def _isqrt(n):
     return x
 
 
+# How the emulated front ends respond to the phase and offset registers (a model, not datasheet
+# figures; calibration.py measures the response instead of assuming it): one phase LSB shifts the
+# current by PHASE_URAD microradians, so active power moves by Q * dphi * PHASE_URAD / 10^6.
+PHASE_URAD = 300
+
+
 def s16(v):
     """A 16-bit register as a signed value."""
     return v - 0x10000 if v & 0x8000 else v
@@ -96,6 +102,16 @@ class EmuBase:
         a = pf if pf > 0 else -pf
         q = abs(p) * _isqrt(1000000 - a * a) // a
         return q if pf > 0 else -q
+
+    def phase_mj(self, ch, e_mj, dphi):
+        """Energy (or power) e_mj as a chip whose phase register is dphi LSBs off measures it."""
+        if not dphi:
+            return e_mj
+        p = self.p_w[ch]
+        if not p:
+            return e_mj
+        # Q * dt, from the same dt as e_mj (e_mj = p * dt)
+        return e_mj + e_mj * self.q_var(ch) * dphi * PHASE_URAD // (p * 1000000)
 
     def to_counts(self, k, e_mj, gn, gd):
         """Add e_mj (signed), scaled by the chip's energy gain gn/gd (exact when calibrated,

@@ -130,9 +130,132 @@ g = calibration.repl_step(m, "voltage", v / 100 * 1.01)   # reference reads 1 % 
 mptest.check(abs(g - 0x6720 * 101 // 100) <= 2, "gain moved by 1 %%: 0x%x" % g)
 mptest.eq(calibration.repl_step(m, "nonsense"), None, "unknown step refused")
 mptest.eq(calibration.repl_step(m, "voltage"), None, "missing reference refused")
+shown = calibration.repl_step(m, "show")
+mptest.eq(calibration.repl_step(m, "phase", 2300), None, "phase needs a reactive load")
+mptest.eq(calibration.repl_step(m, "offset", "power", 10), None, "no power offset step")
+mptest.eq(calibration.repl_step(m, "show"), shown, "refusals changed nothing")
 mptest.check(calibration.repl_step(m, "save"), "saved")
 text = calibration.repl_step(m, "export")
 mptest.check(calibration.decode(text, "sim-atm90e26", "atm90e26", "73696d31")["ugain"] == g, "exported, keyed to the unit")
 os.remove(FLASH)
 mptest.done()
 """, heap="384k")
+
+
+PHASE_CASES = [
+    # chip, the front end's errors (gains, phase, RMS offsets as the registers that cancel them), channel
+    ("atm90e26", {"ugain": 0x6A00, "igain": 0x7800, "pgain": 0x0400, "phi": 0x8000 | 40,
+                  "uoffset": 0xFFFF & -3000, "ioffset": 0xFFFF & -6000}, 0),
+    ("atm90e32", {"ugain_c": 0x8300, "igain_c": 0x7E00, "pgain_c": 0xFC00, "phi_c": 35,
+                  "uoffset_c": 2500, "ioffset_c": 0xFFFF & -5000}, 2),
+    ("ade7953", {"ugain": 0x420000, "igain_a": 0x3F0000, "pgain_a": 0x410000, "phi_a": 0x200 | 45,
+                 "uoffset": 0xFFFFFF & -2600, "ioffset_a": 1200}, 0),
+]
+
+
+@pytest.mark.parametrize("chip,true_cal,ch", PHASE_CASES)
+def test_phase_and_offset_calibration(mpy, chip, true_cal, ch):
+    """After the gains at PF 1, a phase error still bills a reactive load wrong and an RMS offset
+    still misreads a small current; the phase and offset steps remove both, and the gains hold."""
+    res = mpy("""
+import sys, json, mptest, chipkit, calibration
+name, true_cal, ch = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+k = chipkit.Kit(name, true_cal=true_cal)
+mptest.check(k.m.start(), "init")
+emu, chip = k.emu, k.chip
+cal = calibration.Calibration(k.m, chip, "/tmp/pm-cal-ph.json", "b", b"1", samples=2,
+                              tick=lambda: emu.advance(1000))
+
+def read(arr):
+    emu.advance(1000)
+    chip.read_inst()
+    return arr[ch]
+
+def energy_err_ppm(seconds):
+    e0, t0 = k.metered_mj(), emu.truth_mj
+    k.run(seconds, 1)
+    t = emu.truth_mj - t0
+    return ((k.metered_mj() - e0) - t) * 1000000 // t
+
+k.load(2300)
+cal.voltage(230.0, ch)
+cal.current(10.0, ch)
+cal.power(2300, ch)
+k.load(1150, pf_milli=500)            # the same 10 A at PF 0.5 lagging
+p_before = read(chip.p_w)
+e_before = energy_err_ppm(600)
+mptest.check(abs(p_before - 1150) >= 10, "the phase error shows at PF 0.5: %d W" % p_before)
+mptest.check(abs(e_before) >= 3000, "and bills wrong: %d ppm" % e_before)
+key = chip.cal_key("phi", ch)
+cal.phase(1150, ch)
+import meterchip
+true_phi = meterchip.to_signed(chip.CAL_FORMS["phi"], true_cal[key])
+mptest.check(abs(chip.cal_signed(key) - true_phi) <= 2, "phase register %d, the front end's %d" % (
+    chip.cal_signed(key), true_phi))
+p_after = read(chip.p_w)
+mptest.check(abs(p_after - 1150) <= 1, "power at PF 0.5 after: %d W" % p_after)
+e_after = energy_err_ppm(3600)
+mptest.check(abs(e_after) <= 3000 and 3 * abs(e_after) <= abs(e_before),
+             "energy at PF 0.5 within 0.3 %%, three times better: %d ppm" % e_after)
+
+k.load(115)                          # 0.5 A at PF 1: where a current offset shows
+i_before = read(chip.i_ma)
+mptest.check(abs(i_before - 500) >= 5, "the offset shows at 0.5 A: %d mA" % i_before)
+cal.offset("current", 0.5, ch)
+i_after = read(chip.i_ma)
+mptest.check(abs(i_after - 500) <= 1, "0.5 A after: %d mA" % i_after)
+k.load(2300)
+cal.current(10.0, ch)                # the gain again: it had absorbed part of the offset
+i_full = read(chip.i_ma)
+mptest.check(abs(i_full - 10000) <= 2, "10 A: %d mA" % i_full)
+k.load(115)
+i_low = read(chip.i_ma)
+mptest.check(abs(i_low - 500) <= 1, "0.5 A still: %d mA" % i_low)
+
+for c in range(emu.n):
+    emu.set_channel(c, 10, 2300, 1000)   # 23 V: where a voltage offset shows
+v_before = read(chip.v_cv)
+cal.offset("voltage", 23.0, ch)
+v_after = read(chip.v_cv)
+mptest.check(abs(v_after - 2300) <= 1, "23 V after: %d cV (before %d)" % (v_after, v_before))
+k.load(2300)
+cal.voltage(230.0, ch)
+v_full = read(chip.v_cv)
+mptest.check(abs(v_full - 23000) <= 2, "230 V: %d cV" % v_full)
+for c in range(emu.n):
+    emu.set_channel(c, 10, 2300, 1000)
+v_low = read(chip.v_cv)
+mptest.check(abs(v_low - 2300) <= 1, "23 V still: %d cV" % v_low)
+mptest.done(p_before=p_before, p_after=p_after, e_before=e_before, e_after=e_after,
+            i_before=i_before, i_after=i_after, v_before=v_before, v_after=v_after)
+""", chip, __import__("json").dumps(true_cal), ch, heap="160k")
+    assert res.result["ok"]
+
+
+def test_phase_and_offset_steps_refuse_bad_conditions_and_change_nothing(mpy):
+    mpy("""
+import mptest, chipkit, calibration
+k = chipkit.Kit("atm90e26", true_cal={"phi": 0x8000 | 40})
+k.m.start()
+cal = calibration.Calibration(k.m, k.chip, "/tmp/x.json", "b", b"1", samples=1,
+                              tick=lambda: k.emu.advance(1000))
+before = dict(k.chip.cal)
+k.load(2300)                                        # PF 1: no phase information in it
+mptest.raises(calibration.CalError, cal.phase, 2300)
+mptest.raises(calibration.CalError, cal.offset, "power", 10)
+mptest.raises(calibration.CalError, cal.offset, "current", 0)
+k.load(1150, 500)
+mptest.raises(calibration.CalError, cal.phase, 800)   # 30 % off: wiring, not phase
+mptest.eq(k.chip.cal, before, "unchanged")
+# A front end the phase register does not move (the ideal emulator): refused, left as it was.
+k2 = chipkit.Kit("atm90e26")
+k2.m.start()
+k2.load(1150, 500)
+cal2 = calibration.Calibration(k2.m, k2.chip, "/tmp/x.json", "b", b"1", samples=1,
+                               tick=lambda: k2.emu.advance(1000))
+before2 = dict(k2.chip.cal)
+mptest.raises(calibration.CalError, cal2.phase, 1160)
+mptest.eq(k2.chip.cal, before2, "unchanged after a trim that could not work")
+mptest.check(k2.m.ok, "metering runs on")
+mptest.done()
+""", heap="160k")
