@@ -65,6 +65,14 @@ class Metering:
         (Protection and the REPL must not act on readings from a chip that stopped answering.)"""
         return self._ready and not self._bad
 
+    def channel_readings(self):
+        """Per-channel (phase) RMS voltage (cV), current (mA) and active power (W) arrays of a
+        multi-channel chip while its readings are fresh, else None."""
+        if self.channels < 2 or not self.ok:
+            return None
+        c = self._chip
+        return c.v_cv, c.i_ma, c.p_w
+
     @property
     def bus_errors(self):
         return self._chip.bus_errors

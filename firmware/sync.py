@@ -27,14 +27,23 @@ _EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTE
                 events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
 
 
+def _ints(arr, start=0, step=1):
+    return ",".join("%d" % arr[k] for k in range(start, len(arr), step))
+
+
 def _metering_extra(mt):
-    # Per-channel import Wh of multi-channel chips as "ce":[...], and water/gas pulse inputs as
-    # "u":{"water":1230,...} in their integer units; closes the telemetry object. Returned as
+    # Multi-channel chips: per-channel import and export Wh as "ce":[...], "cx":[...], and the
+    # per-channel readings "cv", "ci", "cp" when fresh. Water/gas pulse inputs as
+    # "u":{"water":1230,...} in their integer units. Closes the telemetry object. Returned as
     # part of a format string, so any '%' is escaped.
     s = ""
     ch = getattr(mt, "ch_wh", ())
     if len(ch):
-        s += ',"ce":[%s]' % ",".join("%d" % ch[k] for k in range(0, len(ch), 2))
+        s += ',"ce":[%s],"cx":[%s]' % (_ints(ch, 0, 2), _ints(ch, 1, 2))
+    rd = getattr(mt, "channel_readings", None)
+    rd = rd() if rd else None
+    if rd:
+        s += ',"cv":[%s],"ci":[%s],"cp":[%s]' % (_ints(rd[0]), _ints(rd[1]), _ints(rd[2]))
     pulses = getattr(mt, "pulses", ())
     if pulses:
         s += ',"u":{%s}' % ",".join('"%s":%d' % (p.name, p.value) for p in pulses)

@@ -32,7 +32,7 @@ m2.boot()
 mptest.eq((m2.metering.pulses[0].count, m2.metering.imp_wh), (counts, wh), "restored with the energy")
 os.remove(FLASH)
 mptest.done(count=counts)
-""", heap="256k")
+""", heap=mprun.APP_HEAP)  # the whole app: see tools/mprun.py
 
 
 def test_per_phase_energy_persists_and_is_reported_micropython(mpy):
@@ -68,6 +68,13 @@ while m.sync.outbox.count:
     kind, payload = m.sync.outbox.peek()
     m.sync.outbox.pop()
 mptest.check(b'"ce":[%d,%d,%d]' % (ph[0], ph[2], ph[4]) in payload, "per-phase Wh in telemetry: %r" % payload)
+mptest.check(b'"cx":[%d,%d,%d]' % (ph[1], ph[3], ph[5]) in payload, "per-phase export Wh: %r" % payload)
+import json
+doc = json.loads(payload)
+chip = mt._chip
+mptest.eq((doc["cv"], doc["ci"], doc["cp"]), (list(chip.v_cv), list(chip.i_ma), list(chip.p_w)), "per-phase readings")
+mptest.check(min(doc["cv"]) > 20000, "every phase has its voltage: %r" % doc["cv"])
+mptest.eq(sum(doc["cp"]), doc["p"], "phase powers add up to the total")
 b2 = board()
 m2 = app.Meter(b2)
 m2.boot()
