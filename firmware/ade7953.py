@@ -198,3 +198,18 @@ class ADE7953(MeterChip):
                 self.pf_milli[k] = pf * 1000 // 0x7FFF
         per = self.read_sure(PERIOD)
         self.f_chz = 22375000 // (per + 1) if per >= 0 else 0
+
+    def _diagnose(self, problems):
+        # ADE7953: AP_NOLOAD as reset marker, energy registers read-with-reset (else every poll
+        # would count the whole register again), CONFIG as written (COMM_LOCK cleared, HPF on).
+        nl = self.read_sure(AP_NOLOAD)
+        lc = self.read_sure(LCYCMODE)
+        cfg = self.read_sure(CONFIG)
+        if nl == _NOLOAD_POWER_ON:
+            problems.append("chip was reset (AP_NOLOAD back at power-on value 0x%06x)" % nl)
+        if lc >= 0 and not lc & _RSTREAD:
+            problems.append("energy registers not read-with-reset (LCYCMODE 0x%02x, RSTREAD off)" % lc)
+        if cfg >= 0 and cfg != _CONFIG_VALUE:
+            problems.append("CONFIG 0x%04x, not the 0x%04x written (COMM_LOCK, HPF)" % (cfg & 0xFFFF, _CONFIG_VALUE))
+        return "AP_NOLOAD 0x%06x, LCYCMODE 0x%02x (RSTREAD %s), CONFIG 0x%04x" % (
+            nl & 0xFFFFFF, lc & 0xFF, "on" if lc >= 0 and lc & _RSTREAD else "off", cfg & 0xFFFF)

@@ -221,6 +221,27 @@ class ATM90E26(MeterChip):
         self.pf_milli[0] = (-(pf & 0x7FFF) if pf & 0x8000 else pf) if pf >= 0 else 0
         self.f_chz = _pos(self.read_sure(FREQ))
 
+    def _diagnose(self, problems):
+        # ATM90E26: the checksum flags in SysStatus, FuncEn as reset marker, and both banks
+        # back in check mode (0x8765) after init.
+        st = self.read_sure(SYS_STATUS)
+        fn = self.read_sure(FUNC_EN)
+        cal = self.read_sure(CAL_START)
+        adj = self.read_sure(ADJ_START)
+        if st >= 0 and st & _CAL_ERR:
+            problems.append("CS1 (metering bank) mismatch: chip computes 0x%04x, we wrote 0x%04x" % (
+                self.read_sure(CS1), self.cs1))
+        if st >= 0 and st & _ADJ_ERR:
+            problems.append("CS2 (measurement bank) mismatch: chip computes 0x%04x, we wrote 0x%04x" % (
+                self.read_sure(CS2), self.cs2))
+        if fn == _FUNC_EN_POWER_ON:
+            problems.append("chip was reset (FuncEn at power-on value 0x%04x)" % fn)
+        if cal != _CAL_CHECK or adj != _CAL_CHECK:
+            problems.append("calibration banks not in check mode (CalStart 0x%04x, AdjStart 0x%04x)" % (
+                cal & 0xFFFF, adj & 0xFFFF))
+        return "SysStatus 0x%04x, FuncEn 0x%04x, CalStart/AdjStart 0x%04x/0x%04x, CS1 0x%04x CS2 0x%04x" % (
+            st & 0xFFFF, fn & 0xFFFF, cal & 0xFFFF, adj & 0xFFFF, self.cs1, self.cs2)
+
 
 def _pos(v):
     return v if v > 0 else 0

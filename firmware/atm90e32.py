@@ -186,6 +186,21 @@ class ATM90E32(MeterChip):
             self.pf_milli[k] = _s16(pf) if pf >= 0 else 0
         self.f_chz = _pos(self.read_sure(FREQ))
 
+    def _diagnose(self, problems):
+        # ATM90E32: SagPeakDetCfg as reset marker, metering enabled, configuration locked
+        # (CfgRegAccEn back to normal operation, which also latches the golden CRC).
+        peak = self.read_sure(SAG_PEAK_DET_CFG)
+        en = self.read_sure(METER_EN)
+        acc = self.read_sure(CFG_REG_ACC_EN)
+        if peak == _PEAK_CFG_POWER_ON:
+            problems.append("chip was reset (SagPeakDetCfg back at power-on value 0x%04x)" % peak)
+        if en == 0:
+            problems.append("metering off (MeterEn 0x0000)")
+        if acc == _ACCESS:
+            problems.append("configuration not locked (CfgRegAccEn still 0x%04x)" % acc)
+        return "SagPeakDetCfg 0x%04x, MeterEn 0x%04x, CfgRegAccEn 0x%04x (%s)" % (
+            peak & 0xFFFF, en & 0xFFFF, acc & 0xFFFF, "unlocked" if acc == _ACCESS else "locked")
+
 
 def _pos(v):
     return v if v > 0 else 0

@@ -162,3 +162,37 @@ class MeterChip:
         (total import of all channels at once, the worst case)."""
         counts_per_s = max_power_w * self.WH_DEN // (3600 * self.WH_NUM) + 1
         return self.E_MAX * 1000 // counts_per_s
+
+    # -- technician's diagnosis (REPL selftest; never on the metering hot path) ------------
+    def diagnose(self):
+        """What the chip can tell about its own health: (problems, detail). problems is a list
+        of readable faults, empty when healthy; detail says in one line what was checked.
+        The absent check and the chip state are shared; the driver's _diagnose() adds what
+        only that chip can tell (its status flags and the configuration we wrote)."""
+        st = self.state()
+        if st == NO_ANSWER and self._silent():
+            return ["chip absent: MISO reads all ones"], "no answer on the bus"
+        problems = []
+        detail = self._diagnose(problems)
+        if st != OK and not problems:  # the state saw something the specific checks did not name
+            problems.append(_STATE_TEXT[st])
+        return problems, detail
+
+    def _silent(self):
+        # Nobody drives MISO: even the last-data register answers all ones, again and again.
+        # (A live chip answers there with the data of a recent transaction: a configuration
+        # or state value, never all ones.)
+        addr = self._last(0)
+        ones = self._ones(addr)
+        for _ in range(_TRIES):
+            if self._read(addr) != ones:
+                return False
+        return True
+
+    def _diagnose(self, problems):
+        # A driver adds its own checks here (see the end of each driver class).
+        return "chip state read"
+
+
+_STATE_TEXT = ("ok", "chip was reset (configuration back at power-on values)",
+               "no consistent answer from the chip (bus fault)")

@@ -8,13 +8,10 @@ import time
 import app
 import events
 import relay as relay_mod
-import atm90e26 as _chip
 
 __all__ = ("status", "selftest", "relay_test", "token", "log", "set_time", "config",
            "cal_read", "cal_check", "calibrate", "resume", "help_")
 
-_SYS_CAL_ERR = 0xC000  # SysStatus bits: CS1 mismatch (metering bank)
-_SYS_ADJ_ERR = 0x3000  # SysStatus bits: CS2 mismatch (measurement bank)
 _NO_LOAD_MA = 100  # below this the relay test cannot confirm anything from the current
 _SETTLE_MS = 1500  # the chip's RMS registers settle within about a second
 
@@ -75,6 +72,24 @@ def _reasons(bits):
     return ",".join(names) if names else "none"
 
 
+def _chip(m):
+    # The metering chip behind the Metering layer; only the driver's shared MeterChip API is
+    # used here, so every command works on every chip.
+    return m.metering._chip
+
+
+def _ch_word(n):
+    return "phase" if n == 3 else "channel"
+
+
+def _ch_name(n, k):
+    return _ch_word(n) + " " + "ABC"[k]
+
+
+def _vip(v, i, p):
+    return "%s V  %s A  %d W" % (_fixed(v, 100, 2), _fixed(i, 1000, 3), p)
+
+
 def _dec(m):
     return m.board.config.get("currency_decimals", 2)
 
@@ -105,6 +120,11 @@ def status():
     _out("energy    import %s kWh   export %s kWh" % (_fixed(mt.imp_wh, 1000, 3), _fixed(mt.exp_wh, 1000, 3)))
     _out("now       %s V  %s A  %d W  %s Hz" % (_fixed(mt.v_cv, 100, 2), _fixed(mt.i_ma, 1000, 3), mt.p_w,
                                              _fixed(mt.f_chz, 100, 2)))
+    chip = _chip(m)
+    n = chip.CHANNELS
+    if n > 1:  # the line above is the total (voltage of the first channel): each one too
+        for k in range(n):
+            _out("  %-9s %s" % (_ch_name(n, k), _vip(chip.v_cv[k], chip.i_ma[k], chip.p_w[k])))
     _out("credit    balance %s   charged %s   topped up %s   (%d top-ups)" % (
         money(a.balance, dec), money(a.charged, dec), money(a.topped_up, dec), m.topups))
     _out("relay     %s   reasons: %s   (opened %d, closed %d)" % (
@@ -130,30 +150,27 @@ def _result(name, ok, detail):
 
 
 def _check_chip(m):
-    chip = m.metering._chip
+    chip = _chip(m)
     try:
-        st = chip.read(_chip.SYS_STATUS)
-        if st == 0xFFFF:
-            return _result("spi", False, "chip absent: MISO reads all ones")
-        bad = []
-        if st & _SYS_CAL_ERR:
-            bad.append("CS1 (metering bank) mismatch")
-        if st & _SYS_ADJ_ERR:
-            bad.append("CS2 (measurement bank) mismatch")
-        if not chip.configured():
-            bad.append("chip was reset (FuncEn at power-on value)")
-        if not chip.running():
-            bad.append("calibration banks not in check mode")
-        if bad:
-            return _result("spi", False, "; ".join(bad))
-        return _result("spi", True, "SysStatus 0x%04x, checksums CS1 0x%04x CS2 0x%04x accepted" % (
-            st, chip.cs1, chip.cs2))
+        bad, detail = chip.diagnose()  # what this chip can tell (see the driver's _diagnose)
     except Exception as e:  # a bus error is exactly what this test is for
         return _result("spi", False, "bus error: %r" % e)
+    if bad:
+        return _result("spi", False, "; ".join(bad))
+    resets = m.metering.resets
+    if resets:  # healthy now because the meter re-initialised it: the technician should know
+        detail += "; re-initialised after %d silent reset(s) since boot" % resets
+    return _result("spi", True, "%s: %s" % (chip.NAME, detail))
 
 
 def _read_ma(m):
-    return m.metering._chip.read(_chip.IRMS)
+    """Current of all channels together, fresh from the chip: the relay switches them all."""
+    chip = _chip(m)
+    chip.read_inst()
+    i = 0
+    for k in range(chip.CHANNELS):
+        i += chip.i_ma[k]
+    return i
 
 
 def _closed(m):
@@ -192,7 +209,9 @@ def _check_relay(m):
             m.relay.delay_max_s))
     if ok is None:
         return _result("relay", None, "clicked, but no load to confirm it (%s A before)" % _fixed(before, 1000, 3))
-    return _result("relay", ok, "open: %s A -> %s A, closed again" % (_fixed(before, 1000, 3), _fixed(after, 1000, 3)))
+    n = _chip(m).CHANNELS
+    return _result("relay", ok, "open: %s A -> %s A%s, closed again" % (
+        _fixed(before, 1000, 3), _fixed(after, 1000, 3), " (all %d %ss)" % (n, _ch_word(n)) if n > 1 else ""))
 
 
 def _check_storage(m):
@@ -244,7 +263,8 @@ def _check_broker(m):
 
 
 def selftest():
-    """SPI and checksums, relay click with current confirmation, storage, clock, broker."""
+    """The metering chip's own diagnosis (absent, reset, its checksums/configuration), relay click
+    with current confirmation, storage, clock, broker."""
     m = _m()
     results = [_check_chip(m), _check_relay(m), _check_storage(m), _check_clock(m), _check_broker(m)]
     failed = results.count(False)
@@ -460,23 +480,36 @@ def config(name=None, value=None):
 
 # -- calibration ----------------------------------------------------------------------------------
 def cal_read(samples=5):
-    """Step 1 of a calibration check: the meter's own readings, averaged over a few seconds."""
+    """Step 1 of a calibration check: the meter's own readings, averaged over a few seconds.
+    Returns (v, i, p): voltage of the first channel, current and power of all channels (on a
+    single-channel meter simply its V, A, W); multi-channel meters add one (v, i, p) per channel."""
     m = _m()
     if type(samples) is not int or not 1 <= samples <= 60:
         return _err("samples must be 1..60")
-    chip = m.metering._chip
-    v = i = p = 0
+    if not m.metering.ok:
+        return _err("the metering chip is not answering: see selftest()")
+    chip = _chip(m)
+    n = chip.CHANNELS
+    v = [0] * n
+    i = [0] * n
+    p = [0] * n
     for _ in range(samples):
         _settle(m, 1000)
-        v += chip.read(_chip.URMS)
-        i += chip.read(_chip.IRMS)
-        raw = chip.read(_chip.PMEAN)
-        p += raw - 0x10000 if raw & 0x8000 else raw
-    v //= samples
-    i //= samples
-    p //= samples
-    _out("meter reads %s V  %s A  %d W  (mean of %d s)" % (_fixed(v, 100, 2), _fixed(i, 1000, 3), p, samples))
-    return v, i, p
+        chip.read_inst()
+        for k in range(n):
+            v[k] += chip.v_cv[k]
+            i[k] += chip.i_ma[k]
+            p[k] += chip.p_w[k]
+    chans = tuple((v[k] // samples, i[k] // samples, p[k] // samples) for k in range(n))
+    total = (chans[0][0], sum(c[1] for c in chans), sum(c[2] for c in chans))
+    if n == 1:
+        _out("meter reads %s  (mean of %d s)" % (_vip(*total), samples))
+        return total
+    _out("meter reads (mean of %d s):" % samples)
+    for k in range(n):
+        _out("  %-9s %s" % (_ch_name(n, k), _vip(*chans[k])))
+    _out("  %-9s %10s%s A  %d W" % ("total", "", _fixed(total[1], 1000, 3), total[2]))
+    return total + chans
 
 
 def _err_pm(meter, ref):
@@ -488,25 +521,47 @@ def _err_pm(meter, ref):
     return q if (num >= 0) == (ref > 0) else -q
 
 
-def cal_check(ref_v, ref_a, ref_w, samples=5):
+def cal_check(ref_v, ref_a, ref_w, ch=0, samples=5):
     """Step 2: compare with a reference meter on the same load. ref_v in V, ref_a in A, ref_w in W,
-    as text or whole numbers: cal_check("230.1", "4.350", 1000)."""
+    as text or whole numbers: cal_check("230.1", "4.350", 1000). On a multi-channel meter the
+    reference is on one phase/channel: ch = 0, 1, 2 or "A", "B", "C" (default the first)."""
     m = _m()
     try:
         rv = _parse_fixed(ref_v, 2)
         ra = _parse_fixed(ref_a, 3)
         rw = _parse_fixed(ref_w, 0)
+        k = _channel(_chip(m).CHANNELS, ch)
     except ValueError as e:
         return _err(str(e))
     got = cal_read(samples)
     if got is None:
         return None
+    n = _chip(m).CHANNELS
+    if n > 1:
+        got = got[3 + k]
+        _out("%s against the reference:" % _ch_name(n, k))
     out = []
     for name, mv, rv_, unit in (("voltage", got[0], rv, "V"), ("current", got[1], ra, "A"), ("power", got[2], rw, "W")):
         e = _err_pm(mv, rv_)
         out.append(e)
         _out("%-8s error %s %%" % (name, "n/a (reference is 0)" if e is None else _fixed(e, 10, 1)))
     return tuple(out)
+
+
+def _channel(n, ch):
+    """Index of channel ch (0.. or a letter A..) on a meter with n channels; ValueError if none."""
+    if type(ch) is str and len(ch) == 1 and "A" <= ch.upper() <= "C":
+        k = ord(ch.upper()) - ord("A")
+    elif type(ch) is int:
+        k = ch
+    else:
+        k = -1
+    if not 0 <= k < n:
+        if n == 1:
+            raise ValueError("this meter has one channel: leave ch out (got %r; the averaging time is "
+                             "samples=N)" % (ch,))
+        raise ValueError("ch must be 0..%d or A..%s on this meter, got %r" % (n - 1, "ABC"[n - 1], ch))
+    return k
 
 
 def _parse_fixed(v, places):
@@ -548,14 +603,14 @@ def resume(ticks=None):
 
 _HELP = (
     ("status()", "meter, energy, power, credit, relay, storage and network at a glance"),
-    ("selftest()", "SPI + checksums, relay click with current check, storage, clock, broker"),
+    ("selftest()", "metering chip diagnosis, relay click with current check, storage, clock, broker"),
     ("relay_test()", "open the relay for a moment and confirm the current falls"),
     ('token("1234 ...")', "enter a 20-digit token"),
     ("log(20)", "the last events from the log on flash, oldest first"),
     ("set_time(2026,11,27,10,30,0)", "set the clock (UTC); or set_time(unix_seconds)"),
     ("config()", 'show settings; config("telemetry_s", 300) sets one'),
-    ("cal_read()", "calibration step 1: the meter's V, A, W over a few seconds"),
-    ('cal_check("230.1","4.35",1000)', "calibration step 2: error against a reference meter"),
+    ("cal_read()", "calibration step 1: the meter's V, A, W over a few seconds (per phase too)"),
+    ('cal_check("230.1","4.35",1000)', "calibration step 2: error against a reference meter; ch=1 for phase B"),
     ("calibrate(step, ...)", "gain calibration steps (when the firmware has them)"),
     ("resume()", "back to metering"),
 )

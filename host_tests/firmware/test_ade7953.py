@@ -43,3 +43,33 @@ mptest.eq(d.v_cv[0], 23000, "voltage")
 mptest.eq(d.f_chz, 5000, "frequency from the period register")
 mptest.done()
 """, heap="128k")
+
+
+def test_diagnose_healthy_absent_reset_and_rstread_off_micropython(mpy):
+    mpy("""
+import mptest, ade7953 as R
+from simhw.ade7953_emu import Ade7953Emu
+emu = Ade7953Emu()
+d = R.ADE7953(emu, emu.cs)
+d.init()
+bad, detail = d.diagnose()
+mptest.eq(bad, [], "healthy chip: no problems")
+mptest.check("AP_NOLOAD 0x00720c" in detail and "RSTREAD on" in detail and "CONFIG 0x0004" in detail, detail)
+emu.inject("absent")
+mptest.eq(d.diagnose()[0], ["chip absent: MISO reads all ones"], "absent")
+emu.advance(emu.ABSENT_MS)
+mptest.eq(d.diagnose()[0], [], "answers again")
+emu.inject("resets")
+bad, _ = d.diagnose()
+mptest.check(any("reset" in b and "AP_NOLOAD" in b for b in bad), "reset named: %r" % (bad,))
+mptest.check(any(b.startswith("CONFIG 0x8004") for b in bad), "CONFIG back at power-on: %r" % (bad,))
+d.init()
+mptest.eq(d.diagnose()[0], [], "healthy after init")
+# RSTREAD cleared: energy registers would accumulate and be counted again on every poll.
+d.write_verified(R.LCYCMODE, 0)
+mptest.eq(d.diagnose()[0], ["energy registers not read-with-reset (LCYCMODE 0x00, RSTREAD off)"], "RSTREAD off")
+d.write_verified(R.LCYCMODE, 0x40)
+d.write_verified(R.CONFIG, 0x8004)
+mptest.eq(d.diagnose()[0], ["CONFIG 0x8004, not the 0x0004 written (COMM_LOCK, HPF)"], "COMM_LOCK set")
+mptest.done()
+""", heap="128k")

@@ -70,3 +70,40 @@ mptest.eq(emu.regs[R.SYS_STATUS] & 0x3000, 0x3000, "AdjErr set by the chip")
 mptest.check(not emu.metering_on(), "metering stopped on a bad checksum")
 mptest.done()
 """, heap="128k")
+
+
+def test_diagnose_healthy_absent_reset_and_checksum_error_micropython(mpy):
+    mpy("""
+import mptest, atm90e26 as R
+from simhw.atm90e26_emu import Atm90e26Emu
+emu = Atm90e26Emu(3200)
+d = R.ATM90E26(emu, emu.cs, {"pgain": 0x1D39})
+d.init()
+bad, detail = d.diagnose()
+mptest.eq(bad, [], "healthy chip: no problems")
+mptest.check("CS1 0x%04x" % d.cs1 in detail and "SysStatus 0x0000" in detail, detail)
+# Absent: MISO reads all ones.
+emu.inject("absent")
+bad, detail = d.diagnose()
+mptest.eq(bad, ["chip absent: MISO reads all ones"], "absent")
+emu.advance(emu.ABSENT_MS)
+mptest.eq(d.diagnose()[0], [], "answers again")
+# Silent reset: FuncEn back at power-on, banks no longer checked.
+emu.inject("resets")
+bad, _ = d.diagnose()
+mptest.check(any("reset" in b and "FuncEn" in b for b in bad), "reset named: %r" % (bad,))
+mptest.check(any("check mode" in b and "0x6886" in b for b in bad), "banks off: %r" % (bad,))
+mptest.check(not any("CS1" in b or "CS2" in b for b in bad), "no checksum blamed: %r" % (bad,))
+d.init()
+mptest.eq(d.diagnose()[0], [], "healthy after init")
+# A wrong CS1 in the chip: it refuses the metering bank.
+d.write_verified(R.CAL_START, 0x5678)
+d.write_verified(R.L_GAIN, 0x1D39)
+d.write_verified(R.CS1, d.cs1 ^ 0x0100)
+d.write_verified(R.CAL_START, 0x8765)
+bad, _ = d.diagnose()
+mptest.eq(len(bad), 1, "one problem: %r" % (bad,))
+mptest.check(bad[0].startswith("CS1 (metering bank) mismatch") and "0x%04x" % d.cs1 in bad[0], bad[0])
+mptest.eq(d.state(), R.RESET, "the state agrees that metering stopped")
+mptest.done()
+""", heap="128k")

@@ -63,3 +63,34 @@ mptest.eq(list(d.p_w), [1000, 2000, 3000], "powers")
 mptest.eq(list(d.i_ma), [4347, 8695, 13043], "currents")
 mptest.done()
 """, heap="128k")
+
+
+def test_diagnose_healthy_absent_reset_and_unlocked_config_micropython(mpy):
+    mpy("""
+import mptest, atm90e32 as R
+from simhw.atm90e32_emu import Atm90e32Emu
+emu = Atm90e32Emu(3200)
+d = R.ATM90E32(emu, emu.cs, None, 3200)
+d.init()
+bad, detail = d.diagnose()
+mptest.eq(bad, [], "healthy chip: no problems")
+mptest.check("SagPeakDetCfg 0xff3f" in detail and "(locked)" in detail, detail)
+emu.inject("absent")
+mptest.eq(d.diagnose()[0], ["chip absent: MISO reads all ones"], "absent")
+emu.advance(emu.ABSENT_MS)
+mptest.eq(d.diagnose()[0], [], "answers again")
+emu.inject("resets")
+bad, _ = d.diagnose()
+mptest.check(any("reset" in b and "SagPeakDetCfg" in b for b in bad), "reset named: %r" % (bad,))
+mptest.check(any("MeterEn" in b for b in bad), "metering off after the reset: %r" % (bad,))
+d.init()
+mptest.eq(d.diagnose()[0], [], "healthy after init")
+# Configuration access left open: config registers stay writable and no golden CRC is latched.
+d.write_verified(R.CFG_REG_ACC_EN, 0x55AA)
+bad, detail = d.diagnose()
+mptest.eq(bad, ["configuration not locked (CfgRegAccEn still 0x55aa)"], "unlocked")
+mptest.check("(unlocked)" in detail, detail)
+d.write_verified(R.METER_EN, 0)
+mptest.check("metering off (MeterEn 0x0000)" in d.diagnose()[0], "MeterEn cleared")
+mptest.done()
+""", heap="128k")

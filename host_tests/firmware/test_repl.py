@@ -4,9 +4,11 @@ import pytest
 SESSION = "host_tests/firmware/repl_session.py"
 
 
-def session(mpy, tmp_path, commands, ticks=2000, config=None, broker=None):
+def session(mpy, tmp_path, commands, ticks=2000, config=None, broker=None, board=None):
     import json
     args = [str(tmp_path / "flash.img"), ticks]
+    if board:
+        args.insert(0, "--board=" + board)
     if config is not None or broker:
         args.append(json.dumps(config or {"opening_balance": 1000}))
     if broker:
@@ -39,7 +41,7 @@ def test_selftest_clicks_the_relay_and_confirms_with_current(mpy, tmp_path):
     out, res = session(mpy, tmp_path, ["selftest()"])
     lines = out["selftest()"]
     by = {ln.split()[0]: ln for ln in lines}
-    assert by["spi"].split()[1] == "ok" and "CS1 0x" in by["spi"]
+    assert by["spi"].split()[1] == "ok" and "atm90e26:" in by["spi"] and "CS1 0x" in by["spi"]
     assert by["relay"].split()[1] == "ok" and "-> 0.000 A" in by["relay"]
     assert by["storage"].split()[1] == "ok"
     assert by["clock"].split()[1] == "ok"
@@ -189,3 +191,134 @@ def test_selftest_reports_an_unreachable_broker(mpy, tmp_path):
     line = [ln for ln in out["selftest()"] if ln.startswith("broker")][0]
     assert line.split()[1] == "FAIL" and "unreachable" in line
     assert out["selftest()"][-1] == "False"
+
+
+# -- every metering chip: the sim boards of the ATM90E26, ATM90E32 (three phases) and ADE7953 (two channels)
+BOARDS = ("sim-atm90e26", "sim-atm90e32", "sim-ade7953")
+CHANNELS = {"sim-atm90e26": 1, "sim-atm90e32": 3, "sim-ade7953": 2}
+LABELS = {"sim-atm90e32": ("phase A", "phase B", "phase C"), "sim-ade7953": ("channel A", "channel B")}
+NO_DELAY = {"opening_balance": 1000, "protection": {"relay": {"reconnect_delay_s": 0}}}
+EMU = "__import__('app').current.board.emu"
+CHIP = "__import__('app').current.metering._chip"
+
+
+def _amps(ma):
+    return "%d.%03d" % (ma // 1000, ma % 1000)
+
+
+def _steady(board):
+    """Channel k draws 1000 * (k + 1) W at 230 V, unity power factor: (watts, milliamps) per channel."""
+    watts = [1000 * (k + 1) for k in range(CHANNELS[board])]
+    return "steady_loads(%s)" % ", ".join(map(str, watts)), watts, [w * 100000 // 23000 for w in watts]
+
+
+@pytest.mark.parametrize("board", ["sim-atm90e32", "sim-ade7953"])
+def test_status_shows_each_phase_on_multichannel_meters(mpy, tmp_path, board):
+    load, watts, ma = _steady(board)
+    out, res = session(mpy, tmp_path, [load, "status()"], ticks=5, config=NO_DELAY, board=board)
+    text = out["status()"]
+    now = [ln for ln in text if ln.startswith("now ")][0]
+    assert "%s A  %d W" % (_amps(sum(ma)), sum(watts)) in now  # all channels together
+    for k, label in enumerate(LABELS[board]):
+        line = [ln for ln in text if ln.strip().startswith(label)]
+        assert line == ["  %-9s 230.00 V  %s A  %d W" % (label, _amps(ma[k]), watts[k])]
+
+
+def test_status_has_no_phase_lines_on_a_single_channel_meter(mpy, tmp_path):
+    out, res = session(mpy, tmp_path, ["status()"], ticks=5, config=NO_DELAY)
+    assert not any(ln.strip().startswith(("phase", "channel")) for ln in out["status()"])
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_selftest_and_relay_test_on_every_chip(mpy, tmp_path, board):
+    load, watts, ma = _steady(board)
+    out, res = session(mpy, tmp_path, [load, "selftest()", "relay_test()"], ticks=5, config=NO_DELAY, board=board)
+    by = {ln.split()[0]: ln for ln in out["selftest()"]}
+    chip = board[4:]
+    assert by["spi"].split()[1:3] == ["ok", chip + ":"], by["spi"]
+    # The relay click is confirmed by the current of all channels: the total falls to zero.
+    total = "%s A -> 0.000 A" % _amps(sum(ma))
+    assert by["relay"].split()[1] == "ok" and total in by["relay"], by["relay"]
+    relay = out["relay_test()"][0]
+    assert relay.split()[1] == "ok" and total in relay, relay
+    assert out["selftest()"][-1] == "True" and out["relay_test()"][-1] == "True"
+    assert res["relay_ops"] - res["relay_ops_boot"] == 4  # two clicks, each opened and closed again
+    assert res["relay"] == 0 and res["closed"]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_selftest_reports_an_absent_chip_on_every_board(mpy, tmp_path, board):
+    out, res = session(mpy, tmp_path, [EMU + '.inject("absent")', "selftest()", "status()", "cal_read(1)"],
+                       ticks=5, config=NO_DELAY, board=board)
+    lines = out["selftest()"]
+    by = {ln.split()[0]: ln for ln in lines}
+    assert by["spi"].split()[1] == "FAIL" and "chip absent: MISO reads all ones" in by["spi"]
+    assert by["relay"].split()[1] == "--" and "chip not answering" in by["relay"]
+    assert any(ln.startswith("chip      FAULT") for ln in out["status()"])
+    assert res["relay_ops"] == res["relay_ops_boot"] and lines[-1] == "False"
+    assert out["cal_read(1)"] == ["error: the metering chip is not answering: see selftest()"]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_selftest_after_a_silent_chip_reset_says_the_meter_recovered(mpy, tmp_path, board):
+    # The meter step before the test sees the reset and re-initialises the chip: the chip is
+    # healthy again, and the selftest says it had to be re-initialised.
+    out, res = session(mpy, tmp_path, [EMU + '.inject("resets")', "selftest()", "status()"],
+                       ticks=5, config=NO_DELAY, board=board)
+    spi = [ln for ln in out["selftest()"] if ln.startswith("spi")][0]
+    assert spi.split()[1] == "ok" and spi.endswith("re-initialised after 1 silent reset(s) since boot"), spi
+    assert any(ln.startswith("chip      ok   resets 1") for ln in out["status()"])
+
+
+# A fault only that chip can tell, left in place by a command in the session, and what selftest says.
+CHIP_FAULTS = {
+    # a wrong CS1 in the driver and a reset: the re-init is refused by the chip's checksum check
+    "sim-atm90e26": ([CHIP + ".cs1 ^= 0x0100", EMU + '.inject("resets")'], "CS1 (metering bank) mismatch"),
+    # the configuration left writable (CfgRegAccEn 0x55AA)
+    "sim-atm90e32": ([CHIP + ".write_verified(0x7F, 0x55AA)"], "configuration not locked (CfgRegAccEn still 0x55aa)"),
+    # LCYCMODE RSTREAD cleared: the energy registers would be counted again every poll
+    "sim-ade7953": ([CHIP + ".write_verified(0x004, 0)"], "energy registers not read-with-reset"),
+}
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_selftest_names_a_chip_specific_fault(mpy, tmp_path, board):
+    cmds, expect = CHIP_FAULTS[board]
+    out, res = session(mpy, tmp_path, cmds + ["selftest()"], ticks=5, config=NO_DELAY, board=board)
+    spi = [ln for ln in out["selftest()"] if ln.startswith("spi")][0]
+    assert spi.split()[1] == "FAIL" and expect in spi, spi
+    assert out["selftest()"][-1] == "False"
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_cal_read_and_cal_check_on_every_chip(mpy, tmp_path, board):
+    load, watts, ma = _steady(board)
+    n = CHANNELS[board]
+    k = n - 1  # the last channel: a mix-up of channels shows
+    check = 'cal_check("230", "%s", %d, %d)' % (_amps(ma[k]), watts[k], k)
+    off = 'cal_check("200", "1", %d, %d, 2)' % (watts[k] * 2, k)
+    cmds = [load, "cal_read(2)", check, off, 'cal_check("230", "1", 1, 3)', 'cal_check("230", "1", 1, "x")']
+    out, res = session(mpy, tmp_path, cmds, ticks=5, config=NO_DELAY, board=board)
+    total = (23000, sum(ma), sum(watts))
+    chans = tuple((23000, ma[j], watts[j]) for j in range(n))
+    read = out["cal_read(2)"]
+    if n == 1:
+        # unchanged single-channel form: one line, (v, i, p)
+        assert read[0] == "meter reads 230.00 V  %s A  %d W  (mean of 2 s)" % (_amps(ma[0]), watts[0])
+        assert read[-1] == repr(total)
+    else:
+        assert read[0] == "meter reads (mean of 2 s):"
+        for j, label in enumerate(LABELS[board]):
+            assert read[1 + j] == "  %-9s 230.00 V  %s A  %d W" % (label, _amps(ma[j]), watts[j])
+        assert read[1 + n].split() == ["total", _amps(sum(ma)), "A", str(sum(watts)), "W"]
+        assert read[-1] == repr(total + chans)  # (v, i, p) of all channels, then one (v, i, p) per channel
+    assert out[check][-1] == "(0, 0, 0)"  # the reference agrees with channel k exactly
+    if n > 1:
+        assert "%s against the reference:" % LABELS[board][k] in out[check]
+    # 230 V against 200 V: +15.0 %; the current against 1 A: (ma - 1000) tenths of a percent;
+    # the power against twice the load: -50.0 %
+    e_i = ma[k] - 1000
+    assert out[off][-4:] == ["voltage  error 15.0 %", "current  error %d.%d %%" % (e_i // 10, e_i % 10),
+                             "power    error -50.0 %", repr((150, e_i, -500))]
+    assert out['cal_check("230", "1", 1, 3)'][0].startswith("error: ")
+    assert out['cal_check("230", "1", 1, "x")'][0].startswith("error: ")

@@ -16,13 +16,15 @@ def fresh_flash(path):
     return path
 
 
-def board(flash, key=TEST_KEY, meter_id="t-0001", config=None, seed=1):
+def board(flash, key=TEST_KEY, meter_id="t-0001", config=None, seed=1, name="sim-atm90e26"):
+    """A sim board; name picks the chip (sim-atm90e26, sim-atm90e32, sim-ade7953)."""
     try:
         os.umount("/flash")  # a test may boot several meters in one process
     except OSError:
         pass
-    return sim_atm90e26.build({"meter_id": meter_id, "key": key, "flash": flash, "seed": seed,
-                               "config": config or {}})
+    mod = sim_atm90e26 if name == "sim-atm90e26" else __import__(name.replace("-", "_"))
+    return mod.build({"meter_id": meter_id, "key": key, "flash": flash, "seed": seed,
+                      "config": config or {}})
 
 
 def sign(key, doc):
