@@ -112,11 +112,11 @@ mptest.done()
 """, heap="160k")
 
 
-def test_repl_entry_point_on_the_sim_board(mpy):
+def test_repl_entry_point_on_the_sim_board(mpy, tmp_path):
     # firmware/repl.py's calibrate(step, ...) calls calibration.repl_step(meter, step, ...).
     mpy("""
-import mptest, simkit, app, calibration, os
-FLASH = simkit.fresh_flash("/tmp/pm-cal-repl.img")
+import sys, mptest, simkit, app, calibration, os
+FLASH = simkit.fresh_flash(sys.argv[1])
 b = simkit.board(FLASH)
 m = app.Meter(b)
 m.boot()
@@ -139,7 +139,7 @@ text = calibration.repl_step(m, "export")
 mptest.check(calibration.decode(text, "sim-atm90e26", "atm90e26", "73696d31")["ugain"] == g, "exported, keyed to the unit")
 os.remove(FLASH)
 mptest.done()
-""", heap="384k")
+""", str(tmp_path / "flash.img"), heap="384k")
 
 
 PHASE_CASES = [
