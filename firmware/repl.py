@@ -611,7 +611,7 @@ _HELP = (
     ("config()", 'show settings; config("telemetry_s", 300) sets one'),
     ("cal_read()", "calibration step 1: the meter's V, A, W over a few seconds (per phase too)"),
     ('cal_check("230.1","4.35",1000)', "calibration step 2: error against a reference meter; ch=1 for phase B"),
-    ("calibrate(step, ...)", "gain calibration steps (when the firmware has them)"),
+    ("calibrate(step, ...)", "guided calibration: voltage, current, power, phase, offset, check, save"),
     ("resume()", "back to metering"),
 )
 
