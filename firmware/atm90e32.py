@@ -48,6 +48,10 @@ _LOCK = const(0x0000)
 _PEAK_CFG = const(0xFF3F)  # 255 ms peak / 63 ms sag windows; non-default so a silent reset shows
 _PEAK_CFG_POWER_ON = const(0x143F)
 _CFG_CRC_ERR = const(0x0001)  # CRCErrStatus bit0 (bit1, INT_ERR, is not about the configuration)
+# The chip works through the CRC one register per 125 us: 112 registers take 14 ms. Whether the
+# golden CRC latched at locking waits for a fresh pass is not documented, so with a delay
+# function the driver lets a full pass go by before locking and before reading the status.
+_CRC_PASS_MS = const(15)
 
 # Configuration written at init (address, value), in order, before the calibration registers.
 _SETUP = (
@@ -90,8 +94,9 @@ class ATM90E32(MeterChip):
     E_MAX = 0xFFFF  # 16-bit energy registers, 0.01 pulse per LSB
     WH_NUM = 10  # Wh = counts * 10 / meter_constant
 
-    def __init__(self, spi, cs, cal=None, meter_constant=3200):
+    def __init__(self, spi, cs, cal=None, meter_constant=3200, delay_ms=None):
         MeterChip.__init__(self, 3)
+        self._delay = delay_ms
         self.WH_DEN = meter_constant
         self._spi = spi
         self._cs = cs
@@ -150,7 +155,11 @@ class ATM90E32(MeterChip):
             self.write_verified(addr, v)
         for name in sorted(self.cal):
             self.write_verified(cal_addr(name), self.cal[name] & 0xFFFF)
+        if self._delay:
+            self._delay(_CRC_PASS_MS)
         self.write_verified(CFG_REG_ACC_EN, _LOCK)  # latches the golden CRC, config read-only
+        if self._delay:
+            self._delay(_CRC_PASS_MS)
         if self.read_sure(SAG_PEAK_DET_CFG) != _PEAK_CFG:
             raise ChipError("configuration did not stick")
         self.crc_golden = -1

@@ -178,3 +178,21 @@ mptest.done(lost=k.emu.lost_in_chip_mj)
     # The energy gain flip (+25 % on phase B for the one second before detection) over-counts
     # 500 J; MeterEn off loses the second's 6 kJ; the rest is the sub-count fraction at re-inits.
     assert 0 <= res.result["lost"] - (6000000 - 500000) <= 4 * 11250  # one count (11.25 J) per re-init
+
+
+def test_with_a_delay_a_full_crc_pass_goes_by_around_locking_micropython(mpy):
+    # The golden CRC's timing on the real chip is undocumented (14 ms per pass): wait one pass
+    # after the last configuration write and again before reading the status.
+    mpy("""
+import mptest, atm90e32 as R
+from simhw.atm90e32_emu import Atm90e32Emu
+emu = Atm90e32Emu(3200)
+calls = []
+def delay(ms):
+    calls.append((ms, emu.regs[R.CFG_REG_ACC_EN], emu.frames))
+d = R.ATM90E32(emu, emu.cs, None, 3200, delay)
+d.init()
+mptest.eq([(ms, acc) for ms, acc, _ in calls], [(15, 0x55AA), (15, 0)], "one pass before and after locking")
+mptest.check(calls[0][0] * 1000 >= 112 * 125, "a pass is 112 registers x 125 us")
+mptest.done()
+""", heap=CRC_HEAP)

@@ -200,4 +200,4 @@ mptest.eq(emu.crc_error(), 0, "locked and intact")
 emu.upset(0x62, 1)
 mptest.eq(emu.crc_error(), 1, "upset seen")
 mptest.done()
-""")
+""", heap="128k")  # driver constants and emulator compiled from source
