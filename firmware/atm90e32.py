@@ -147,6 +147,7 @@ class ATM90E32(MeterChip):
         return self._read(addr)
 
     def init(self):
+        self.crc_golden = -1
         self._write(SOFT_RESET, _RESET_CODE)
         if self.read_sure(METER_EN) < 0:
             raise ChipError("chip absent (MISO reads all ones)")
@@ -162,7 +163,6 @@ class ATM90E32(MeterChip):
             self._delay(_CRC_PASS_MS)
         if self.read_sure(SAG_PEAK_DET_CFG) != _PEAK_CFG:
             raise ChipError("configuration did not stick")
-        self.crc_golden = -1
         err = self.read_sure(CRC_ERR_STATUS)
         if err != 0:
             raise ChipError("configuration CRC error right after locking (status %d)" % err)
