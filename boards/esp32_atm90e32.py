@@ -28,12 +28,13 @@ CONFIG.update({
 
 class Board(_base.Board):
     def _make_chip(self, machine, spi_cls, pin_cls):
+        import time
         import atm90e32
 
         spi = spi_cls(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1, sck=pin_cls(PINS["sck"]),
                       mosi=pin_cls(PINS["mosi"]), miso=pin_cls(PINS["miso"]))
         return atm90e32.ATM90E32(spi, pin_cls(PINS["cs"], pin_cls.OUT, value=1), CAL,
-                                 CONFIG["meter_constant"])
+                                 CONFIG["meter_constant"], time.sleep_ms)
 
 
 def build(opts=None):

@@ -2,8 +2,11 @@
 # Frame: 32 clocks per CS-low window: [R/W<<7 | addr bits 9:8][addr 7:0][data hi][data lo],
 # MSB first, SPI mode 3. A write only commits after exactly 32 clocks; configuration registers
 # (0x00-0x6F) are writable while CfgRegAccEn holds 0x55AA. Every transaction goes through _xfer().
+# Locking the configuration latches the chip's golden CRC of 0x00-0x6F; from then on the chip
+# compares and flags a mismatch in CRCErrStatus. The CRC's seed and bit order are undocumented,
+# so the driver never computes it: it relies on the chip's own comparison (and keeps the digest).
 from micropython import const
-from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, SIGN_MAG, TWOS16  # noqa: F401 (re-exported)
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, UPSET, SIGN_MAG, TWOS16  # noqa: F401 (re-exported)
 
 METER_EN = const(0x00)
 SAG_PEAK_DET_CFG = const(0x05)
@@ -26,6 +29,8 @@ U_OFFSET_A = const(0x63)
 I_OFFSET_A = const(0x64)
 SOFT_RESET = const(0x70)
 LAST_SPI_DATA = const(0x78)
+CRC_ERR_STATUS = const(0x79)  # bit0: configuration differs from the golden CRC
+CRC_DIGEST = const(0x7A)  # CRC the chip computes over 0x00-0x6F
 CFG_REG_ACC_EN = const(0x7F)
 AP_ENERGY_T = const(0x80)  # A..C = 0x81..0x83
 AN_ENERGY_T = const(0x84)  # A..C = 0x85..0x87
@@ -42,6 +47,11 @@ _ACCESS = const(0x55AA)
 _LOCK = const(0x0000)
 _PEAK_CFG = const(0xFF3F)  # 255 ms peak / 63 ms sag windows; non-default so a silent reset shows
 _PEAK_CFG_POWER_ON = const(0x143F)
+_CFG_CRC_ERR = const(0x0001)  # CRCErrStatus bit0 (bit1, INT_ERR, is not about the configuration)
+# The chip works through the CRC one register per 125 us: 112 registers take 14 ms. Whether the
+# golden CRC latched at locking waits for a fresh pass is not documented, so with a delay
+# function the driver lets a full pass go by before locking and before reading the status.
+_CRC_PASS_MS = const(15)
 
 # Configuration written at init (address, value), in order, before the calibration registers.
 _SETUP = (
@@ -95,13 +105,15 @@ class ATM90E32(MeterChip):
     CAL_FORMS = {"phi": PHI_FORM, "uoffset": TWOS16, "ioffset": TWOS16}
     CAL_PROBE = {"phi": 8, "uoffset": 1024, "ioffset": 1024}
 
-    def __init__(self, spi, cs, cal=None, meter_constant=3200):
+    def __init__(self, spi, cs, cal=None, meter_constant=3200, delay_ms=None):
         MeterChip.__init__(self, 3)
+        self._delay = delay_ms
         self.WH_DEN = meter_constant
         self._spi = spi
         self._cs = cs
         self._tx = bytearray(4)
         self._rx = bytearray(4)
+        self.crc_golden = -1  # CRCDigest read right after the last init locked the configuration
         self.set_cal(cal or {})
         cs(1)
 
@@ -146,6 +158,7 @@ class ATM90E32(MeterChip):
         return self._read(addr)
 
     def init(self):
+        self.crc_golden = -1
         self._write(SOFT_RESET, _RESET_CODE)
         if self.read_sure(METER_EN) < 0:
             raise ChipError("chip absent (MISO reads all ones)")
@@ -154,14 +167,39 @@ class ATM90E32(MeterChip):
             self.write_verified(addr, v)
         for name in sorted(self.cal):
             self.write_verified(cal_addr(name), self.cal[name] & 0xFFFF)
+        if self._delay:
+            self._delay(_CRC_PASS_MS)
         self.write_verified(CFG_REG_ACC_EN, _LOCK)  # latches the golden CRC, config read-only
+        if self._delay:
+            self._delay(_CRC_PASS_MS)
         if self.read_sure(SAG_PEAK_DET_CFG) != _PEAK_CFG:
             raise ChipError("configuration did not stick")
+        err = self.read_sure(CRC_ERR_STATUS)
+        if err != 0:
+            raise ChipError("configuration CRC error right after locking (status %d)" % err)
+        digest = self.read_sure(CRC_DIGEST)
+        if digest < 0:
+            raise ChipError("CRC digest unreadable")
+        self.crc_golden = digest
         for a in range(AP_ENERGY_T, AN_ENERGY_T + 4):
             self.read_sure(a)  # clear-on-read: start counting from zero
 
     def state(self):
-        return self._check_reg(SAG_PEAK_DET_CFG, _PEAK_CFG, _PEAK_CFG_POWER_ON)
+        """OK, RESET (a silent reset: configuration back at power-on values), UPSET (the chip's
+        CRC check says a configuration register changed without a reset) or NO_ANSWER."""
+        v = self.read_sure(SAG_PEAK_DET_CFG)
+        if v < 0:
+            return NO_ANSWER
+        if v == _PEAK_CFG_POWER_ON:  # (one flipped bit cannot turn ours into this)
+            return RESET
+        # One more verified read per poll. The digest itself is not re-read: the status is the
+        # chip's comparison of that same digest with the golden CRC latched at init.
+        err = self.read_sure(CRC_ERR_STATUS)
+        if err < 0:
+            return NO_ANSWER
+        if err & _CFG_CRC_ERR:
+            return UPSET  # also when the upset hit SagPeakDetCfg itself
+        return OK if v == _PEAK_CFG else NO_ANSWER
 
     def read_energy(self):
         e = self.energy
@@ -192,14 +230,19 @@ class ATM90E32(MeterChip):
         peak = self.read_sure(SAG_PEAK_DET_CFG)
         en = self.read_sure(METER_EN)
         acc = self.read_sure(CFG_REG_ACC_EN)
+        err = self.read_sure(CRC_ERR_STATUS)
+        digest = self.read_sure(CRC_DIGEST)
         if peak == _PEAK_CFG_POWER_ON:
             problems.append("chip was reset (SagPeakDetCfg back at power-on value 0x%04x)" % peak)
         if en == 0:
             problems.append("metering off (MeterEn 0x0000)")
         if acc == _ACCESS:
             problems.append("configuration not locked (CfgRegAccEn still 0x%04x)" % acc)
-        return "SagPeakDetCfg 0x%04x, MeterEn 0x%04x, CfgRegAccEn 0x%04x (%s)" % (
-            peak & 0xFFFF, en & 0xFFFF, acc & 0xFFFF, "unlocked" if acc == _ACCESS else "locked")
+        elif err > 0 and err & _CFG_CRC_ERR:
+            problems.append("configuration CRC error (CRCErrStatus 0x%04x): a register changed since init" % err)
+        return "SagPeakDetCfg 0x%04x, MeterEn 0x%04x, CfgRegAccEn 0x%04x (%s), CRC 0x%04x (init 0x%04x)" % (
+            peak & 0xFFFF, en & 0xFFFF, acc & 0xFFFF, "unlocked" if acc == _ACCESS else "locked",
+            digest & 0xFFFF, self.crc_golden & 0xFFFF)
 
 
 def _pos(v):

@@ -54,6 +54,7 @@ STORE_REFORMATTED = const(46)  # storage could not be mounted and was formatted
 # Metering (issue 3).
 TAMPER_LN = const(47)  # live and neutral currents disagree (meter bypass)
 CAL_INVALID = const(48)  # stored calibration failed its CRC or belongs to another board/chip
+CHIP_UPSET = const(49)  # chip configuration changed without a reset (CRC check): re-initialised (arg: count)
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -67,7 +68,7 @@ NAMES = (
     "credit_zero", "ec_invoked", "ec_repaid", "debt_recovered", "debt_cleared",
     "topup_refused", "token_lockout", "tariff_activated",
     "store_reformatted",
-    "tamper_ln", "cal_invalid",
+    "tamper_ln", "cal_invalid", "chip_upset",
 )
 
 

@@ -11,6 +11,7 @@ from array import array
 OK = const(0)
 RESET = const(1)  # configuration is back at power-on values: the chip reset silently
 NO_ANSWER = const(2)  # absent chip or a bus fault that retries did not clear
+UPSET = const(3)  # the chip's own configuration check failed without a reset (e.g. ESD): re-init
 
 _TRIES = const(3)  # bounded retries per register before giving up for this poll
 
@@ -195,4 +196,5 @@ class MeterChip:
 
 
 _STATE_TEXT = ("ok", "chip was reset (configuration back at power-on values)",
-               "no consistent answer from the chip (bus fault)")
+               "no consistent answer from the chip (bus fault)",
+               "configuration upset (the chip's own configuration check failed)")

@@ -6,7 +6,7 @@
 from micropython import const
 from array import array
 import events
-from meterchip import OK, RESET
+from meterchip import OK, RESET, UPSET
 
 _MAX_INIT_TRIES = const(3)
 _LN_MIN_MA = const(200)  # live/neutral difference below this is noise, whatever the ratio
@@ -50,6 +50,7 @@ class Metering:
         self.f_chz = 0  # frequency, centihertz
         self._ready = False
         self.resets = 0
+        self.upsets = 0  # configuration upsets the chip flagged (re-initialised like a reset)
         self.faults = 0
         self.rejected = 0  # energy reads discarded as implausible
         self.tampers = 0
@@ -111,12 +112,18 @@ class Metering:
             self.start()
             return
         st = chip.state()
-        if st == RESET:
+        if st == RESET or st == UPSET:
             # A silent reset cleared the chip's energy registers and calibration. What we
             # already read is safe in our registers; a chip that meters on through a reset
             # (ADE7953) has counted since, so take that first; then re-init and say so.
-            self.resets += 1
-            self._emit(events.CHIP_RESET, self.resets)
+            # An upset (a configuration bit flipped, the chip's CRC check caught it) keeps the
+            # counts, taken the same way; its own event, since ESD is also a tamper technique.
+            if st == RESET:
+                self.resets += 1
+                self._emit(events.CHIP_RESET, self.resets)
+            else:
+                self.upsets += 1
+                self._emit(events.CHIP_UPSET, self.upsets)
             self._account()
             self._ready = False
             self.start()

@@ -4,6 +4,22 @@
 # data of the previous read or write (updated before a clear-on-read register is cleared).
 # SoftReset 0x789A restores power-on values. Energy registers (0.01 CF per LSB) clear on read and
 # wrap at 16 bits; totals are the arithmetic sum of the phases (MMode0 default).
+#
+# Configuration CRC: the chip keeps a CRC-16 (x^16+x^12+x^5+1) of registers 0x00-0x6F, latches
+# it as the golden CRC when CfgRegAccEn gets any value but 0x55AA (0xAA55 then also lets
+# CRCDigest be written as the golden CRC), reads the current CRC in CRCDigest and sets
+# CRCErrStatus bit0 while the two differ. The datasheet gives neither seed nor bit order: this
+# model uses CRC-16/CCITT-FALSE (seed 0xFFFF, MSB first, each register high byte first), a
+# modelling choice; the driver never computes the CRC, so nothing depends on matching the chip.
+# The CRC is recomputed lazily, only after a configuration register changed (a direct poke of
+# regs[] bypasses it: use upset()). Power-on clears the golden CRC and the status.
+#
+# Fault kind "upset" (EXTRA_KINDS): one random bit of one register 0x00-0x6F flips, without a
+# reset. The chip meters on with it; whatever it counts wrongly until the driver re-initialises
+# (a gain off, or metering stopped) is charged to lost_num, so truth = metered + lost still holds.
+# The other emulators do not model upsets: the ATM90E26 checks its bank checksums only when
+# CalStart/AdjStart is written (a periodic re-check is not documented), and the ADE7953 driver
+# has no configuration check to catch one (docs/metering.md).
 from array import array
 import atm90e32 as R
 from meterchip import to_signed, TWOS16
@@ -18,10 +34,27 @@ _POWER_ON = {0x01: 0x0210, 0x02: 0x0654, 0x05: 0x143F, 0x06: 0xC000, 0x07: 0x000
 _AP = (R.AP_ENERGY_T, R.AP_ENERGY_T + 1, R.AP_ENERGY_T + 2, R.AP_ENERGY_T + 3)
 _AN = (R.AN_ENERGY_T, R.AN_ENERGY_T + 1, R.AN_ENERGY_T + 2, R.AN_ENERGY_T + 3)
 
+_CFG_END = 0x70  # registers 0x00-0x6F are configuration, covered by the CRC
+_GOLDEN_WRITE = 0xAA55  # CfgRegAccEn value that lets CRCDigest be written as the golden CRC
+_CRC_T = array("H", bytes(512))  # CRC-16/CCITT table, MSB first
+for _b in range(256):
+    _c = _b << 8
+    for _ in range(8):
+        _c = ((_c << 1) ^ 0x1021) if _c & 0x8000 else (_c << 1)
+    _CRC_T[_b] = _c & 0xFFFF
+
+
+def crc16(data, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE of a byte sequence (b"123456789" -> 0x29B1)."""
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC_T[(crc >> 8) ^ b]
+    return crc
+
 
 
 class Atm90e32Emu(EmuBase):
     DATA0 = 2
+    EXTRA_KINDS = ("upset",)
 
     def __init__(self, meter_constant=3200, true_cal=None):
         EmuBase.__init__(self, 3, meter_constant, 10)  # MC/10 counts (0.01 pulse) per Wh
@@ -44,6 +77,10 @@ class Atm90e32Emu(EmuBase):
         self._tuo = [to_signed(TWOS16, tc["uoffset_" + ph]) for ph in "abc"]
         self._tio = [to_signed(TWOS16, tc["ioffset_" + ph]) for ph in "abc"]
         self._acc = [0] * 8  # fraction accumulators: T imp, T exp, A imp, A exp, ...
+        self._crc = 0  # CRC of registers 0x00-0x6F, valid unless _crc_dirty
+        self._crc_dirty = True
+        self._golden = -1  # latched golden CRC, -1 until CfgRegAccEn latches one
+        self.upset_live = False  # a flipped configuration bit is in effect (until a reset)
         self._power_on()
 
     def _power_on(self):
@@ -55,6 +92,9 @@ class Atm90e32Emu(EmuBase):
             regs[a] = v
         for i in range(8):
             self._acc[i] = 0
+        self._crc_dirty = True
+        self._golden = -1
+        self.upset_live = False
 
     def reset(self):
         self._power_on()
@@ -86,7 +126,12 @@ class Atm90e32Emu(EmuBase):
 
     def _read(self, addr):
         regs = self.regs
-        v = regs[addr] if addr < 0x100 else 0
+        if addr == R.CRC_ERR_STATUS:
+            v = self.crc_error()
+        elif addr == R.CRC_DIGEST:
+            v = self.crc()
+        else:
+            v = regs[addr] if addr < 0x100 else 0
         regs[R.LAST_SPI_DATA] = v
         if 0x80 <= addr <= 0xAF:
             regs[addr] = 0  # cleared after LastSPIData took the value
@@ -101,12 +146,64 @@ class Atm90e32Emu(EmuBase):
                 self._power_on()
             return
         regs[R.LAST_SPI_DATA] = value
-        if addr < 0x70:
+        if addr < _CFG_END:
             if regs[R.CFG_REG_ACC_EN] != 0x55AA:
                 return  # configuration locked
-            regs[addr] = value
+            if regs[addr] != value:
+                regs[addr] = value
+                self._crc_dirty = True
         elif addr == R.CFG_REG_ACC_EN:
             regs[addr] = value
+            if value != 0x55AA:
+                self._golden = self.crc()  # locking latches the golden CRC
+        elif addr == R.CRC_DIGEST and regs[R.CFG_REG_ACC_EN] == _GOLDEN_WRITE:
+            self._golden = value
+
+    # -- configuration CRC and upsets -----------------------------------------------------
+    def crc(self):
+        """The CRC of registers 0x00-0x6F now (what CRCDigest reads)."""
+        if self._crc_dirty:
+            regs = self.regs
+            c = 0xFFFF
+            t = _CRC_T
+            for a in range(_CFG_END):
+                v = regs[a]
+                c = ((c << 8) & 0xFFFF) ^ t[(c >> 8) ^ (v >> 8)]
+                c = ((c << 8) & 0xFFFF) ^ t[(c >> 8) ^ (v & 0xFF)]
+            self._crc = c
+            self._crc_dirty = False
+        return self._crc
+
+    def crc_error(self):
+        """CRCErrStatus: bit0 CFG_CRC_ERR while the configuration is locked, a golden CRC is
+        latched and the current CRC differs from it (bit1 INT_ERR is not modelled)."""
+        if self._golden < 0 or self.regs[R.CFG_REG_ACC_EN] == 0x55AA:
+            return 0
+        return 1 if self.crc() != self._golden else 0
+
+    def upset(self, addr=-1, bit=-1):
+        """Flip one bit of configuration register addr (random register and bit when not given)."""
+        if addr < 0:
+            addr = self._rand.next(_CFG_END)
+        if bit < 0:
+            bit = self._rand.next(16)
+        if not 0 <= addr < _CFG_END or not 0 <= bit < 16:
+            raise ValueError("upset: configuration register 0x00-0x6F, bit 0-15")
+        self.regs[addr] ^= 1 << bit
+        self._crc_dirty = True
+        self.upset_live = True
+
+    def _inject_extra(self, kind):
+        self.upset()
+
+    def advance(self, dt_ms):
+        t0 = self.truth_mj
+        c0 = self._billing_unread()
+        l0 = self.lost_num
+        EmuBase.advance(self, dt_ms)
+        if self.upset_live:
+            # Drawn minus counted this step (plus any reset loss) is what the upset cost.
+            self.lost_num = l0 + (self.truth_mj - t0) * self._cn - (self._billing_unread() - c0)
 
     # -- the analogue world ---------------------------------------------------------
     def _integrate(self, dt_ms):

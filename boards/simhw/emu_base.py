@@ -8,6 +8,9 @@
 #   stuck   MISO's first data bit stuck high for a while (garbage that looks consistent)
 #   flip    one transaction gets one random bit of its answer flipped
 #   drop    one transaction never reaches the chip (it reads all ones, nothing happens)
+# An emulator may add kinds only it can model (EXTRA_KINDS, handled by _inject_extra):
+#   upset   (ATM90E32) one bit of a configuration register flips, as from ESD or a single-event
+#           upset, without a reset; see atm90e32_emu for why the other chips do not model it
 
 from simhw.household import Lcg
 
@@ -44,6 +47,7 @@ class EmuBase:
     _stuck_read(tx), reset() and metering_on()."""
 
     ABSENT_MS = 60000  # one injected absence lasts this long
+    EXTRA_KINDS = ()  # fault kinds this chip's emulator adds to KINDS
     STUCK_MS = 30000
 
     def __init__(self, channels, counts_per_wh_num, counts_per_wh_den=1):
@@ -60,7 +64,9 @@ class EmuBase:
         self._cd = counts_per_wh_den * _MJ_PER_WH
         self.truth_mj = 0  # what the billing import register should have seen
         self.truth_export_mj = 0
-        self.lost_num = 0  # energy lost in chip resets or stuck reads, in mJ * cn units
+        # Energy lost in chip resets or stuck reads, in mJ * cn units; signed, because energy
+        # counted wrongly while a configuration upset lasted (an emulator's EXTRA_KINDS) goes here too.
+        self.lost_num = 0
         self.now_ms = 0
         self.frames = 0
         self.bus_bytes = 0
@@ -74,6 +80,8 @@ class EmuBase:
         self._schedule = []
         self._rand = Lcg(99)
         self.injected = {"resets": 0, "absent": 0, "stuck": 0, "flip": 0, "drop": 0}
+        for k in self.EXTRA_KINDS:
+            self.injected[k] = 0
 
     @property
     def lost_in_chip_mj(self):
@@ -138,9 +146,13 @@ class EmuBase:
     # -- faults ---------------------------------------------------------------------
     def schedule(self, faults, span_ms, seed=1):
         """Spread faults (dict kind -> count) over the first 90 % of span_ms, reproducibly."""
+        kinds = KINDS + self.EXTRA_KINDS
+        for k in faults:
+            if k not in kinds:
+                raise ValueError("fault kind %r: this chip's emulator models %s" % (k, ", ".join(kinds)))
         r = Lcg(seed)
         ev = []
-        for k in KINDS:
+        for k in kinds:
             for _ in range(faults.get(k, 0)):
                 ev.append((1000 + r.next(span_ms * 9 // 10), k))
         ev.sort()
@@ -163,8 +175,10 @@ class EmuBase:
             self._stuck_until = self.now_ms + self.STUCK_MS
         elif kind == "flip":
             self._flips += 1
-        else:
+        elif kind == "drop":
             self._drops += 1
+        else:
+            self._inject_extra(kind)
 
     def _account_loss(self):
         """Energy the chip counted but nobody read yet (registers and the fraction of a count)

@@ -76,6 +76,7 @@ mptest.check(ok, "truth - metered = %d mJ" % d)
 mptest.eq(k.emu.lost_in_chip_mj, 0, "nothing lost")
 mptest.check(k.chip.bus_errors >= 250, "bus errors counted: %d" % k.chip.bus_errors)
 mptest.eq(k.m.resets, 0, "no false reset")
+mptest.eq(k.m.upsets, 0, "no false configuration upset")
 mptest.done()
 """, chip, kind, heap=HEAP)
 
