@@ -45,4 +45,4 @@ for form in (atm90e26.PHI_FORM, ade7953.PHI_FORM, atm90e32.PHI_FORM, meterchip.T
     mptest.raises(ValueError, meterchip.from_signed, form, -top - 1)
 mptest.eq(meterchip.from_signed(ade7953.PHI_FORM, -5), 0x205, "ADE7953 negative phase")
 mptest.done()
-""")
+""", heap="128k")  # all three drivers at once
