@@ -4,7 +4,7 @@
 # (0x7xx/0x8xx 8 bit). SPI mode 0. Every transaction goes through _xfer(), with one preallocated
 # buffer pair per width so a read cycle allocates nothing.
 from micropython import const
-from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, SIGN_MAG, TWOS24  # noqa: F401 (re-exported)
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, UPSET, SIGN_MAG, TWOS24  # noqa: F401 (re-exported)
 
 LCYCMODE = const(0x004)
 PGA_V = const(0x007)
@@ -42,6 +42,7 @@ BIRMSOS = const(0x292)
 PHCALA = const(0x108)
 PHCALB = const(0x109)
 LAST_RWDATA_24 = const(0x2FF)
+CRC = const(0x37F)  # 32 bit: the chip's checksum of its configuration registers
 LAST_RWDATA_32 = const(0x3FF)
 
 _SWRST = const(0x0080)  # CONFIG bit 7: software reset
@@ -95,6 +96,8 @@ class ADE7953(MeterChip):
         self._delay = delay_ms
         self._tx = (bytearray(4), bytearray(5), bytearray(6), bytearray(7))
         self._rx = (bytearray(4), bytearray(5), bytearray(6), bytearray(7))
+        self._crc0 = bytearray(4)  # the configuration checksum taken at init
+        self._crc_now = bytearray(4)
         self.set_cal(cal or {})
         cs(1)
 
@@ -111,8 +114,8 @@ class ADE7953(MeterChip):
     def cal_key(self, quantity, ch=0):
         return quantity if quantity in ("ugain", "uoffset") else quantity + "_" + "ab"[ch]
 
-    def _xfer(self, addr, rw, value):
-        # The one bus choke point. Returns the data clocked in after the 3 command bytes.
+    def _frame(self, addr, rw, value):
+        # The one bus choke point: one frame, returning the receive buffer (data from byte 3).
         n = width(addr)
         tx = self._tx[n - 1]
         rx = self._rx[n - 1]
@@ -124,6 +127,12 @@ class ADE7953(MeterChip):
         self._cs(0)
         self._spi.write_readinto(tx, rx)
         self._cs(1)
+        return rx
+
+    def _xfer(self, addr, rw, value):
+        # A frame's data as an int (24 bits at most on the metering path: small ints on the ESP32).
+        n = width(addr)
+        rx = self._frame(addr, rw, value)
         v = 0
         for i in range(n):
             v = (v << 8) | rx[3 + i]
@@ -158,11 +167,50 @@ class ADE7953(MeterChip):
         self.write_verified(AP_NOLOAD, _NOLOAD)
         for name in sorted(self.cal):
             self.write_verified(_CAL_ADDR[name], self.cal[name] & 0xFFFFFF)
+        self._take_crc()
         self.read_sure(AENERGYA)  # read-with-reset: start counting from zero
         self.read_sure(AENERGYB)
 
     def state(self):
-        return self._check_reg(AP_NOLOAD, _NOLOAD, _NOLOAD_POWER_ON)
+        """OK, RESET (AP_NOLOAD back at its power-on value), UPSET (the chip's checksum of its
+        configuration is no longer the one taken at init) or NO_ANSWER."""
+        st = self._check_reg(AP_NOLOAD, _NOLOAD, _NOLOAD_POWER_ON)
+        if st != OK:
+            return st
+        # One more frame per poll. The 32-bit checksum is compared byte by byte, never made an
+        # int (above 2^30 it would allocate on the ESP32); a mismatch is read again before it
+        # counts, so a bus fault cannot pass for an upset (which costs a soft reset).
+        if self._crc_matches():
+            return OK
+        rx = self._rx[3]
+        first = self._crc_now
+        for i in range(4):
+            first[i] = rx[3 + i]
+        if self._crc_matches():
+            return OK
+        for i in range(4):
+            if rx[3 + i] != first[i]:
+                return NO_ANSWER  # two different answers: the bus, not the chip
+        return UPSET
+
+    def _crc_matches(self):
+        rx = self._frame(CRC, 0x80, 0)
+        crc = self._crc0
+        for i in range(4):
+            if rx[3 + i] != crc[i]:
+                return False
+        return True
+
+    def _take_crc(self):
+        # The configuration is complete: keep the chip's checksum of it (two reads that agree).
+        for _ in range(3):
+            rx = self._frame(CRC, 0x80, 0)
+            for i in range(4):
+                self._crc0[i] = rx[3 + i]
+            if self._crc_matches():
+                return
+            self.bus_errors += 1
+        raise ChipError("configuration checksum unreadable")
 
     def read_energy(self):
         e = self.energy
@@ -211,5 +259,8 @@ class ADE7953(MeterChip):
             problems.append("energy registers not read-with-reset (LCYCMODE 0x%02x, RSTREAD off)" % lc)
         if cfg >= 0 and cfg != _CONFIG_VALUE:
             problems.append("CONFIG 0x%04x, not the 0x%04x written (COMM_LOCK, HPF)" % (cfg & 0xFFFF, _CONFIG_VALUE))
+        # (a change the checks above already name changes the checksum too)
+        if not problems and nl == _NOLOAD and not self._crc_matches() and not self._crc_matches():
+            problems.append("configuration checksum changed since init (a register was upset)")
         return "AP_NOLOAD 0x%06x, LCYCMODE 0x%02x (RSTREAD %s), CONFIG 0x%04x" % (
             nl & 0xFFFFFF, lc & 0xFF, "on" if lc >= 0 and lc & _RSTREAD else "off", cfg & 0xFFFF)

@@ -2,7 +2,7 @@
 # Frame: 24 clocks per CS-low window: [R/W|addr7][data hi][data lo], MSB first, SPI mode 3.
 # Every bus transaction goes through _xfer(); buffers are preallocated so a read cycle allocates nothing.
 from micropython import const
-from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, SIGN_MAG, TWOS16  # noqa: F401 (re-exported)
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, UPSET, SIGN_MAG, TWOS16  # noqa: F401 (re-exported)
 
 SOFT_RESET = const(0x00)
 SYS_STATUS = const(0x01)
@@ -71,11 +71,14 @@ CAL_REGS = {"plconst_h": PL_CONST_H, "plconst_l": PL_CONST_L, "pgain": L_GAIN, "
 PHI_FORM = (SIGN_MAG, 0x8000, 0x3FF, 0x3FF)
 
 
-def checksum(values):
-    """CS1/CS2 of a bank of 16-bit registers: high byte = XOR of all bytes, low byte = sum mod 256."""
+def checksum(values, regs=None):
+    """CS1/CS2 of a bank of 16-bit registers: high byte = XOR of all bytes, low byte = sum mod 256.
+    With regs, values are addresses looked up in it (no list built: allocation-free)."""
     s = 0
     x = 0
     for v in values:
+        if regs is not None:
+            v = regs[v]
         hi = (v >> 8) & 0xFF
         lo = v & 0xFF
         s += hi + lo
@@ -188,14 +191,34 @@ class ATM90E26(MeterChip):
 
     def state(self):
         """OK, RESET (FuncEn back at its power-on value, or the chip flags a calibration
-        checksum error and has stopped metering) or NO_ANSWER."""
+        checksum error and has stopped metering), UPSET (a calibration register changed since
+        init: the chip's CS1/CS2 read-back, its checksum of the banks as they are now, no longer
+        matches ours) or NO_ANSWER."""
         st = self._check_reg(FUNC_EN, _FUNC_EN_VALUE, _FUNC_EN_POWER_ON)
         if st != OK:
             return st
         status = self.read_sure(SYS_STATUS)
         if status < 0:
             return NO_ANSWER
-        return RESET if status & (_CAL_ERR | _ADJ_ERR) else OK
+        if status & (_CAL_ERR | _ADJ_ERR):
+            return RESET
+        return self._banks_intact()
+
+    def _banks_intact(self):
+        # Two verified reads per poll (no tuple built: the poll allocates nothing).
+        st = self._bank_intact(CS1, self.cs1)
+        return st if st != OK else self._bank_intact(CS2, self.cs2)
+
+    def _bank_intact(self, reg, ours):
+        # A mismatch is read once more before it counts, so a bus fault cannot pass for an
+        # upset (an upset costs a re-init, a soft reset).
+        v = self.read_sure(reg)
+        if v == ours:
+            return OK
+        v = self.read_sure(reg)
+        if v < 0:
+            return NO_ANSWER
+        return OK if v == ours else UPSET
 
     def configured(self):
         return self.state() == OK
@@ -222,18 +245,20 @@ class ATM90E26(MeterChip):
         self.f_chz = _pos(self.read_sure(FREQ))
 
     def _diagnose(self, problems):
-        # ATM90E26: the checksum flags in SysStatus, FuncEn as reset marker, and both banks
+        # ATM90E26: the checksum flags in SysStatus, the chip's own checksums of the banks as
+        # they are now (an upset shows there first), FuncEn as reset marker, and both banks
         # back in check mode (0x8765) after init.
         st = self.read_sure(SYS_STATUS)
         fn = self.read_sure(FUNC_EN)
         cal = self.read_sure(CAL_START)
         adj = self.read_sure(ADJ_START)
-        if st >= 0 and st & _CAL_ERR:
-            problems.append("CS1 (metering bank) mismatch: chip computes 0x%04x, we wrote 0x%04x" % (
-                self.read_sure(CS1), self.cs1))
-        if st >= 0 and st & _ADJ_ERR:
-            problems.append("CS2 (measurement bank) mismatch: chip computes 0x%04x, we wrote 0x%04x" % (
-                self.read_sure(CS2), self.cs2))
+        cs1 = self.read_sure(CS1)
+        cs2 = self.read_sure(CS2)
+        for flag, got, ours, name in ((_CAL_ERR, cs1, self.cs1, "CS1 (metering bank)"),
+                                      (_ADJ_ERR, cs2, self.cs2, "CS2 (measurement bank)")):
+            # (after a reset the banks are at their defaults: that is the reset, not a mismatch)
+            if (st >= 0 and st & flag) or (got >= 0 and got != ours and fn == _FUNC_EN_VALUE):
+                problems.append("%s mismatch: chip computes 0x%04x, we wrote 0x%04x" % (name, got & 0xFFFF, ours))
         if fn == _FUNC_EN_POWER_ON:
             problems.append("chip was reset (FuncEn at power-on value 0x%04x)" % fn)
         if cal != _CAL_CHECK or adj != _CAL_CHECK:

@@ -11,6 +11,10 @@ from meterchip import OK, RESET, UPSET
 _MAX_INIT_TRIES = const(3)
 _LN_MIN_MA = const(200)  # live/neutral difference below this is noise, whatever the ratio
 _LN_POLLS = const(3)  # consecutive polls of mismatch before a tamper event
+# A chip that has not been in its configured state for this long is configured again: a flipped
+# bit in the very register a driver recognises its configuration by reads like a bus fault, and
+# waiting longer would not bring it back (a truly dead bus just fails the re-init).
+_REINIT_AFTER_MS = const(600000)
 
 # CHIP_FAULT event arguments: what went wrong.
 FAULT_INIT = const(1)  # init failed after retries (absent chip, or checksums not accepted)
@@ -56,6 +60,7 @@ class Metering:
         self.tampers = 0
         self._since_ms = 0  # since the chip last cleared the total import register (a delivered read)
         self._bad = False  # inside a fault episode (one event per episode)
+        self._bad_ms = 0  # how long the chip has not been in its configured state
         self._reverse = False
         self._ln_count = 0
         self._cal_reported = False
@@ -130,7 +135,14 @@ class Metering:
             return
         if st != OK:
             self._fault(FAULT_NO_ANSWER)
+            self._bad_ms += dt_ms
+            if self._bad_ms >= _REINIT_AFTER_MS:
+                self._bad_ms = 0
+                self._account()  # whatever it counted meanwhile, if it can be read
+                self._ready = False
+                self.start()
             return
+        self._bad_ms = 0
         if self._account():
             self._bad = False
             chip.read_inst()

@@ -38,7 +38,7 @@ def parse_args(argv):
     p.add_argument("--broker", default="", help="host:port of a running broker (default: start one)")
     p.add_argument("--heap", default=mprun.APP_HEAP)
     p.add_argument("--faults", default="",
-                   help="inject chip faults, e.g. resets=3,bus=20,absent=1,stuck=1 (upset=N: sim-atm90e32 only)")
+                   help="inject chip faults, e.g. resets=3,bus=20,absent=1,stuck=1,upset=2")
     a = p.parse_args(argv)
     if a.board not in sim_boards():
         raise SimError("unknown board %r (simulated boards: %s)" % (a.board, ", ".join(sim_boards())))

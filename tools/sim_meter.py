@@ -40,7 +40,7 @@ def parse(argv):
     return opts
 
 
-FAULT_KINDS = ("resets", "absent", "stuck", "flip", "drop", "bus", "upset")  # upset: ATM90E32 only
+FAULT_KINDS = ("resets", "absent", "stuck", "flip", "drop", "bus", "upset")
 
 
 def parse_faults(text):

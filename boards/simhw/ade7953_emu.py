@@ -5,6 +5,7 @@
 # blocks width classes. LAST_OP / LAST_ADD / LAST_RWDATA record the last transaction. Energy
 # registers are 24-bit signed, read-with-reset while LCYCMODE bit 6 is set (power-on), and wrap.
 # CONFIG bit 7 is a software reset.
+from binascii import crc32
 import ade7953 as R
 from meterchip import to_signed, TWOS24
 from simhw.emu_base import EmuBase
@@ -19,11 +20,22 @@ _MASK = (0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF)
 # Prebuilt so the read path allocates nothing (module attributes are not compile-time constants here).
 _LAST = (R.LAST_RWDATA_8, R.LAST_RWDATA_16, R.LAST_RWDATA_24, R.LAST_RWDATA_32)
 _ENERGY = (R.AENERGYA, R.AENERGYB)
+# Configuration registers covered by the CRC register (0x37F). Which registers the chip covers,
+# and how it computes the checksum, is not in the notes: this model takes a CRC-32 of these, in
+# address order, recomputed whenever one of them changes. The driver only compares it.
+_CFG = (R.LCYCMODE, R.PGA_V, R.PGA_IA, R.PGA_IB, 0x100, R.CONFIG, 0x103, 0x104, 0x107, R.PHCALA,
+        R.PHCALB, R.RESERVED_120, R.AP_NOLOAD, 0x204, 0x224, 0x225, 0x22C, R.AIGAIN, R.AVGAIN,
+        R.AWGAIN, R.AIRMSOS, R.VRMSOS, R.BIGAIN, R.BWGAIN, R.BIRMSOS)
 
 
 class Ade7953Emu(EmuBase):
     DATA0 = 3
     BILLING_REGS = 2  # billed import = channel A + channel B
+    # Upsets hit the checksummed configuration, except AP_NOLOAD, the driver's reset marker: a
+    # flipped marker reads as neither ours nor power-on, which the driver cannot tell from a
+    # bus fault (docs/metering.md).
+    UPSET_ADDRS = tuple(a for a in _CFG if a != R.AP_NOLOAD)
+    UPSET_BITS = 24
 
     def __init__(self, true_cal=None):
         EmuBase.__init__(self, 2, R.ADE7953.WH_DEN)  # 23716 counts per Wh
@@ -56,9 +68,25 @@ class Ade7953Emu(EmuBase):
             regs[a] = v
         self._acc[0] = self._acc[1] = 0
         self._unlocked = False
+        self.upset_live = False
+        self._update_crc()
 
     def reset(self):
         self._power_on()
+
+    def _flip(self, addr, bit):
+        self.regs[addr] = self.regs.get(addr, 0) ^ (1 << (bit % (8 * R.width(addr))))
+        self._update_crc()
+
+    def _update_crc(self):
+        buf = bytearray(4 * len(_CFG))
+        for i, a in enumerate(_CFG):
+            v = self.regs.get(a, 0)
+            buf[4 * i] = v >> 24 & 0xFF
+            buf[4 * i + 1] = v >> 16 & 0xFF
+            buf[4 * i + 2] = v >> 8 & 0xFF
+            buf[4 * i + 3] = v & 0xFF
+        self.crc = crc32(buf) & 0xFFFFFFFF
 
     def _billing_unread(self):
         # Both channels' import make up the billing total.
@@ -114,7 +142,9 @@ class Ade7953Emu(EmuBase):
 
     def _read(self, addr, n):
         regs = self.regs
-        if n == 4 and addr != R.LAST_RWDATA_32:
+        if addr == R.CRC:
+            v = self.crc
+        elif n == 4 and addr != R.LAST_RWDATA_32:
             v = regs.get(addr - 0x100, 0)
             if v & 0x800000:
                 v |= 0xFF000000  # sign-extended
@@ -144,6 +174,8 @@ class Ade7953Emu(EmuBase):
             self._power_on()
             return
         regs[addr] = value & _MASK[n]
+        if addr in _CFG:
+            self._update_crc()
 
     # -- the analogue world ---------------------------------------------------------
     def _integrate(self, dt_ms):

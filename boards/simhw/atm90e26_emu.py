@@ -19,6 +19,10 @@ _INST = (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F)
 
 class Atm90e26Emu(EmuBase):
     DATA0 = 1
+    # Upsets hit the calibration banks, which the chip's CS1/CS2 read-back covers. The chip is
+    # modelled as metering on with the flipped value (it checks the banks against CS1/CS2 only
+    # when CalStart/AdjStart is written); SysStatus does not flag it.
+    UPSET_ADDRS = R.BANK1 + R.BANK2
 
     def __init__(self, meter_constant=3200, true_cal=None):
         EmuBase.__init__(self, 1, meter_constant, 100)  # MC/100 counts (0.1 pulse) per Wh
@@ -56,6 +60,10 @@ class Atm90e26Emu(EmuBase):
         self._bank_defaults(R.BANK1, R.BANK1_DEFAULTS)
         self._bank_defaults(R.BANK2, R.BANK2_DEFAULTS)
         self._acc[0] = self._acc[1] = 0
+        self.upset_live = False
+
+    def _flip(self, addr, bit):
+        self.regs[addr] ^= 1 << bit
 
     def _bank_defaults(self, regs, defaults):
         for r, d in zip(regs, defaults):
@@ -74,7 +82,7 @@ class Atm90e26Emu(EmuBase):
                 and not r[R.SYS_STATUS] & 0xF000)
 
     def _cs_value(self, bank):
-        return R.checksum([self.regs[a] for a in bank])
+        return R.checksum(bank, self.regs)
 
     def _start_cmd(self, value, bank, defaults, csreg, errmask):
         st = self.regs[R.SYS_STATUS]

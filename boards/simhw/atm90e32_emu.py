@@ -14,12 +14,9 @@
 # The CRC is recomputed lazily, only after a configuration register changed (a direct poke of
 # regs[] bypasses it: use upset()). Power-on clears the golden CRC and the status.
 #
-# Fault kind "upset" (EXTRA_KINDS): one random bit of one register 0x00-0x6F flips, without a
+# Fault kind "upset" (emu_base): one random bit of one register 0x00-0x6F flips, without a
 # reset. The chip meters on with it; whatever it counts wrongly until the driver re-initialises
 # (a gain off, or metering stopped) is charged to lost_num, so truth = metered + lost still holds.
-# The other emulators do not model upsets: the ATM90E26 checks its bank checksums only when
-# CalStart/AdjStart is written (a periodic re-check is not documented), and the ADE7953 driver
-# has no configuration check to catch one (docs/metering.md).
 from array import array
 import atm90e32 as R
 from meterchip import to_signed, TWOS16
@@ -54,7 +51,7 @@ def crc16(data, crc=0xFFFF):
 
 class Atm90e32Emu(EmuBase):
     DATA0 = 2
-    EXTRA_KINDS = ("upset",)
+    UPSET_ADDRS = tuple(range(0x70))  # everything the configuration CRC covers
 
     def __init__(self, meter_constant=3200, true_cal=None):
         EmuBase.__init__(self, 3, meter_constant, 10)  # MC/10 counts (0.01 pulse) per Wh
@@ -80,7 +77,6 @@ class Atm90e32Emu(EmuBase):
         self._crc = 0  # CRC of registers 0x00-0x6F, valid unless _crc_dirty
         self._crc_dirty = True
         self._golden = -1  # latched golden CRC, -1 until CfgRegAccEn latches one
-        self.upset_live = False  # a flipped configuration bit is in effect (until a reset)
         self._power_on()
 
     def _power_on(self):
@@ -181,29 +177,9 @@ class Atm90e32Emu(EmuBase):
             return 0
         return 1 if self.crc() != self._golden else 0
 
-    def upset(self, addr=-1, bit=-1):
-        """Flip one bit of configuration register addr (random register and bit when not given)."""
-        if addr < 0:
-            addr = self._rand.next(_CFG_END)
-        if bit < 0:
-            bit = self._rand.next(16)
-        if not 0 <= addr < _CFG_END or not 0 <= bit < 16:
-            raise ValueError("upset: configuration register 0x00-0x6F, bit 0-15")
+    def _flip(self, addr, bit):
         self.regs[addr] ^= 1 << bit
         self._crc_dirty = True
-        self.upset_live = True
-
-    def _inject_extra(self, kind):
-        self.upset()
-
-    def advance(self, dt_ms):
-        t0 = self.truth_mj
-        c0 = self._billing_unread()
-        l0 = self.lost_num
-        EmuBase.advance(self, dt_ms)
-        if self.upset_live:
-            # Drawn minus counted this step (plus any reset loss) is what the upset cost.
-            self.lost_num = l0 + (self.truth_mj - t0) * self._cn - (self._billing_unread() - c0)
 
     # -- the analogue world ---------------------------------------------------------
     def _integrate(self, dt_ms):

@@ -8,15 +8,15 @@
 #   stuck   MISO's first data bit stuck high for a while (garbage that looks consistent)
 #   flip    one transaction gets one random bit of its answer flipped
 #   drop    one transaction never reaches the chip (it reads all ones, nothing happens)
-# An emulator may add kinds only it can model (EXTRA_KINDS, handled by _inject_extra):
-#   upset   (ATM90E32) one bit of a configuration register flips, as from ESD or a single-event
-#           upset, without a reset; see atm90e32_emu for why the other chips do not model it
+#   upset   one bit of a configuration register the chip's own check covers flips (ESD, a
+#           single-event upset) without a reset; the chip meters on with it, and what it counts
+#           wrongly until the driver re-initialises is charged to lost_num
 
 from simhw.household import Lcg
 
 _MJ_PER_WH = 3600000
 
-KINDS = ("resets", "absent", "stuck", "flip", "drop")  # the sim's --faults kinds (bus = flip + drop)
+KINDS = ("resets", "absent", "stuck", "flip", "drop", "upset")  # the sim's --faults kinds (bus = flip + drop)
 
 
 def _isqrt(n):
@@ -47,7 +47,8 @@ class EmuBase:
     _stuck_read(tx), reset() and metering_on()."""
 
     ABSENT_MS = 60000  # one injected absence lasts this long
-    EXTRA_KINDS = ()  # fault kinds this chip's emulator adds to KINDS
+    UPSET_ADDRS = ()  # configuration registers an upset may hit (those the chip's check covers)
+    UPSET_BITS = 16  # their width
     STUCK_MS = 30000
 
     def __init__(self, channels, counts_per_wh_num, counts_per_wh_den=1):
@@ -65,8 +66,9 @@ class EmuBase:
         self.truth_mj = 0  # what the billing import register should have seen
         self.truth_export_mj = 0
         # Energy lost in chip resets or stuck reads, in mJ * cn units; signed, because energy
-        # counted wrongly while a configuration upset lasted (an emulator's EXTRA_KINDS) goes here too.
+        # counted wrongly while a configuration upset lasted goes here too.
         self.lost_num = 0
+        self.upset_live = False  # a flipped configuration bit is in effect (until a reset)
         self.now_ms = 0
         self.frames = 0
         self.bus_bytes = 0
@@ -79,9 +81,7 @@ class EmuBase:
         self._drops = 0
         self._schedule = []
         self._rand = Lcg(99)
-        self.injected = {"resets": 0, "absent": 0, "stuck": 0, "flip": 0, "drop": 0}
-        for k in self.EXTRA_KINDS:
-            self.injected[k] = 0
+        self.injected = {"resets": 0, "absent": 0, "stuck": 0, "flip": 0, "drop": 0, "upset": 0}
 
     @property
     def lost_in_chip_mj(self):
@@ -135,6 +135,18 @@ class EmuBase:
         return n
 
     def advance(self, dt_ms):
+        if self.upset_live:
+            t0 = self.truth_mj
+            c0 = self._billing_unread()
+            l0 = self.lost_num
+            self._advance(dt_ms)
+            if self.upset_live:
+                # Drawn minus counted this step (plus any reset loss) is what the upset cost.
+                self.lost_num = l0 + (self.truth_mj - t0) * self._cn - (self._billing_unread() - c0)
+        else:
+            self._advance(dt_ms)
+
+    def _advance(self, dt_ms):
         self.now_ms += dt_ms
         self._run_schedule()
         if self.absent and self.now_ms >= self._absent_until:
@@ -146,13 +158,12 @@ class EmuBase:
     # -- faults ---------------------------------------------------------------------
     def schedule(self, faults, span_ms, seed=1):
         """Spread faults (dict kind -> count) over the first 90 % of span_ms, reproducibly."""
-        kinds = KINDS + self.EXTRA_KINDS
         for k in faults:
-            if k not in kinds:
-                raise ValueError("fault kind %r: this chip's emulator models %s" % (k, ", ".join(kinds)))
+            if k not in KINDS:
+                raise ValueError("fault kind %r: the emulators model %s" % (k, ", ".join(KINDS)))
         r = Lcg(seed)
         ev = []
-        for k in kinds:
+        for k in KINDS:
             for _ in range(faults.get(k, 0)):
                 ev.append((1000 + r.next(span_ms * 9 // 10), k))
         ev.sort()
@@ -178,7 +189,19 @@ class EmuBase:
         elif kind == "drop":
             self._drops += 1
         else:
-            self._inject_extra(kind)
+            self.upset()
+
+    def upset(self, addr=-1, bit=-1):
+        """Flip one bit of configuration register addr (random register and bit when not given)."""
+        if addr < 0:
+            addr = self.UPSET_ADDRS[self._rand.next(len(self.UPSET_ADDRS))]
+        if bit < 0:
+            bit = self._rand.next(self.UPSET_BITS)
+        if addr not in self.UPSET_ADDRS or not 0 <= bit < self.UPSET_BITS:
+            raise ValueError("upset: one of the configuration registers the chip checks, bit 0-%d" % (
+                self.UPSET_BITS - 1))
+        self._flip(addr, bit)
+        self.upset_live = True
 
     def _account_loss(self):
         """Energy the chip counted but nobody read yet (registers and the fraction of a count)

@@ -1,8 +1,9 @@
 """The whole app on the sim board under MicroPython: the thin slice of the walking skeleton."""
+import mprun
 
 # The app plus the emulated board (chip emulator, littlefs on a file) needs more than the
 # 64 KiB the unit tests get; on the 64-bit unix port objects are also about twice their ESP32 size.
-HEAP = "384k"
+HEAP = mprun.APP_HEAP
 
 
 def test_app_meters_charges_disconnects_tops_up_and_reconnects(mpy):

@@ -1,6 +1,7 @@
 """REPL calibration against a reference load on each chip's emulator (whose front end is off
 by a few percent), the stored record (CRC, keyed to board/chip/unit), export/import, boot check."""
 
+import mprun
 import pytest
 
 import calibration
@@ -139,7 +140,7 @@ text = calibration.repl_step(m, "export")
 mptest.check(calibration.decode(text, "sim-atm90e26", "atm90e26", "73696d31")["ugain"] == g, "exported, keyed to the unit")
 os.remove(FLASH)
 mptest.done()
-""", str(tmp_path / "flash.img"), heap="384k")
+""", str(tmp_path / "flash.img"), heap=mprun.APP_HEAP)
 
 
 PHASE_CASES = [

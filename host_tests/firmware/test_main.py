@@ -1,6 +1,7 @@
 """firmware/main.py: board selection, the loop, Ctrl-C to the REPL, saved settings."""
 
 SCRIPT = r"""
+import mprun
 import sys, os, json, mptest, simkit, main, app
 flash = sys.argv[1]
 
@@ -46,7 +47,7 @@ mptest.done()
 
 
 def test_main_loop_interrupt_resume_and_settings(mpy, tmp_path):
-    r = mpy(SCRIPT, str(tmp_path / "f.img"), heap="384k")
+    r = mpy(SCRIPT, str(tmp_path / "f.img"), heap=mprun.APP_HEAP)
     assert r.result["ok"], r.result
     assert "meter loop paused" in r.stdout
     assert "from repl import *" in r.stdout
@@ -120,7 +121,7 @@ class Timer:
 def test_paused_loop_holds_the_watchdog_for_a_bounded_time(mpy, tmp_path):
     (tmp_path / "machine.py").write_text(FAKE_MACHINE)
     import mprun
-    r = mpy(REALTIME, str(tmp_path / "f.img"), heap="384k",
+    r = mpy(REALTIME, str(tmp_path / "f.img"), heap=mprun.APP_HEAP,
             env={"MICROPYPATH": str(tmp_path) + ":" + mprun.micropypath()})
     assert r.result["ok"], r.result
     assert "reboots into metering 300 s after the last REPL command" in r.stdout

@@ -2,6 +2,7 @@
 tick, the link serviced while waiting, and a failing step counted without stopping the loop."""
 
 LOOP = r"""
+import mprun
 import mptest, simkit, main, app
 b = simkit.board(simkit.fresh_flash("/tmp/pm-test-loop.img"), config={"opening_balance": 1000, "tick_ms": 1000})
 waits = [0, 0]  # how many waits, the longest (a list of them all would not fit the heap)
@@ -43,5 +44,5 @@ mptest.done()
 
 
 def test_loop_steps_once_per_tick_services_link_and_survives_errors(mpy):
-    r = mpy(LOOP, heap="384k")
+    r = mpy(LOOP, heap=mprun.APP_HEAP)
     assert r.result["ok"], r.result["failures"]

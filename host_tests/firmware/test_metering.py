@@ -59,6 +59,76 @@ mptest.done()
 
 
 @pytest.mark.parametrize("chip", CHIPS)
+def test_configuration_upset_detected_by_the_chips_own_check_and_repaired(mpy, chip):
+    # One bit of a checked configuration register flips without a reset (random register and
+    # bit, five times): each chip's own digest (ATM90E26 CS1/CS2 read-back, ATM90E32 CRC status,
+    # ADE7953 CRC register) gives it away at the next poll; the driver re-initialises.
+    mpy(PRELUDE + """
+from meterchip import OK, UPSET
+k.load(2000)
+k.run(120, 1)
+for n in range(1, 6):
+    before = k.m.imp_wh
+    k.emu.inject("upset")
+    mptest.eq(k.chip.state(), UPSET, "upset %d seen" % n)
+    k.run(1, 1)
+    mptest.eq(k.m.upsets, n, "counted")
+    mptest.eq(k.chip.state(), OK, "re-initialised")
+    mptest.check(k.m.imp_wh >= before, "nothing already read was lost")
+    k.run(120, 1)
+mptest.eq(k.codes().count(events.CHIP_UPSET), 5, "chip_upset events")
+mptest.eq(k.m.resets, 0, "not taken for resets")
+ok, d = k.balance_ok()
+mptest.check(ok, "truth - metered - lost = %d mJ" % d)
+mptest.done()
+""", chip, heap=HEAP)
+
+
+@pytest.mark.parametrize("chip,marker", [("atm90e26", "FUNC_EN"), ("ade7953", "AP_NOLOAD")])
+def test_a_corrupted_marker_register_is_configured_again_after_ten_minutes(mpy, chip, marker):
+    # The register a driver recognises its configuration by gets a flipped bit: that reads like
+    # a bus fault (neither ours nor power-on). After ten minutes of it the chip is re-initialised.
+    mpy(PRELUDE + """
+from meterchip import OK, NO_ANSWER
+R = __import__(name)
+addr = getattr(R, sys.argv[2])
+k.load(1000)
+k.run(60, 1)
+k.emu.regs[addr] ^= 0x100
+mptest.eq(k.chip.state(), NO_ANSWER, "corrupted marker: looks like a bus fault")
+k.run(540, 1)
+mptest.check(not k.m.ok, "still in the fault episode after 9 min")
+k.run(61, 1)
+mptest.eq(k.chip.state(), OK, "configured again at 10 min")
+mptest.check(k.m.ok, "metering again")
+mptest.eq(k.codes().count(events.CHIP_FAULT), 1, "one fault episode reported")
+ok, d = k.balance_ok()
+mptest.check(ok, "truth - metered - lost = %d mJ" % d)
+mptest.check(k.emu.lost_in_chip_mj < 3600000, "what the chip counted meanwhile was read: lost %d mJ" % k.emu.lost_in_chip_mj)
+mptest.done()
+""", chip, marker, heap=HEAP)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
+def test_bus_faults_are_never_taken_for_upsets(mpy, chip):
+    # A stuck MISO bit, flipped and dropped frames, and an absent chip garble answers,
+    # digests included: none of it may pass for an upset (whose repair is a soft reset).
+    mpy(PRELUDE + """
+k.load(2000)
+k.run(60, 1)
+for kind in ("flip", "drop", "stuck", "flip", "drop", "absent"):
+    for _ in range(3 if kind in ("flip", "drop") else 1):
+        k.emu.inject(kind)
+    k.run(90, 1)
+mptest.eq(k.m.upsets, 0, "no upsets")
+mptest.eq(k.m.resets, 0, "no resets")
+ok, d = k.balance_ok()
+mptest.check(ok, "truth - metered - lost = %d mJ" % d)
+mptest.done()
+""", chip, heap=HEAP)
+
+
+@pytest.mark.parametrize("chip", CHIPS)
 @pytest.mark.parametrize("kind", ("flip", "drop"))
 def test_single_bus_faults_are_recovered_exactly(mpy, chip, kind):
     # A flipped or dropped transaction anywhere in the cycle costs nothing: verified reads

@@ -1,4 +1,5 @@
 """The technician REPL kit (firmware/repl.py), driven through stdin under micropython on a sim meter."""
+import mprun
 import pytest
 
 SESSION = "host_tests/firmware/repl_session.py"
@@ -13,7 +14,7 @@ def session(mpy, tmp_path, commands, ticks=2000, config=None, broker=None, board
         args.append(json.dumps(config or {"opening_balance": 1000}))
     if broker:
         args.append(broker)
-    r = mpy(SESSION, *args, heap="384k", stdin="\n".join(commands) + "\n")
+    r = mpy(SESSION, *args, heap=mprun.APP_HEAP, stdin="\n".join(commands) + "\n")
     blocks = {}
     cur = None
     for line in r.stdout.splitlines():

@@ -167,16 +167,16 @@ def test_upset_mis_metering_is_charged_to_lost():
     assert emu.lost_in_chip_mj == -1800000
 
 
-def test_only_modelled_fault_kinds_can_be_scheduled():
+def test_only_known_fault_kinds_can_be_scheduled():
     from simhw.atm90e26_emu import Atm90e26Emu
 
     emu = Atm90e26Emu()
     try:
-        emu.schedule({"upset": 1}, 60000)
-        raise AssertionError("the ATM90E26 emulator accepted an upset")
+        emu.schedule({"meteor": 1, "resets": 1}, 60000)
+        raise AssertionError("the emulator accepted an unknown fault kind")
     except ValueError as e:
-        assert "upset" in str(e)
-    assert emu._schedule == [] and "upset" not in emu.injected
+        assert "meteor" in str(e)
+    assert emu._schedule == [] and "meteor" not in emu.injected
     e32 = Atm90e32Emu()
     e32.schedule({"upset": 2, "resets": 1}, 60000)
     assert sorted(k for _, k in e32._schedule) == ["resets", "upset", "upset"]
