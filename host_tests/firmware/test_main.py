@@ -1,7 +1,8 @@
 """firmware/main.py: board selection, the loop, Ctrl-C to the REPL, saved settings."""
+import mprun
+
 
 SCRIPT = r"""
-import mprun
 import sys, os, json, mptest, simkit, main, app
 flash = sys.argv[1]
 

@@ -1,8 +1,9 @@
 """main.loop in real-time mode (the device's path) on the sim board under MicroPython: one step per
 tick, the link serviced while waiting, and a failing step counted without stopping the loop."""
+import mprun
+
 
 LOOP = r"""
-import mprun
 import mptest, simkit, main, app
 b = simkit.board(simkit.fresh_flash("/tmp/pm-test-loop.img"), config={"opening_balance": 1000, "tick_ms": 1000})
 waits = [0, 0]  # how many waits, the longest (a list of them all would not fit the heap)

@@ -277,8 +277,10 @@ CHIP_FAULTS = {
     "sim-atm90e26": ([CHIP + ".cs1 ^= 0x0100", EMU + '.inject("resets")'], "CS1 (metering bank) mismatch"),
     # the configuration left writable (CfgRegAccEn 0x55AA)
     "sim-atm90e32": ([CHIP + ".write_verified(0x7F, 0x55AA)"], "configuration not locked (CfgRegAccEn still 0x55aa)"),
-    # LCYCMODE RSTREAD cleared: the energy registers would be counted again every poll
-    "sim-ade7953": ([CHIP + ".write_verified(0x004, 0)"], "energy registers not read-with-reset"),
+    # LCYCMODE RSTREAD cleared (the energy registers would be counted again every poll), and the
+    # registers write-protected so the re-init that the configuration checksum triggers cannot repair it
+    "sim-ade7953": ([CHIP + ".write_verified(0x004, 0)", CHIP + ".write_verified(0x040, 7)"],
+                    "energy registers not read-with-reset"),
 }
 
 
