@@ -193,3 +193,18 @@ def test_selftest_reports_an_unreachable_broker(mpy, tmp_path):
     line = [ln for ln in out["selftest()"] if ln.startswith("broker")][0]
     assert line.split()[1] == "FAIL" and "unreachable" in line
     assert out["selftest()"][-1] == "False"
+
+
+def test_utc_text_shows_meter_seconds_and_older_unix_log_entries(mpy):
+    # Times on the meter are meter seconds; a log entry written before the meter epoch firmware
+    # holds Unix seconds, which are beyond the meter clock's range and shown at their date too.
+    res = mpy(r'''
+import mptest, repl
+from billtest import mt, utc
+mptest.eq(repl.utc_text(mt(2026, 11, 27, 10, 30, 5)), "2026-11-27 10:30:05 UTC", "meter seconds")
+mptest.eq(repl.utc_text(mt(2045, 2, 28, 23, 59, 59)), "2045-02-28 23:59:59 UTC", "twenty years on")
+mptest.eq(repl.utc_text(mt(2024, 12, 31)), "2024-12-31 00:00:00 UTC", "before the epoch")
+mptest.eq(repl.utc_text(utc(2026, 1, 2, 3, 4, 5)), "2026-01-02 03:04:05 UTC", "an older Unix entry")
+mptest.done()
+''', heap="256k")
+    assert res.result["ok"] and res.result["checks"] == 4

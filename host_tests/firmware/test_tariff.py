@@ -362,9 +362,25 @@ mptest.check(e.passive is None, "passive consumed")
 mptest.done()
 '''
 
+# activate_at is Unix time; beyond the meter clock's range (1990..2059) only its order matters.
+PASSIVE_RANGE = r'''
+import tariff, mptest
+from billtest import mt
+flat = {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 100}
+e = tariff.from_doc(flat)
+e.schedule(dict(flat, price_per_kwh=200, activate_at=0))  # 1970: long past
+mptest.eq(e.charge(1000, mt(2026, 1, 1)), 200, "a past activate_at activates at the first step")
+e.schedule(dict(flat, price_per_kwh=300, activate_at=10 ** 12))  # the year 33658
+mptest.eq(e.charge(1000, mt(2058, 12, 31)), 200, "a far-future activate_at waits")
+mptest.check(e.passive is not None and -(1 << 30) < e.passive.activate_at < 1 << 30, "held as a small int")
+mptest.raises(tariff.TariffError, e.schedule, dict(flat, activate_at=1.7e9))
+mptest.raises(tariff.TariffError, e.schedule, dict(flat, activate_at="1767225600"))
+mptest.done()
+'''
+
 
 @pytest.mark.parametrize("name", ["FLAT", "ANNUAL", "TOU4", "MONTHLY4", "MATRIX", "DST", "JUMPS",
-                                  "BAD", "PASSIVE"])
+                                  "BAD", "PASSIVE", "PASSIVE_RANGE"])
 def test_tariff(mpy, name):
     res = mpy(globals()[name])
     assert res.result["ok"] and res.result["checks"] > 0
