@@ -36,7 +36,7 @@ a0 = gc.mem_alloc()
 e = tariff.from_doc(TOU)
 gc.collect()
 table_bytes = gc.mem_alloc() - a0
-t0 = 1767225600
+t0 = 1767225600 - 1735689600  # 2026-01-01 in meter seconds (firmware/timebase.py)
 e.charge(1, t0)
 n = 20000
 step = lambda i: e.charge(3, t0 + 1, 1000)  # noqa: E731

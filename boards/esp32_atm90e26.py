@@ -145,7 +145,8 @@ class Board:
         """Set the RTC from a Unix time (the backend's set-time command; TLS needs a sane clock)."""
         import machine
         import time
-        t = time.gmtime(utc - self.clock._offset)
+        import timebase
+        t = time.gmtime(timebase.from_unix(utc) + self.clock._offset)
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
 
@@ -159,15 +160,18 @@ class _Relay:
 
 class _Clock:
     def __init__(self, time):
+        from timebase import EPOCH
         self.ticks_ms = time.ticks_ms
         self.ticks_diff = time.ticks_diff
         self.ticks_add = time.ticks_add
-        # MicroPython on ESP32 may count from 2000; the meter speaks Unix time.
-        self._offset = 946684800 if time.gmtime(0)[0] == 2000 else 0
+        # The port counts from 2000 on the ESP32 (from 1970 elsewhere); the meter counts from
+        # timebase.EPOCH. Port seconds since 2000 and the offset are both small ints.
+        self._offset = EPOCH - (946684800 if time.gmtime(0)[0] == 2000 else 0)
         self._time = time.time
 
     def time(self):
-        return self._time() + self._offset
+        """Meter seconds (timebase.py): no big int on the way."""
+        return self._time() - self._offset
 
 
 def build(opts=None):

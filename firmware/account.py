@@ -81,7 +81,7 @@ class Friendly:
         self.hol = array("i", codes)
 
     def active(self, lc, utc):
-        """True when `utc` falls in a friendly period; `lc` is a localtime.LocalClock."""
+        """True when meter second `utc` falls in a friendly period; `lc` is a localtime.LocalClock."""
         lc.update(utc)
         if self.mask & (1 << lc.wday):
             return True

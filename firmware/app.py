@@ -148,7 +148,7 @@ class Meter:
         m = self.metering
         m.poll(dt)
         wh = m.step_wh
-        utc = clock.time()
+        utc = clock.time()  # meter seconds (timebase.py): a small int on the ESP32 until 2059
         # Every tick: the standing charge runs on monotonic time even when no energy flows.
         self.account.debit(self.tariff.charge(wh, utc, dt))
         if wh:

@@ -8,6 +8,7 @@ from array import array
 from binascii import unhexlify
 import json
 from hmac256 import HmacSha256, equal
+from timebase import EPOCH
 
 MAX_PAYLOAD = const(1024)
 WINDOW = const(8)
@@ -29,7 +30,8 @@ class Commands:
         self.refused = 0
 
     def check(self, payload, now_utc):
-        """(verdict, body, stored result) or (REFUSED, command id or 0, reason).
+        """(verdict, body, stored result) or (REFUSED, command id or 0, reason). `now_utc` is
+        in meter seconds; "exp" arrives in Unix seconds.
         Nothing here changes state: the caller applies, then calls remember()."""
         if self._mac is None:
             return self._refuse("no_key")
@@ -71,7 +73,7 @@ class Commands:
             return self._refuse("old_key", cid)
         if cid <= self.last_id:
             return self._refuse("stale_id", cid)
-        if exp < now_utc:
+        if exp - EPOCH < now_utc:
             return self._refuse("expired", cid)
         if type(doc.get("op")) is not str:
             return self._refuse("malformed", cid)

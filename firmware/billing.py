@@ -7,16 +7,17 @@
 from micropython import const
 import struct
 from tariff import MAX_RATES, MAX_BLOCKS
+from timebase import to_unix
 
 DAILY = const(1)
 MONTHLY = const(2)
 DAYS_KEPT = const(62)
 MONTHS_KEPT = const(13)  # twelve whole months and the one before them, so each has a difference
 
-# kind, year, month, day (the period that closed), UTC of the freeze, energy Wh per rate and
+# kind, year, month, day (the period that closed), meter second of the freeze, energy Wh per rate and
 # per block, money charged by the tariff, seconds of standing charge, money debited from the
 # account, balance, debt, topped up (all cumulative).
-SNAP_FMT = "<BxHBBxxI%di%diiiiiii" % (MAX_RATES, MAX_BLOCKS)
+SNAP_FMT = "<BxHBBxxi%di%diiiiiii" % (MAX_RATES, MAX_BLOCKS)
 SNAP_SIZE = struct.calcsize(SNAP_FMT)
 _FIELDS = ("kind", "year", "month", "day", "utc")
 
@@ -107,7 +108,7 @@ def to_json(doc):
         date = "%04d-%02d" % (doc["year"], doc["month"])
     return ('"t":%d,"snap":"%s","date":"%s","e":%s,"blk":%s,"tm":%d,"ss":%d,'
             '"c":%d,"b":%d,"debt":%d,"tu":%d}') % (
-        doc["utc"], "d" if doc["kind"] == DAILY else "m", date,
+        to_unix(doc["utc"]), "d" if doc["kind"] == DAILY else "m", date,
         _regs(doc["rate_wh"]), _regs(doc["block_wh"]),
         doc["charged_minor"], doc["standing_s"], doc["charged"], doc["balance"], doc["debt"],
         doc["topped_up"])
@@ -128,12 +129,12 @@ def show(ring, n=62):
 
 
 # -- top-up journal ----------------------------------------------------------------------
-# Every accepted or refused top-up: UTC, command/token id, source, token type, result code, amount.
+# Every accepted or refused top-up: meter second, command/token id, source, token type, result code, amount.
 SRC_MQTT = const(0)
 SRC_TOKEN = const(1)
 RESULTS = ("applied", "refused_max_balance", "bad_amount", "used", "stale_id", "bad_mac", "check_digit",
            "locked", "malformed", "no_key", "unknown_type", "store_fault", "bad_args")
-TOPUP_FMT = "<IIBBBxi"
+TOPUP_FMT = "<iIBBBxi"
 TOPUP_SIZE = struct.calcsize(TOPUP_FMT)
 TOPUPS_KEPT = const(64)
 
@@ -156,12 +157,12 @@ class TopupLog:
         return self.ring.append(self._buf)
 
     def entries(self, n=TOPUPS_KEPT):
-        """The newest `n` entries, oldest first, as dicts (REPL and tests)."""
+        """The newest `n` entries, oldest first, as dicts (REPL and tests; "utc" in Unix seconds)."""
         out = []
         start = max(self.ring.first_seq, self.ring.next_seq - n)
         for seq in range(start, self.ring.next_seq):
             if self.ring.read(seq, self._buf):
                 utc, cid, src, typ, res, amt = struct.unpack_from(TOPUP_FMT, self._buf, 0)
-                out.append({"utc": utc, "id": cid, "src": ("mqtt", "token")[src & 1], "type": typ,
+                out.append({"utc": to_unix(utc), "id": cid, "src": ("mqtt", "token")[src & 1], "type": typ,
                             "result": RESULTS[res] if res < len(RESULTS) else "other", "amount": amt})
         return out

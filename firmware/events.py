@@ -84,7 +84,7 @@ class EventRing:
         self._n = capacity
         self._code = array("H", bytes(2 * capacity))
         self._arg = array("i", bytes(4 * capacity))
-        self._utc = array("I", bytes(4 * capacity))
+        self._utc = array("i", bytes(4 * capacity))  # meter seconds: negative while the clock is unset
         self.seq = 0  # total events ever raised since boot; entry k lives at k % capacity
 
     def raise_(self, code, arg, utc):

@@ -2,7 +2,9 @@
 # Integer only and allocation-free: update(utc) recomputes the civil fields only when utc
 # leaves the cached window [lo, hi) (at most one local day, cut at DST changes), so the
 # per-tick cost is two compares. Shared by the tariff engine, the credit rules and billing.
+# Seconds are meter seconds (timebase.py); day numbers still count from 1970 (small anyway).
 from micropython import const
+from timebase import EPOCH_DAYS
 
 _DAY = const(86400)
 _MAX_OFFSET_MIN = const(14 * 60)
@@ -90,11 +92,11 @@ class LocalClock:
         self.month = 1
         self.mday = 1
         self.wday = 3
-        self.day_start = 0  # UTC of this local day's midnight at the current offset
+        self.day_start = 0  # meter second of this local day's midnight at the current offset
 
     def _transition(self, y, p, is_end):
         mo, w, wd, mi, in_utc = p
-        t = _nth_weekday(y, mo, w, wd) * _DAY + mi * 60
+        t = (_nth_weekday(y, mo, w, wd) - EPOCH_DAYS) * _DAY + mi * 60
         if in_utc:
             return t
         t -= self.std
@@ -110,7 +112,7 @@ class LocalClock:
         start = end = 0
         self.dst = False
         if rule is not None:
-            self.civil_day((utc + off) // _DAY)
+            self.civil_day((utc + off) // _DAY + EPOCH_DAYS)
             start = self._transition(self.year, rule[0], False)
             end = self._transition(self.year, rule[1], True)
             if start < end:
@@ -122,7 +124,7 @@ class LocalClock:
                 self.dst = True
         self.off = off
         day = (utc + off) // _DAY
-        self.civil_day(day)
+        self.civil_day(day + EPOCH_DAYS)
         ds = day * _DAY - off
         self.day_start = ds
         lo = ds

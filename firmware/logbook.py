@@ -1,5 +1,6 @@
 # The meter's durable logs, each a fixed-capacity ring on littlefs (journal.Ring):
 #   events   every event (seq, utc, code, arg), at least 128; plus the last 10 of each type
+#            (utc: meter seconds, timebase.py, as every time in these logs)
 #   profile  15-minute load profile: cumulative registers at each quarter-hour boundary
 # and, through ring(), the rings other modules fill: daily / monthly billing snapshots and the
 # top-up journal (firmware/billing.py decides their records).
@@ -11,13 +12,13 @@ from micropython import const
 from journal import Ring
 
 _QUARTER_S = const(900)
-_MIN_UTC = const(1735689600)  # 2025-01-01: before this the clock is not set, so no profile
+_MIN_UTC = const(0)  # the meter epoch, 2025-01-01: before this the clock is not set, so no profile
 _PER_TYPE = const(10)
 
-EV_FMT = "<IiH"  # utc, arg, code
+EV_FMT = "<iiH"  # utc, arg, code
 EV_SIZE = struct.calcsize(EV_FMT)
 # utc of the boundary, import Wh, export Wh, balance, relay state, flags
-LP_FMT = "<IIIiBB"
+LP_FMT = "<iIIiBB"
 LP_SIZE = struct.calcsize(LP_FMT)
 LP_BOOT = const(1)  # the interval ending here contains a power-up (it may be short)
 # Defaults sized for a 2 MiB littlefs data partition (see docs/storage.md).
@@ -66,7 +67,7 @@ class Logbook:
         except OSError:
             self.faults += 1
             return -1
-        utc = struct.unpack_from("<I", self._buf, 0)[0]
+        utc = struct.unpack_from("<i", self._buf, 0)[0]
         return utc // period_s
 
     def _append(self, ring, data):

@@ -3,6 +3,7 @@
 import struct
 from auth import WINDOW
 from tariff import MAX_RATES, MAX_BLOCKS
+from timebase import EPOCH
 
 VERSION = 1
 # magic, version, balance, charged, topped_up, topups, tariff_rem,
@@ -17,8 +18,8 @@ _TAIL_OFF = _WIN_END
 # Billing tail (issue 4): tariff remainders, block counter and lifetime money, credit-rule state,
 # token lockout, billing day, then the energy registers per rate and per block.
 # srem, sms, bwh, bkey, charged_minor, standing_s, debt, recovered, last_day,
-# ec_active, token_bad, pad, token_lock_until, bill_day
-_BILL = "<iiiiiiiiiBBHIi"
+# ec_active, token_bad, pad, token_lock_until (meter seconds), bill_day
+_BILL = "<iiiiiiiiiBBHii"
 _BILL_OFF = _TAIL_OFF + struct.calcsize(_TAIL)
 _BILL_SIZE = struct.calcsize(_BILL)
 _NREGS = MAX_RATES + MAX_BLOCKS
@@ -86,6 +87,8 @@ def unpack(buf, m):
     tok = m.tokens
     (t.srem, t.sms, t.bwh, t.bkey, t.charged_minor, t.standing_s, a.debt, a.recovered, a.last_day,
      a.ec_active, tok.bad, _, tok.lock_until, bill_day) = struct.unpack_from(_BILL, buf, _BILL_OFF)
+    if tok.lock_until >= EPOCH:
+        tok.lock_until -= EPOCH  # written by a firmware that kept Unix seconds (meter time is 2080 then)
     if m.billing:
         m.billing.restore_day(bill_day, t.t.tz)
     o = _BILL_OFF + _BILL_SIZE

@@ -7,6 +7,7 @@ from binascii import unhexlify
 import account
 import auth
 import keys
+import timebase
 
 APPLIED = const(0)
 UNKNOWN_OP = const(3)
@@ -116,12 +117,12 @@ class Remote:
         m = self._m
         hook = getattr(m.board, "set_time", None)
         if hook is not None:
-            hook(utc)
+            hook(utc)  # boards take Unix time
         elif hasattr(m.clock, "jump"):
-            m.clock.jump(utc - m.clock.time())
+            m.clock.jump(timebase.from_unix(utc) - m.clock.time())
         else:
             return BAD_ARGS
-        self.extra = ',"t":%d' % m.clock.time()
+        self.extra = ',"t":%d' % timebase.to_unix(m.clock.time())
         return APPLIED
 
     def _backfill(self, doc):

@@ -8,12 +8,14 @@ import time
 import app
 import events
 import relay as relay_mod
+import timebase
 
 __all__ = ("status", "selftest", "relay_test", "token", "log", "set_time", "config",
            "cal_read", "cal_check", "calibrate", "resume", "help_")
 
 _NO_LOAD_MA = 100  # below this the relay test cannot confirm anything from the current
 _SETTLE_MS = 1500  # the chip's RMS registers settle within about a second
+_SET_MIN = -31622400  # 2024-01-01 in meter seconds (timebase.py): an earlier clock was never set
 
 
 class ReplError(Exception):
@@ -58,13 +60,17 @@ def _fixed(v, div, places):
 
 
 def utc_text(t):
-    y, mo, d, h, mi, s = time.gmtime(t - _epoch_offset())[:6]
+    """A meter second (timebase.py) as a UTC date and time."""
+    if t >= timebase.EPOCH:
+        t -= timebase.EPOCH  # logged by a firmware that kept Unix seconds (meter time is 2080 then)
+    y, mo, d, h, mi, s = time.gmtime(t + _epoch_offset())[:6]
     return "%04d-%02d-%02d %02d:%02d:%02d UTC" % (y, mo, d, h, mi, s)
 
 
 def _epoch_offset():
-    # gmtime() counts from 2000 on some ports; the meter speaks Unix time.
-    return 946684800 if time.gmtime(0)[0] == 2000 else 0
+    # The meter epoch in the port's own seconds: gmtime()/mktime() count from 2000 on the
+    # ESP32 and from 1970 on the unix port.
+    return timebase.EPOCH - (946684800 if time.gmtime(0)[0] == 2000 else 0)
 
 
 def _reasons(bits):
@@ -239,8 +245,8 @@ def _check_clock(m):
     t0 = c.ticks_ms()
     _settle(m, 50)
     moved = c.ticks_diff(c.ticks_ms(), t0)
-    ok = t >= 1704067200 and moved > 0  # after 2024-01-01 and ticking
-    why = "" if t >= 1704067200 else "  (not set: use set_time(...))"
+    ok = t >= _SET_MIN and moved > 0  # after 2024-01-01 and ticking
+    why = "" if t >= _SET_MIN else "  (not set: use set_time(...))"
     return _result("clock", ok, "%s, ticks advance %d ms%s" % (utc_text(t), moved, why))
 
 
@@ -365,25 +371,26 @@ def set_time(y, mo=None, d=None, h=0, mi=0, s=0):
         if type(utc) is not int:
             return _err("set_time(unix_seconds) or set_time(year, month, day, hour, minute, second)")
     else:
-        for v, lo, hi, name in ((y, 2024, 2099, "year"), (mo, 1, 12, "month"), (d, 1, 31, "day"),
+        for v, lo, hi, name in ((y, 2024, 2058, "year"), (mo, 1, 12, "month"), (d, 1, 31, "day"),
                                 (h, 0, 23, "hour"), (mi, 0, 59, "minute"), (s, 0, 59, "second")):
             if type(v) is not int or not lo <= v <= hi:
                 return _err("%s must be a whole number in %d..%d" % (name, lo, hi))
-        utc = time.mktime((y, mo, d, h, mi, s, 0, 0)) + _epoch_offset()
-        if time.gmtime(utc - _epoch_offset())[:3] != (y, mo, d):
+        t = time.mktime((y, mo, d, h, mi, s, 0, 0)) - _epoch_offset()  # meter seconds
+        if time.gmtime(t + _epoch_offset())[:3] != (y, mo, d):
             return _err("no such date %04d-%02d-%02d" % (y, mo, d))
-    if not 1704067200 <= utc < 4102444800:
-        return _err("time must be between 2024 and 2099")
+        utc = timebase.to_unix(t)
+    if not 1704067200 <= utc < 2808950400:
+        return _err("time must be between 2024 and 2058")  # the meter's clock ends in 2059 (timebase.py)
     board = m.board
     setter = getattr(board, "set_time", None)
     if setter is not None:
-        setter(utc)
+        setter(utc)  # boards take Unix time
     elif hasattr(m.clock, "jump"):
-        m.clock.jump(utc - m.clock.time())
+        m.clock.jump(timebase.from_unix(utc) - m.clock.time())
     else:
         return _err("this board cannot set its clock")
     _out("clock set: %s" % utc_text(m.clock.time()))
-    return m.clock.time()
+    return timebase.to_unix(m.clock.time())
 
 
 # -- settings -----------------------------------------------------------------------------------

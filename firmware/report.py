@@ -2,7 +2,8 @@
 #   tele  every telemetry_s (default 900 s), and early by exception: a power step of
 #         report_step_w or more, or an event worth telling at once (low credit, relay change,
 #         reverse energy / tamper) -- but never more often than report_min_s.
-#   lp    load profile: one record per lp_s interval (default 900 s, aligned to UTC).
+#   lp    load profile: one record per lp_s interval (default 900 s, aligned to UTC: the meter
+#         epoch is a UTC midnight, so meter seconds align the same way).
 #   (billing snapshots go out from firmware/billing.py at local midnight, on the snap topic)
 # step() runs every tick and allocates nothing unless a message is due.
 

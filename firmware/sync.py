@@ -7,6 +7,7 @@
 from micropython import const
 import events
 import time
+from timebase import to_unix  # wall times are meter seconds inside, Unix seconds on the wire
 from outbox import Outbox  # on flash when given a path (firmware/outbox.py)
 
 PROTOCOL = const(1)
@@ -58,7 +59,7 @@ class Sync:
         self.cmd_topic = base + b"cmd"
         self.outbox = outbox if outbox is not None else Outbox(outbox_capacity, outbox_path)
         self.link = None  # set by the app once the board has made it
-        self.boot = 0  # boot epoch (UTC at boot), so a counter restart is visible to the backend
+        self.boot = 0  # boot epoch (meter second at boot), so a counter restart is visible to the backend
         self.kid = 0  # id of the command key in use
         self._ev_sent = 0  # next event-ring seq to forward
         self.published = 0
@@ -75,7 +76,7 @@ class Sync:
 
     def birth(self):
         return self.status_topic, ('{"online":1,"v":%d,"boot":%d,"last":%d,"kid":%d}' % (
-            PROTOCOL, self.boot, self.outbox.seq, self.kid)).encode()
+            PROTOCOL, to_unix(self.boot), self.outbox.seq, self.kid)).encode()
 
     def will(self):
         return self.status_topic, b'{"online":0}'
@@ -89,13 +90,13 @@ class Sync:
         a = m.account
         self._put(TELE, '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d'
                   + _metering_extra(mt), (
-            utc, mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
+            to_unix(utc), mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
             mt.p_w, m.relay.state, m.relay.reasons))
 
     def load_profile(self, m, utc, d_imp, d_exp):
         mt = m.metering
         self._put(LP, '{"seq":%d,"t":%d,"e":%d,"x":%d,"de":%d,"dx":%d}', (
-            utc, mt.imp_wh, mt.exp_wh, d_imp, d_exp))
+            to_unix(utc), mt.imp_wh, mt.exp_wh, d_imp, d_exp))
 
     def forward_events(self, ring):
         while self._ev_sent < ring.seq:
@@ -105,7 +106,7 @@ class Sync:
                 code, arg, utc = e
                 if code in _EXCEPTIONAL:
                     self.exception = True
-                self._put(EVT, '{"seq":%d,"t":%d,"ev":"%s","a":%d}', (utc, events.name(code), arg))
+                self._put(EVT, '{"seq":%d,"t":%d,"ev":"%s","a":%d}', (to_unix(utc), events.name(code), arg))
         if ring.oldest_seq() > self._ev_sent:
             self._ev_sent = ring.oldest_seq()
 

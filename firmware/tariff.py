@@ -7,6 +7,7 @@
 from micropython import const
 from array import array
 import localtime
+import timebase
 
 MAX_RATES = const(8)
 MAX_BLOCKS = const(7)  # six thresholds
@@ -57,9 +58,13 @@ class Tables:
         self.kind = kind
         self.scale = _int(doc, "scale", 1, _MAX_SCALE)
         self.den = self.scale * 1000  # per kWh -> per Wh, and the price's own scale
-        self.activate_at = doc.get("activate_at")
-        if self.activate_at is not None and type(self.activate_at) is not int:
-            raise TariffError("activate_at must be an integer (UTC seconds)")
+        at = doc.get("activate_at")  # Unix seconds in the document, meter seconds here
+        if at is not None:
+            if type(at) is not int:
+                raise TariffError("activate_at must be an integer (UTC seconds)")
+            # Outside the meter clock's range only the order matters (long past, or never).
+            at = timebase.from_unix(min(max(at, timebase.MIN_UNIX), timebase.MAX_UNIX))
+        self.activate_at = at
         self.standing = _int(doc, "standing_per_day", 0, _MAX_PRICE, 0)
         try:
             self.tz = localtime.from_doc(doc.get("tz"))
@@ -330,7 +335,7 @@ class Engine:
             self.bwh = 0
 
     def charge(self, wh, utc, dt_ms=0):
-        """Money (minor units) for `wh` more Wh metered at UTC second `utc`, plus the standing
+        """Money (minor units) for `wh` more Wh metered at meter second `utc`, plus the standing
         charge for `dt_ms` of monotonic time. Keeps exact remainders; allocates nothing."""
         if not (self._lo <= utc < self._hi):
             self._refresh(utc)

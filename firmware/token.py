@@ -90,7 +90,7 @@ class Tokens:
         self._mac = HmacSha256(derive_key(meter_key)) if meter_key else None
         self.commands = commands  # auth.Commands: the one replay window
         self.bad = 0  # consecutive bad tokens (persisted)
-        self.lock_until = 0  # UTC second until which entry is locked out (persisted)
+        self.lock_until = 0  # meter second until which entry is locked out (persisted)
         self.accepted = 0
         self.refused = 0
 

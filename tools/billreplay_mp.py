@@ -5,6 +5,7 @@ import sys
 import json
 import tariff
 import localtime
+import timebase
 
 
 class ReplayError(Exception):
@@ -78,8 +79,12 @@ def replay(tariff_path, csv_path):
                 dt = gap * 1000
             # The standing charge for the interval before this row, then this row's energy at
             # the rate in force at its timestamp (the interval start).
-            money += e.charge(0, t, dt)
-            money += e.charge(wh, t)
+            try:
+                tm = timebase.from_unix(t)  # the engine counts meter seconds
+            except ValueError as ex:
+                raise ReplayError("line %d: %s" % (lineno, ex))
+            money += e.charge(0, tm, dt)
+            money += e.charge(wh, tm)
             if first is None:
                 first = t
             last = t
@@ -87,7 +92,7 @@ def replay(tariff_path, csv_path):
             energy += wh
     if not rows:
         raise ReplayError("the load profile has no rows")
-    money += e.charge(0, last, gap * 1000)  # the last interval's standing charge (same length as the one before)
+    money += e.charge(0, timebase.from_unix(last), gap * 1000)  # the last interval's standing charge (same length as the one before)
     t = e.t
     return {"ok": True, "rows": rows, "first": first, "end": last + gap, "energy_wh": energy,
             "rate_wh": list(e.rate_wh)[:t.nr], "block_wh": list(e.block_wh)[:t.nb],

@@ -1,6 +1,7 @@
 # Clocks behind the same small interface: ticks_ms / ticks_diff / ticks_add / time.
 import time
 from micropython import const
+import timebase
 
 _PERIOD = const(1 << 30)  # the ESP32's ticks_ms wraps here; the simulated clock does too
 _HALF = const(1 << 29)
@@ -9,12 +10,13 @@ _MASK = const((1 << 30) - 1)
 
 class SimClock:
     """Simulated time: advance() moves it; nothing else does. Starts just before a tick
-    wrap so every simulation crosses one."""
+    wrap so every simulation crosses one. Started from a Unix time; time() gives meter
+    seconds (timebase.py), like the real boards' clocks."""
 
     def __init__(self, utc_start, ticks_start=_PERIOD - 60000):
         self._ms = 0  # simulated milliseconds since start
         self._t0 = ticks_start
-        self._utc0 = utc_start
+        self._utc0 = timebase.from_unix(utc_start)  # meter seconds at start
 
     def advance(self, ms):
         self._ms += ms
@@ -50,4 +52,4 @@ class RealClock:
     ticks_add = staticmethod(time.ticks_add)
 
     def time(self):
-        return time.time()
+        return timebase.from_unix(int(time.time()))

@@ -24,3 +24,50 @@ def test_board_data(board):
         assert p["unit"] in ("l", "m3/1000") and isinstance(p["per_pulse"], int)
     # the sim boards of the same name use these very definitions
     assert board.NAME.startswith("esp32-") and board.CHIP in board.NAME
+
+
+ESP32_CLOCK = r'''
+import sys, mptest, timebase
+from billtest import utc, EPOCH_S
+import esp32_atm90e26 as board
+
+class Port2000:
+    # The ESP32 port's time module: seconds since 2000-01-01, which stay small ints.
+    now = utc(2026, 11, 27, 10, 30) - 946684800
+    def gmtime(self, t=None):
+        return (2000, 1, 1, 0, 0, 0, 5, 1) if t == 0 else _gm(t)
+    def time(self):
+        return self.now
+    ticks_ms = ticks_diff = ticks_add = None
+
+import time as _t
+def _gm(t):
+    return _t.gmtime(t + 946684800)  # the unix port counts from 1970
+
+port = Port2000()
+c = board._Clock(port)
+mptest.eq(c.time(), utc(2026, 11, 27, 10, 30) - EPOCH_S, "meter seconds from the port's seconds since 2000")
+mptest.check(-(1 << 30) < c.time() < 1 << 30 and -(1 << 30) < c._offset < 1 << 30, "small ints only")
+port.now = utc(2045, 6, 1) - 946684800
+mptest.eq(c.time() + EPOCH_S, utc(2045, 6, 1), "twenty years on")
+
+# set_time takes Unix time and sets the RTC to that UTC date (the port's RTC counts from 2000).
+set_to = []
+class RTC:
+    def datetime(self, dt):
+        set_to.append(dt)
+class Machine:
+    RTC = RTC
+sys.modules["machine"] = Machine
+sys.modules["time"] = port
+class B:
+    clock = c
+board.Board.set_time(B(), utc(2026, 11, 27, 10, 30, 5))
+mptest.eq(set_to, [(2026, 11, 27, 4, 10, 30, 5, 0)], "RTC set to the UTC date (weekday 4 = Friday)")
+mptest.done()
+'''
+
+
+def test_esp32_clock_counts_meter_seconds_and_sets_the_rtc_from_unix_time(mpy):
+    res = mpy(ESP32_CLOCK)
+    assert res.result["ok"] and res.result["checks"] >= 4

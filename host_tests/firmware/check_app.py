@@ -52,7 +52,7 @@ codes = [m.events.get(s)[0] for s in range(m.events.oldest_seq(), m.events.seq)]
 mptest.check(events.CREDIT_EXHAUSTED in codes and events.RELAY_OPEN in codes, "exhaustion and relay events")
 
 # 2. A signed top-up is applied, committed before the reply, and arms the relay.
-now = b.clock.time()
+now = simkit.unix_now(b)  # commands carry Unix time
 r.drain()
 bal0 = m.account.balance
 m.on_message(b"cmd", simkit.sign(KEY, {"m": "t-0001", "id": 10, "exp": now + 600, "op": "topup", "amt": 500}))

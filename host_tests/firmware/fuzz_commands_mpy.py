@@ -8,6 +8,7 @@ import random
 from binascii import hexlify
 import mptest
 import record
+from billtest import EPOCH_S
 import sim_atm90e26
 import app as app_mod
 from hmac256 import HmacSha256
@@ -22,7 +23,7 @@ board = sim_atm90e26.build({"meter_id": MID, "key": KEY, "seed": 1, "flash": sys
                             "config": {"opening_balance": 5000}})
 m = app_mod.Meter(board)
 m.boot()
-NOW = m.clock.time()
+NOW = m.clock.time() + EPOCH_S  # "exp" is Unix time
 
 
 def signed(key, doc=None, body=None):

@@ -11,6 +11,7 @@ import json
 import time
 from binascii import unhexlify, hexlify
 import record
+from billtest import EPOCH_S  # the rig reports Unix time, like the wire
 
 
 def arg(name, default=""):
@@ -53,7 +54,7 @@ def state():
     return {"balance": m.account.balance, "charged": m.account.charged, "topups": m.topups, "relay": m.relay.state,
             "reasons": m.relay.reasons, "imp_wh": m.metering.imp_wh, "seq": ob.seq,
             "outbox": ob.count, "dropped": ob.dropped, "refused": m.commands.refused,
-            "last_id": m.commands.last_id, "kid": m.sync.kid, "utc": m.clock.time(),
+            "last_id": m.commands.last_id, "kid": m.sync.kid, "utc": m.clock.time() + EPOCH_S,
             "link": link.state if link else -1, "connects": link.connects if link else 0,
             "drops": link.drops if link else 0, "sent": link.sent if link else 0,
             "received": link.received if link else 0, "oversized": link.oversized if link else 0,

@@ -61,6 +61,6 @@ for line in sys.stdin:
 m = app.current
 print(json.dumps({"balance": m.account.balance, "imp_wh": m.metering.imp_wh, "relay": m.relay.state,
                   "reasons": m.relay.reasons, "relay_ops": board.relay.operations,
-                  "relay_ops_boot": ops_boot, "closed": board.relay.closed, "time": m.clock.time(),
+                  "relay_ops_boot": ops_boot, "closed": board.relay.closed, "time": simkit.unix_now(board),
                   "tele_ms": m.reporter.tele_ms, "events": m.events.seq, "topups": m.topups,
                   "commits": m.store.commits, "logged": m.log.events.next_seq}))

@@ -111,22 +111,22 @@ mptest.done()
 
 FRIENDLY = r'''
 import account, localtime, mptest
-from billtest import utc
+from billtest import mt
 # Friendly: 16:00 -> 11:00 next day (crosses midnight), Saturdays and Sundays, 25 Dec and a one-off.
 f = account.Friendly({"hours": [[960, 660]], "weekdays": [5, 6], "holidays": [[12, 25], [2026, 3, 17]]})
 lc = localtime.LocalClock(0, "eu")
 cases = [
-    (utc(2026, 1, 7, 10, 59), True, "Wed 10:59 (inside the night window)"),
-    (utc(2026, 1, 7, 11, 0), False, "Wed 11:00"),
-    (utc(2026, 1, 7, 15, 59), False, "Wed 15:59"),
-    (utc(2026, 1, 7, 16, 0), True, "Wed 16:00"),
-    (utc(2026, 1, 10, 13, 0), True, "Saturday"),
-    (utc(2026, 12, 25, 13, 0), True, "Christmas"),
-    (utc(2027, 12, 25, 13, 0), True, "Christmas recurs"),
-    (utc(2026, 3, 17, 13, 0), True, "one-off holiday"),
-    (utc(2027, 3, 17, 13, 0), False, "one-off does not recur"),
-    (utc(2026, 7, 8, 9, 59), True, "summer Wed 10:59 BST"),
-    (utc(2026, 7, 8, 10, 0), False, "summer Wed 11:00 BST"),
+    (mt(2026, 1, 7, 10, 59), True, "Wed 10:59 (inside the night window)"),
+    (mt(2026, 1, 7, 11, 0), False, "Wed 11:00"),
+    (mt(2026, 1, 7, 15, 59), False, "Wed 15:59"),
+    (mt(2026, 1, 7, 16, 0), True, "Wed 16:00"),
+    (mt(2026, 1, 10, 13, 0), True, "Saturday"),
+    (mt(2026, 12, 25, 13, 0), True, "Christmas"),
+    (mt(2027, 12, 25, 13, 0), True, "Christmas recurs"),
+    (mt(2026, 3, 17, 13, 0), True, "one-off holiday"),
+    (mt(2027, 3, 17, 13, 0), False, "one-off does not recur"),
+    (mt(2026, 7, 8, 9, 59), True, "summer Wed 10:59 BST"),
+    (mt(2026, 7, 8, 10, 0), False, "summer Wed 11:00 BST"),
 ]
 for t, want, what in cases:
     mptest.eq(f.active(lc, t), want, what)
@@ -142,7 +142,7 @@ mptest.done()
 
 PROPERTIES = r'''
 import account, tariff, mptest
-from billtest import Lcg, utc
+from billtest import Lcg, mt
 # Random sequences of metering, top-ups, EC, debt and days. Properties:
 #  - the balance never rises except by a top-up (or EC, which changes nothing but availability);
 #  - money debited == money the tariff charged (CHARGE_MODEL checks the tariff against a model);
@@ -156,7 +156,7 @@ for case in range(40):
     add = rng.next(3000)
     e = tariff.from_doc({"v": 1, "kind": "block", "scale": 100, "price_per_kwh": price,
                          "blocks": {"reset": "month", "thresholds_wh": [5000], "adders": [0, add]}})
-    t = utc(2026, 1, 28)
+    t = mt(2026, 1, 28)
     metered = 0
     prev_regs = 0
     charged = 0
@@ -193,7 +193,7 @@ mptest.done()
 
 CHARGE_MODEL = r'''
 import tariff, mptest
-from billtest import Lcg, utc, days
+from billtest import Lcg, utc, days, EPOCH_S
 # Charges equal the tariff applied to the energy: an independent model of a monthly block
 # tariff (calendar months in UTC) against the engine, over random steps.
 rng = Lcg(101)
@@ -229,7 +229,7 @@ for case in range(10):
                 num += take * (price + add)
             bwh += take
             left -= take
-        money += e.charge(wh, t)
+        money += e.charge(wh, t - EPOCH_S)  # the model counts Unix seconds, the engine meter seconds
     mptest.eq(money, num // 100000, "case %d" % case)
 mptest.done()
 '''

@@ -17,7 +17,7 @@ import sys, os, json, mptest, ramring
 
 import sim_atm90e26, app, relay, events, account
 from binascii import unhexlify
-from billtest import utc
+from billtest import utc, mt
 ARGS = json.loads(sys.stdin.read())
 KEY = unhexlify(ARGS["key"])
 FLASH = ARGS["flash"]
@@ -137,7 +137,7 @@ mptest.eq([(x["year"], x["month"], x["day"]) for x in d], [(2026, 1, 30), (2026,
 mo = bl.last(bl.monthly)
 mptest.eq((mo["year"], mo["month"], mo["kind"]), (2026, 1, billing.MONTHLY), "monthly label")
 mptest.eq(mo["charged"], d[1]["charged"], "month-end freeze equals the 31 Jan daily freeze")
-mptest.eq(mo["utc"], utc(2026, 2, 1, 0, 0, 0, 60), "frozen at local midnight")
+mptest.eq(mo["utc"], mt(2026, 2, 1, 0, 0, 0, 60), "frozen at local midnight (meter seconds)")
 for x in d:
     mptest.eq(sum(x["rate_wh"]), sum(x["block_wh"]), "per rate and per block agree")
     mptest.eq(x["balance"], 100000 - x["charged"], "balance = opening - charged")
@@ -146,6 +146,10 @@ mptest.eq(d[1]["standing_s"] - d[0]["standing_s"], 86400, "a day of standing cha
 mptest.check(d[2]["block_wh"][1] >= 0 and d[1]["block_wh"][0] <= 20000, "blocks")
 msg = json.loads('{"seq":1,' + billing.to_json(d[2]))
 mptest.eq((msg["snap"], msg["date"], msg["c"]), ("d", "2026-02-01", d[2]["charged"]), "uplink form")
+mptest.eq(msg["t"], utc(2026, 2, 2, 0, 0, 0, 60), "uplink time in Unix seconds (1 Feb frozen at its end)")
+mptest.eq([x["t"] for x in SENT if x["snap"] == "d"], [utc(2026, 1, 31, 0, 0, 0, 60), utc(2026, 2, 1, 0, 0, 0, 60),
+                                                         utc(2026, 2, 2, 0, 0, 0, 60)],
+          "reported freeze times in Unix seconds")
 mptest.eq(m.account.charged, m.tariff.charged_minor, "account and engine agree")
 mptest.eq([(x["snap"], x["date"]) for x in SENT], [("d", "2026-01-30"), ("d", "2026-01-31"), ("m", "2026-01"),
           ("d", "2026-02-01")], "snapshots reported to the backend")

@@ -3,7 +3,7 @@ journal, against the journal Ring interface (host_tests/mpy_lib/ramring.py)."""
 
 SCRIPT = r'''
 import billing, tariff, account, localtime, mptest, ramring
-from billtest import utc, days
+from billtest import utc, mt, days, EPOCH_S
 
 class M:
     pass
@@ -17,8 +17,8 @@ daily = ramring.Ring(None, billing.SNAP_SIZE, billing.DAYS_KEPT)
 monthly = ramring.Ring(None, billing.SNAP_SIZE, billing.MONTHS_KEPT)
 bl = billing.Billing(daily, monthly)
 lc = m.tariff.t.tz
-t = utc(2026, 1, 1, 12, 0, 0, -300)
-end = utc(2027, 3, 1, 12, 0, 0, -300)
+t = mt(2026, 1, 1, 12, 0, 0, -300)
+end = mt(2027, 3, 1, 12, 0, 0, -300)
 n_days = 0
 while t < end:
     m.account.debit(m.tariff.charge(1000, t))  # 1 kWh per hour
@@ -32,9 +32,10 @@ mptest.eq(monthly.next_seq, 14, "one monthly freeze per month change")
 mptest.eq(monthly.next_seq - monthly.first_seq, 13, "13 months kept")
 d = bl.last(daily)
 mptest.eq((d["year"], d["month"], d["day"]), (2027, 2, 28), "newest daily snapshot: yesterday")
-mptest.eq(d["utc"], utc(2027, 3, 1, 0, 0, 0, -300), "frozen at local midnight (UTC-5)")
+mptest.eq(d["utc"], mt(2027, 3, 1, 0, 0, 0, -300), "frozen at local midnight (UTC-5), meter seconds")
+mptest.check(billing.to_json(d).startswith('"t":%d,' % utc(2027, 3, 1, 0, 0, 0, -300)), "uplink time in Unix seconds")
 # At the freeze, charging had reached 00:00 local: hours since 2026-01-01 12:00 local, inclusive.
-hours = (utc(2027, 3, 1, 0, 0, 0, -300) - utc(2026, 1, 1, 12, 0, 0, -300)) // 3600 + 1
+hours = (mt(2027, 3, 1, 0, 0, 0, -300) - mt(2026, 1, 1, 12, 0, 0, -300)) // 3600 + 1
 mptest.eq(d["rate_wh"][0], hours * 1000, "energy register at the freeze")
 mptest.eq(d["charged"], hours * 100, "money at the freeze")
 mo = bl.last(monthly)
@@ -56,10 +57,10 @@ billing.show(daily, 2)
 # Top-up journal: 64 kept, reasons by name.
 log = billing.TopupLog(ramring.Ring(None, billing.TOPUP_SIZE, billing.TOPUPS_KEPT))
 for i in range(70):
-    log.add(1000 + i, i, billing.SRC_TOKEN, 0, "applied" if i % 2 else "bad_mac", 10 * i)
+    log.add(1000 + i, i, billing.SRC_TOKEN, 0, "applied" if i % 2 else "bad_mac", 10 * i)  # meter seconds in, Unix out
 e = log.entries()
 mptest.eq(len(e), 64, "64 top-ups kept")
-mptest.eq(e[-1], {"utc": 1069, "id": 69, "src": "token", "type": 0, "result": "applied", "amount": 690}, "newest")
+mptest.eq(e[-1], {"utc": 1069 + EPOCH_S, "id": 69, "src": "token", "type": 0, "result": "applied", "amount": 690}, "newest")
 mptest.eq(e[0]["result"], "bad_mac", "refusals journalled with their reason")
 mptest.done()
 '''

@@ -82,3 +82,27 @@ mptest.eq((list(m2.metering.ch_wh), list(m2.metering.ch_rem)), (ph, rem), "resto
 os.remove(FLASH)
 mptest.done()
 """, heap=mprun.APP_HEAP)  # the whole app: see tools/mprun.py
+
+
+def test_token_lockout_in_meter_seconds_and_from_an_older_record_micropython(mpy):
+    # The lockout is a wall time: kept in meter seconds (small on the ESP32). A record written by a
+    # firmware that kept Unix seconds holds a Unix lockout: it is read back as the same instant.
+    mpy("""
+import mptest, simkit, app, record, struct
+from billtest import EPOCH_S
+FLASH = simkit.fresh_flash("/tmp/pm-lockout.img")
+b = simkit.board(FLASH)
+m = app.Meter(b)
+m.boot()
+now = m.clock.time()
+for lock, want, what in ((now + 600, now + 600, "meter seconds kept"), (now - 5, now - 5, "an unset clock"),
+                         (EPOCH_S + now + 900, now + 900, "a Unix lockout from an older record")):
+    m.tokens.lock_until = lock
+    buf = bytearray(record.SIZE)
+    record.pack(buf, m)
+    m.tokens.lock_until = 0
+    mptest.check(record.unpack(buf, m), "record read")
+    mptest.eq(m.tokens.lock_until, want, what)
+mptest.check(m.tokens.locked(now + 899) and not m.tokens.locked(now + 900), "the lockout ends on time")
+mptest.done()
+""", heap=mprun.APP_HEAP)

@@ -8,6 +8,7 @@ REMOTE = r'''
 import sys, json, mptest
 from binascii import unhexlify
 import sim_atm90e26, app as app_mod, record
+from billtest import EPOCH_S
 key = unhexlify(sys.argv[2])
 b = sim_atm90e26.build({"meter_id": "r-1", "key": key, "seed": 1, "flash": sys.argv[1], "broker": None,
                         "config": {"opening_balance": 1000}})
@@ -19,7 +20,7 @@ def ap(**d):  # through the app's dispatcher: tariff is the app's own, the rest 
     return m._apply(d)
 snap = bytearray(record.SIZE)
 record.pack(snap, m)
-AT = m.clock.time() + 86400
+AT = m.clock.time() + EPOCH_S + 86400  # activate_at is Unix time
 for bad in ({"op": "tariff"}, {"op": "tariff", "tariff": {"v": 1, "kind": "flat", "price_per_kwh": -1, "scale": 1000,
                                                          "activate_at": AT}},
             {"op": "tariff", "tariff": {"v": 1, "kind": "flat", "price_per_kwh": 30000, "scale": 1000}},
@@ -52,7 +53,8 @@ mptest.eq(ap(op="tariff", tariff={"v": 1, "kind": "flat", "price_per_kwh": 30000
           0, "tariff scheduled")
 mptest.check(m.tariff.passive is not None and m.tariff.price == 25000, "passive until activate_at")
 mptest.eq(ap(op="time", utc=1800000000), 0, "time")
-mptest.eq(m.clock.time(), 1800000000, "clock set")
+mptest.eq(m.clock.time(), 1800000000 - EPOCH_S, "clock set (meter seconds)")
+mptest.eq(rp.take_extra(), ',"t":1800000000', "the reply tells the new time in Unix seconds")
 mptest.eq(ap(id=9, op="rotkey", kid=1, wk=sys.argv[3], kcv=sys.argv[4]), 0, "rotation")
 mptest.eq((m.sync.kid, rp.keystore.kid, rp.keystore.rot_id), (1, 1, 9), "stored before the ack")
 # Power cut right after the key store commit: the hot record never remembered command 9.

@@ -153,10 +153,14 @@ def test_log_shows_events_logged_before_the_last_reboot(mpy, tmp_path):
 
 def test_set_time_sets_the_clock_and_refuses_bad_dates(mpy, tmp_path):
     out, res = session(mpy, tmp_path, ["set_time(2026, 11, 27, 10, 30, 0)", "set_time(2026, 2, 30)",
-                                      "set_time(1999, 1, 1)", "set_time('now')"], ticks=1)
-    assert out["set_time(2026, 11, 27, 10, 30, 0)"][0] == "clock set: 2026-11-27 10:30:00 UTC"
+                                      "set_time(1999, 1, 1)", "set_time(2059, 1, 1)", "set_time(2900000000)",
+                                      "set_time('now')"], ticks=1)
+    # The REPL speaks Unix time and dates; the meter clock beyond 2058 cannot be held (timebase.py).
+    assert out["set_time(2026, 11, 27, 10, 30, 0)"] == ["clock set: 2026-11-27 10:30:00 UTC", "1795775400"]
+    assert out["set_time(2059, 1, 1)"] == ["error: year must be a whole number in 2024..2058"]
+    assert out["set_time(2900000000)"] == ["error: time must be between 2024 and 2058"]
     assert out["set_time(2026, 2, 30)"] == ["error: no such date 2026-02-30"]
-    assert out["set_time(1999, 1, 1)"] == ["error: year must be a whole number in 2024..2099"]
+    assert out["set_time(1999, 1, 1)"] == ["error: year must be a whole number in 2024..2058"]
     assert out["set_time('now')"][0].startswith("error: set_time(unix_seconds)")
     assert res["time"] == 1795775400
 
@@ -325,3 +329,18 @@ def test_cal_read_and_cal_check_on_every_chip(mpy, tmp_path, board):
                              "power    error -50.0 %", repr((150, e_i, -500))]
     assert out['cal_check("230", "1", 1, 3)'][0].startswith("error: ")
     assert out['cal_check("230", "1", 1, "x")'][0].startswith("error: ")
+
+
+def test_utc_text_shows_meter_seconds_and_older_unix_log_entries(mpy):
+    # Times on the meter are meter seconds; a log entry written before the meter epoch firmware
+    # holds Unix seconds, which are beyond the meter clock's range and shown at their date too.
+    res = mpy(r'''
+import mptest, repl
+from billtest import mt, utc
+mptest.eq(repl.utc_text(mt(2026, 11, 27, 10, 30, 5)), "2026-11-27 10:30:05 UTC", "meter seconds")
+mptest.eq(repl.utc_text(mt(2045, 2, 28, 23, 59, 59)), "2045-02-28 23:59:59 UTC", "twenty years on")
+mptest.eq(repl.utc_text(mt(2024, 12, 31)), "2024-12-31 00:00:00 UTC", "before the epoch")
+mptest.eq(repl.utc_text(utc(2026, 1, 2, 3, 4, 5)), "2026-01-02 03:04:05 UTC", "an older Unix entry")
+mptest.done()
+''', heap="256k")
+    assert res.result["ok"] and res.result["checks"] == 4

@@ -39,27 +39,35 @@ class A: balance = 120; charged = 30; topped_up = 150
 class Mt: imp_wh = 1000; exp_wh = 2; v_cv = 23000; i_ma = 1500; p_w = 345
 class R: state = 0; reasons = 0
 class M: account = A(); metering = Mt(); relay = R(); topups = 2
+from billtest import EPOCH_S
+T = 1767225600 - EPOCH_S  # 2026-01-01 in meter seconds, as the app passes it
 s = Sync("m-1", 16)
-s.telemetry(M(), 1767225600)
-s.load_profile(M(), 1767225600, 12, 0)
+s.boot = T
+s.telemetry(M(), T)
+s.load_profile(M(), T, 12, 0)
 import billing
-s.billing(billing.to_json({"kind": billing.DAILY, "year": 2026, "month": 1, "day": 1, "utc": 1767225600,
+s.billing(billing.to_json({"kind": billing.DAILY, "year": 2026, "month": 1, "day": 1, "utc": T,
                            "rate_wh": [700, 300], "block_wh": [1000], "charged_minor": 30, "standing_s": 86400,
                            "charged": 30, "balance": 120, "debt": 0, "topped_up": 150}))
 s.reply(7, "applied", M(), extra=',"from":3')
 topics = []
+times = []
 while s.outbox.count:
     k, p = s.outbox.peek()
     s.outbox.pop()
     topics.append(s.topics[k])
     d = json.loads(p)
     mptest.eq(d["seq"], len(topics), "seq in payload = outbox number")
+    if "t" in d:
+        times.append(d["t"])
     for v in d.values():
         ok = type(v) in (int, str) or (type(v) is list and all(type(x) is int for x in v))
         mptest.check(ok, "integers only: %r" % (v,))
 mptest.eq(topics, [b"pm/v1/m-1/tele", b"pm/v1/m-1/lp", b"pm/v1/m-1/snap", b"pm/v1/m-1/reply"], "topics")
 mptest.eq(d["from"], 3, "reply extra")
+mptest.eq(times, [1767225600] * 3, "wall times leave the meter in Unix seconds")
 t, b = s.birth()
+mptest.eq(json.loads(b)["boot"], 1767225600, "boot time in Unix seconds")
 mptest.eq((t, json.loads(b)["last"]), (b"pm/v1/m-1/status", 4), "birth names the last number")
 mptest.eq(s.will(), (b"pm/v1/m-1/status", b'{"online":0}'), "will")
 mptest.done()

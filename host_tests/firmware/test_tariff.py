@@ -5,12 +5,12 @@ import pytest
 
 FLAT = r'''
 import tariff, mptest
-from billtest import Lcg
+from billtest import Lcg, mt
 e = tariff.from_doc({"v": 1, "kind": "flat", "price_per_kwh": 25347, "scale": 1000})
 rng = Lcg(3)
 total = 0
 money = 0
-t = 1767225600
+t = mt(2026, 1, 1)
 for i in range(5000):
     wh = rng.next(40)
     total += wh
@@ -24,7 +24,7 @@ mptest.done(total=total, money=money)
 
 ANNUAL = r'''
 import tariff, mptest
-from billtest import utc, Lcg
+from billtest import mt, Lcg
 # Residential tiered tariff: 0.5000 yuan/kWh base; annual blocks at 2880 and 4800 kWh with
 # adders +0.05 and +0.30 yuan; prices in 1e-4 yuan, minor unit = fen (scale 100).
 doc = {"v": 1, "kind": "block", "scale": 100, "price_per_kwh": 5000, "tz": {"offset_min": 480},
@@ -32,7 +32,7 @@ doc = {"v": 1, "kind": "block", "scale": 100, "price_per_kwh": 5000, "tz": {"off
                   "adders": [0, 500, 3000]}}
 e = tariff.from_doc(doc)
 rng = Lcg(11)
-t = utc(2026, 1, 1, 0, 30, 0, 480)
+t = mt(2026, 1, 1, 0, 30, 0, 480)
 left = 6000000  # 6000 kWh during 2026
 money = 0
 while left:
@@ -42,12 +42,12 @@ while left:
     money += e.charge(wh, t)
     left -= wh
     t += 3000
-mptest.check(t < utc(2027, 1, 1, 0, 0, 0, 480), "all in 2026")
+mptest.check(t < mt(2027, 1, 1, 0, 0, 0, 480), "all in 2026")
 # By hand: 2880 kWh x 0.50 + 1920 kWh x 0.55 + 1200 kWh x 0.80 = 1440 + 1056 + 960 = 3456 yuan
 mptest.eq(money, 345600, "2026 bill in fen")
 mptest.eq(list(e.block_wh)[:3], [2880000, 1920000, 1200000], "energy per block")
 # 2027: the counter starts again at the first block.
-m2 = e.charge(100000, utc(2027, 1, 2, 12, 0, 0, 480))
+m2 = e.charge(100000, mt(2027, 1, 2, 12, 0, 0, 480))
 mptest.eq(m2, 5000, "100 kWh in January 2027 at the base price")
 mptest.eq(e.bwh, 100000, "block counter reset on 1 Jan local time")
 mptest.done()
@@ -55,7 +55,7 @@ mptest.done()
 
 TOU4 = r'''
 import tariff, mptest
-from billtest import utc
+from billtest import mt
 # 4-rate TOU (0 sharp, 1 peak, 2 flat, 3 valley), prices per kWh in tenths of a minor unit.
 # Winter weekday: 9 switch points; weekend: valley 22:00-06:00 crossing midnight, else flat;
 # summer weekday: peak 08:00-20:00, else valley. 2026-10-01 is a holiday (weekend profile).
@@ -73,7 +73,7 @@ def day_bill(y, m, d):
     before = list(e.rate_wh)
     money = 0
     for h in range(24):
-        money += e.charge(1000, utc(y, m, d, h, 30, 0, 480))
+        money += e.charge(1000, mt(y, m, d, h, 30, 0, 480))
     return money, [e.rate_wh[i] - before[i] for i in range(4)]
 
 # Winter weekday (Wed 2026-01-07): sharp 4 h, peak 7 h, flat 5 h, valley 8 h
@@ -86,26 +86,26 @@ mptest.eq(day_bill(2026, 7, 6), (1920, [0, 12000, 0, 12000]), "summer weekday")
 # Holiday Thu 2026-10-01 in the third season: weekend profile.
 mptest.eq(day_bill(2026, 10, 1), (1760, [0, 0, 16000, 8000]), "special day")
 # Switch points at 1-minute resolution: 06:59 valley, 07:00 flat (local).
-mptest.eq(e.rate_now(utc(2026, 1, 7, 6, 59, 59, 480)), 3, "06:59:59")
-mptest.eq(e.rate_now(utc(2026, 1, 7, 7, 0, 0, 480)), 2, "07:00:00")
+mptest.eq(e.rate_now(mt(2026, 1, 7, 6, 59, 59, 480)), 3, "06:59:59")
+mptest.eq(e.rate_now(mt(2026, 1, 7, 7, 0, 0, 480)), 2, "07:00:00")
 mptest.done()
 '''
 
 MONTHLY4 = r'''
 import tariff, mptest
-from billtest import utc
+from billtest import mt
 # 4-block monthly inclining tariff (0-50 / 51-350 / 351-600 / >600 kWh), cents per kWh.
 doc = {"v": 1, "kind": "block", "scale": 1, "price_per_kwh": 100,
        "blocks": {"reset": "month", "reset_day": 1, "thresholds_kwh": [50, 350, 600],
                   "adders": [0, 50, 100, 150]}}
 e = tariff.from_doc(doc)
 money = 0
-t = utc(2026, 3, 1, 1)
+t = mt(2026, 3, 1, 1)
 for i in range(700):  # 700 kWh in March, 1 kWh per hour
     money += e.charge(1000, t + 3600 * i)
 # 50x100 + 300x150 + 250x200 + 100x250 = 5000 + 45000 + 50000 + 25000
 mptest.eq(money, 125000, "March bill")
-mptest.eq(e.charge(60000, utc(2026, 4, 1, 0, 0, 1)), 50 * 100 + 10 * 150, "April restarts at block 1")
+mptest.eq(e.charge(60000, mt(2026, 4, 1, 0, 0, 1)), 50 * 100 + 10 * 150, "April restarts at block 1")
 # One step crossing three thresholds: 0 -> 700 kWh in a single call.
 e2 = tariff.from_doc(doc)
 mptest.eq(e2.charge(700000, t), 125000, "crossing every block in one step")
@@ -121,7 +121,7 @@ mptest.done()
 
 MATRIX = r'''
 import tariff, mptest
-from billtest import utc
+from billtest import mt
 # Rate x block matrix: day (07-23) / night; monthly block at 100 kWh; prices in minor units.
 doc = {"v": 1, "kind": "tou_block", "scale": 1, "rates": [0, 0],
        "days": [[[0, 1], [420, 0], [1380, 1]]], "weeks": [[0, 0, 0, 0, 0, 0, 0]],
@@ -129,16 +129,16 @@ doc = {"v": 1, "kind": "tou_block", "scale": 1, "rates": [0, 0],
        "standing_per_day": 48}
 e = tariff.from_doc(doc)
 m = 0
-m += e.charge(80000, utc(2026, 5, 3, 12))  # day, block 0: 80 x 20 = 1600
-m += e.charge(40000, utc(2026, 5, 3, 2))  # night, 20 in block 0 (x10) + 20 in block 1 (x15) = 500
-m += e.charge(10000, utc(2026, 5, 3, 13))  # day, block 1: 10 x 30 = 300
+m += e.charge(80000, mt(2026, 5, 3, 12))  # day, block 0: 80 x 20 = 1600
+m += e.charge(40000, mt(2026, 5, 3, 2))  # night, 20 in block 0 (x10) + 20 in block 1 (x15) = 500
+m += e.charge(10000, mt(2026, 5, 3, 13))  # day, block 1: 10 x 30 = 300
 mptest.eq(m, 2400, "matrix prices")
 mptest.eq(list(e.rate_wh)[:2], [90000, 40000], "energy per rate")
 mptest.eq(list(e.block_wh)[:2], [100000, 30000], "energy per block")
 # Standing charge 48/day pro rata on monotonic time, ticks of 1.3 s: half a day is 24.
 s = 0
 for i in range(33231):
-    s += e.charge(0, utc(2026, 5, 3, 12), 1300)
+    s += e.charge(0, mt(2026, 5, 3, 12), 1300)
 mptest.eq(s, 33231 * 13 // 10 * 48 // 86400, "standing pro rata")
 mptest.eq(s, 24, "half a day")
 mptest.done()
@@ -146,42 +146,42 @@ mptest.done()
 
 DST = r'''
 import tariff, localtime, mptest
-from billtest import utc
+from billtest import mt
 doc = {"v": 1, "kind": "tou", "scale": 1, "rates": [30, 10], "tz": {"offset_min": 60, "dst": "eu"},
        "days": [[[0, 1], [420, 0], [1260, 1]]], "weeks": [[0, 0, 0, 0, 0, 0, 0]]}
 e = tariff.from_doc(doc)
 # Winter (CET, UTC+1): 07:00 local = 06:00 UTC.  Summer (CEST, UTC+2): 07:00 local = 05:00 UTC.
-mptest.eq(e.rate_now(utc(2026, 3, 28, 5, 30)), 1, "05:30 UTC in winter is 06:30 local: night")
-mptest.eq(e.rate_now(utc(2026, 3, 28, 6, 0)), 0, "06:00 UTC in winter is 07:00 local: day")
-mptest.eq(e.rate_now(utc(2026, 3, 30, 5, 0)), 0, "05:00 UTC in summer is 07:00 local: day")
-mptest.eq(e.rate_now(utc(2026, 3, 30, 4, 59, 59)), 1, "04:59:59 UTC in summer is night")
-mptest.eq(e.rate_now(utc(2026, 10, 26, 5, 59)), 1, "after the autumn change, 06:59 CET: night")
-mptest.eq(e.rate_now(utc(2026, 10, 26, 6, 0)), 0, "07:00 CET: day")
+mptest.eq(e.rate_now(mt(2026, 3, 28, 5, 30)), 1, "05:30 UTC in winter is 06:30 local: night")
+mptest.eq(e.rate_now(mt(2026, 3, 28, 6, 0)), 0, "06:00 UTC in winter is 07:00 local: day")
+mptest.eq(e.rate_now(mt(2026, 3, 30, 5, 0)), 0, "05:00 UTC in summer is 07:00 local: day")
+mptest.eq(e.rate_now(mt(2026, 3, 30, 4, 59, 59)), 1, "04:59:59 UTC in summer is night")
+mptest.eq(e.rate_now(mt(2026, 10, 26, 5, 59)), 1, "after the autumn change, 06:59 CET: night")
+mptest.eq(e.rate_now(mt(2026, 10, 26, 6, 0)), 0, "07:00 CET: day")
 lc = localtime.LocalClock(60, "eu")
-lc.update(utc(2026, 3, 29, 0, 59, 59))
-mptest.eq((lc.dst, lc.off, lc.hi), (False, 3600, utc(2026, 3, 29, 1)), "just before the spring change")
-lc.update(utc(2026, 3, 29, 1))
-mptest.eq((lc.dst, lc.off, lc.minute(utc(2026, 3, 29, 1))), (True, 7200, 180), "03:00 CEST")
-lc.update(utc(2026, 10, 25, 0, 59, 59))
-mptest.eq((lc.dst, lc.minute(utc(2026, 10, 25, 0, 59, 59))), (True, 179), "02:59:59 CEST")
-lc.update(utc(2026, 10, 25, 1))
-mptest.eq((lc.dst, lc.minute(utc(2026, 10, 25, 1))), (False, 120), "02:00 CET again")
+lc.update(mt(2026, 3, 29, 0, 59, 59))
+mptest.eq((lc.dst, lc.off, lc.hi), (False, 3600, mt(2026, 3, 29, 1)), "just before the spring change")
+lc.update(mt(2026, 3, 29, 1))
+mptest.eq((lc.dst, lc.off, lc.minute(mt(2026, 3, 29, 1))), (True, 7200, 180), "03:00 CEST")
+lc.update(mt(2026, 10, 25, 0, 59, 59))
+mptest.eq((lc.dst, lc.minute(mt(2026, 10, 25, 0, 59, 59))), (True, 179), "02:59:59 CEST")
+lc.update(mt(2026, 10, 25, 1))
+mptest.eq((lc.dst, lc.minute(mt(2026, 10, 25, 1))), (False, 120), "02:00 CET again")
 # US rule, Eastern time: 2026-03-08 02:00 EST -> 03:00 EDT (07:00 UTC); 2026-11-01 02:00 EDT -> 01:00 EST.
 us = localtime.LocalClock(-300, "us")
-us.update(utc(2026, 3, 8, 6, 59, 59))
+us.update(mt(2026, 3, 8, 6, 59, 59))
 mptest.eq(us.dst, False, "US before")
-us.update(utc(2026, 3, 8, 7))
+us.update(mt(2026, 3, 8, 7))
 mptest.eq(us.dst, True, "US after")
-us.update(utc(2026, 11, 1, 5, 59, 59))
+us.update(mt(2026, 11, 1, 5, 59, 59))
 mptest.eq(us.dst, True, "US autumn before")
-us.update(utc(2026, 11, 1, 6))
+us.update(mt(2026, 11, 1, 6))
 mptest.eq(us.dst, False, "US autumn after")
 # Southern hemisphere (custom rule, Sydney-like: first Sunday of October 02:00 standard to
 # first Sunday of April 03:00 summer time).
 au = localtime.LocalClock(600, {"start": [10, 1, 6, 120, 0], "end": [4, 1, 6, 180, 0], "save_min": 60})
-au.update(utc(2026, 1, 15))
+au.update(mt(2026, 1, 15))
 mptest.eq(au.dst, True, "January is summer")
-au.update(utc(2026, 7, 15))
+au.update(mt(2026, 7, 15))
 mptest.eq(au.dst, False, "July is winter")
 # Civil dates across many years agree with plain counting.
 for d in range(0, 30000, 97):
@@ -192,7 +192,7 @@ mptest.done()
 
 JUMPS = r'''
 import tariff, mptest
-from billtest import utc
+from billtest import mt
 # Monthly blocks at 10 kWh, two TOU rates; the wall clock jumps back and forth.
 doc = {"v": 1, "kind": "tou_block", "scale": 1, "rates": [10, 5],
        "days": [[[0, 1], [480, 0], [1200, 1]]], "weeks": [[0, 0, 0, 0, 0, 0, 0]],
@@ -200,12 +200,12 @@ doc = {"v": 1, "kind": "tou_block", "scale": 1, "rates": [10, 5],
        "standing_per_day": 86400}
 e = tariff.from_doc(doc)
 steps = [  # (utc, wh)
-    (utc(2026, 2, 28, 12), 3000),  # day rate, Feb
-    (utc(2026, 3, 1, 12), 4000),  # March: block counter resets
-    (utc(2026, 2, 27, 12), 4000),  # clock jumps back a few days (to February)
-    (utc(2026, 3, 2, 12), 4000),  # and forward again: no second reset
-    (utc(2026, 3, 2, 12) + 86400 * 400, 1000),  # a forward jump of 400 days (next year)
-    (utc(2026, 3, 2, 12), 1000),  # and back
+    (mt(2026, 2, 28, 12), 3000),  # day rate, Feb
+    (mt(2026, 3, 1, 12), 4000),  # March: block counter resets
+    (mt(2026, 2, 27, 12), 4000),  # clock jumps back a few days (to February)
+    (mt(2026, 3, 2, 12), 4000),  # and forward again: no second reset
+    (mt(2026, 3, 2, 12) + 86400 * 400, 1000),  # a forward jump of 400 days (next year)
+    (mt(2026, 3, 2, 12), 1000),  # and back
 ]
 money = 0
 for t, wh in steps:
@@ -223,7 +223,7 @@ mptest.done()
 
 TEN_YEARS = r'''
 import tariff, mptest
-from billtest import Lcg
+from billtest import Lcg, EPOCH_S
 # Ten years of 15-minute steps on a day/night tariff (UTC, night before 07:00) with annual
 # blocks and a standing charge, at awkward prices. The test keeps the exact rational total
 # with its own rate and block logic and compares at the end.
@@ -258,7 +258,7 @@ for i in range(steps):
         num += take * (rate + add)
         bwh += take
         left -= take
-    money += e.charge(wh, t, 900000)
+    money += e.charge(wh, t - EPOCH_S, 900000)  # the model counts Unix seconds, the engine meter seconds
     t += 900
 # Exact total in 1/(86400 x 1e6) minor units: energy (num is in 1e-6) plus the standing charge.
 exact = num * 86400 + steps * 900 * 29999 * 1000
@@ -271,7 +271,7 @@ mptest.done(years=y - 2026, money=money, steps=steps, error_micro_units=err)
 
 HEAP = r'''
 import micropython, gc, tariff, account, localtime, mptest
-from billtest import utc, Lcg
+from billtest import mt, Lcg
 doc = {"v": 1, "kind": "tou_block", "scale": 100, "rates": [1500, 1200, 900, 400],
        "tz": {"offset_min": 60, "dst": "eu"},
        "days": [[[0, 3], [420, 2], [600, 1], [660, 0], [780, 1], [1020, 2], [1140, 0], [1260, 1], [1380, 3]]],
@@ -285,7 +285,7 @@ a.configure({"friendly": {"hours": [[1320, 420]], "weekdays": [6], "holidays": [
 a.balance = 10 ** 8
 lc = e.t.tz
 rng = Lcg(9)
-t0 = utc(2026, 3, 27)
+t0 = mt(2026, 3, 27)
 n = 6 * 8640  # six days of 10 s ticks: 27 Mar .. 2 Apr, over the DST change and a month reset
 whs = bytearray(n)
 for i in range(n):
@@ -346,25 +346,41 @@ mptest.done()
 
 PASSIVE = r'''
 import tariff, mptest
-from billtest import utc
+from billtest import utc, EPOCH_S
 e = tariff.from_doc({"v": 1, "kind": "flat", "scale": 10, "price_per_kwh": 1000})
-at = utc(2026, 7, 1)
+at = utc(2026, 7, 1)  # Unix in the document; the engine counts meter seconds (at - EPOCH_S)
 mptest.raises(tariff.TariffError, e.schedule, {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 1, "activate_at": at})
 e.schedule({"v": 1, "kind": "flat", "scale": 10, "price_per_kwh": 1234, "activate_at": at})
-m = e.charge(500, at - 10)  # 0.5 kWh at 100 = 50
+m = e.charge(500, at - EPOCH_S - 10)  # 0.5 kWh at 100 = 50
 mptest.eq(m, 50, "before activation")
-m = e.charge(1000, at)  # 1 kWh at 123.4 = 123, remainder 4/10
+m = e.charge(1000, at - EPOCH_S)  # 1 kWh at 123.4 = 123, remainder 4/10
 mptest.eq(m, 123, "at the activation second")
-mptest.eq(e.charge(1000, at + 5), 123, "246.8 after two kWh")
-mptest.eq(e.charge(1000, at + 9), 124, "370.2: the remainder carried on in the new scale")
+mptest.eq(e.charge(1000, at - EPOCH_S + 5), 123, "246.8 after two kWh")
+mptest.eq(e.charge(1000, at - EPOCH_S + 9), 124, "370.2: the remainder carried on in the new scale")
 mptest.eq(e.activations, 1, "activated once")
 mptest.check(e.passive is None, "passive consumed")
 mptest.done()
 '''
 
+# activate_at is Unix time; beyond the meter clock's range (1990..2059) only its order matters.
+PASSIVE_RANGE = r'''
+import tariff, mptest
+from billtest import mt
+flat = {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 100}
+e = tariff.from_doc(flat)
+e.schedule(dict(flat, price_per_kwh=200, activate_at=0))  # 1970: long past
+mptest.eq(e.charge(1000, mt(2026, 1, 1)), 200, "a past activate_at activates at the first step")
+e.schedule(dict(flat, price_per_kwh=300, activate_at=10 ** 12))  # the year 33658
+mptest.eq(e.charge(1000, mt(2058, 12, 31)), 200, "a far-future activate_at waits")
+mptest.check(e.passive is not None and -(1 << 30) < e.passive.activate_at < 1 << 30, "held as a small int")
+mptest.raises(tariff.TariffError, e.schedule, dict(flat, activate_at=1.7e9))
+mptest.raises(tariff.TariffError, e.schedule, dict(flat, activate_at="1767225600"))
+mptest.done()
+'''
+
 
 @pytest.mark.parametrize("name", ["FLAT", "ANNUAL", "TOU4", "MONTHLY4", "MATRIX", "DST", "JUMPS",
-                                  "BAD", "PASSIVE"])
+                                  "BAD", "PASSIVE", "PASSIVE_RANGE"])
 def test_tariff(mpy, name):
     res = mpy(globals()[name])
     assert res.result["ok"] and res.result["checks"] > 0
@@ -382,7 +398,7 @@ def test_charge_step_allocates_nothing(mpy):
 
 TOU_MODEL = r'''
 import tariff, mptest
-from billtest import Lcg, days, utc
+from billtest import Lcg, days, utc, EPOCH_S
 # The TOU rate at random instants 2026-2031 against a plain model: CET/CEST with the EU rule
 # found by counting days, seasons, weekend and holiday profiles, a period across midnight.
 doc = {"v": 1, "kind": "tou", "scale": 1, "rates": [40, 30, 20, 10], "tz": {"offset_min": 60, "dst": "eu"},
@@ -452,9 +468,10 @@ for i in range(40):
                     pts.append(d * 86400 + mi * 60 - off + dlt)
 bad = 0
 for t in pts:
-    if e.rate_now(t) != model(t):
+    # The model counts Unix seconds; the engine, meter seconds.
+    if e.rate_now(t - EPOCH_S) != model(t):
         bad += 1
-        mptest.eq(e.rate_now(t), model(t), "rate at %d" % t)
+        mptest.eq(e.rate_now(t - EPOCH_S), model(t), "rate at %d" % t)
 mptest.eq(bad, 0, "all instants agree")
 mptest.done(points=len(pts))
 '''

@@ -18,8 +18,18 @@ def days(y, m, d):
 
 
 def utc(y, m, d, h=0, mi=0, s=0, off_min=0):
-    """UTC seconds of a local wall time at a fixed offset east of UTC."""
+    """Unix seconds of a local wall time at a fixed offset east of UTC (what the wire carries)."""
     return days(y, m, d) * 86400 + h * 3600 + mi * 60 + s - off_min * 60
+
+
+# The firmware counts wall time from 2025-01-01 UTC (firmware/timebase.py); counted here again,
+# so a wrong epoch in the firmware shows up as a wrong date.
+EPOCH_S = days(2025, 1, 1) * 86400
+
+
+def mt(y, m, d, h=0, mi=0, s=0, off_min=0):
+    """Meter seconds of a local wall time at a fixed offset east of UTC (what the firmware uses)."""
+    return utc(y, m, d, h, mi, s, off_min) - EPOCH_S
 
 
 class Lcg:

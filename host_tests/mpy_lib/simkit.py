@@ -4,6 +4,7 @@ import json
 from binascii import hexlify
 from hmac256 import HmacSha256
 import sim_atm90e26
+from billtest import EPOCH_S
 
 TEST_KEY = bytes(range(32))  # generated per test run by the tests themselves is not needed: it never leaves the test
 
@@ -25,6 +26,12 @@ def board(flash, key=TEST_KEY, meter_id="t-0001", config=None, seed=1, name="sim
     mod = sim_atm90e26 if name == "sim-atm90e26" else __import__(name.replace("-", "_"))
     return mod.build({"meter_id": meter_id, "key": key, "flash": flash, "seed": seed,
                       "config": config or {}})
+
+
+def unix_now(b):
+    """The board's wall clock in Unix seconds, as commands and uplink messages carry it (the
+    firmware keeps meter seconds; billtest counts the epoch independently of timebase.py)."""
+    return b.clock.time() + EPOCH_S
 
 
 def sign(key, doc):
