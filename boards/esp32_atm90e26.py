@@ -106,8 +106,10 @@ class Board:
 
         spi = spi_cls(SPI_ID, baudrate=SPI_BAUD, polarity=1, phase=1, sck=pin_cls(PINS["sck"]),
                       mosi=pin_cls(PINS["mosi"]), miso=pin_cls(PINS["miso"]))
+        import time
+
         return atm90e26.ATM90E26(spi, pin_cls(PINS["cs"], pin_cls.OUT, value=1), CAL,
-                                 CONFIG["meter_constant"])
+                                 CONFIG["meter_constant"], time.sleep_ms)
 
     def button(self):
         return self._button.value() == 0

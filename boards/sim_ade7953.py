@@ -11,4 +11,4 @@ CHIP = real.CHIP
 
 def build(opts):
     return SimBoard(opts, NAME, real, lambda cfg: Ade7953Emu(real.CAL),
-                    lambda emu, cfg: ade7953.ADE7953(emu, emu.cs, real.CAL), channels=2)
+                    lambda emu, cfg: ade7953.ADE7953(emu, emu.cs, real.CAL, emu.sleep_ms), channels=2)

@@ -14,4 +14,4 @@ CHIP = real.CHIP
 def build(opts):
     return SimBoard(opts, NAME, real,
                     lambda cfg: Atm90e26Emu(cfg["meter_constant"], real.CAL),
-                    lambda emu, cfg: atm90e26.ATM90E26(emu, emu.cs, real.CAL, cfg["meter_constant"]))
+                    lambda emu, cfg: atm90e26.ATM90E26(emu, emu.cs, real.CAL, cfg["meter_constant"], emu.sleep_ms))

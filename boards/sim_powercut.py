@@ -38,7 +38,7 @@ class Board:
             self._rand = before._rand
             # A power cut opens a monostable relay; boot must drive it from the record.
             self.relay.closed = False
-        self.chip = atm90e26.ATM90E26(self.emu, self.emu.cs, real.CAL)
+        self.chip = atm90e26.ATM90E26(self.emu, self.emu.cs, real.CAL, 3200, self.emu.sleep_ms)
         self.chip_regs = atm90e26
         self.load_w = opts.get("load_w", 3000)
         self.flash = opts["dev"]

@@ -45,6 +45,7 @@ LAST_RWDATA_24 = const(0x2FF)
 CRC = const(0x37F)  # 32 bit: the chip's checksum of its configuration registers
 LAST_RWDATA_32 = const(0x3FF)
 
+_STARTUP_MS = const(100)  # the chip is ready about 100 ms after a reset (what the drivers wait)
 _SWRST = const(0x0080)  # CONFIG bit 7: software reset
 _CONFIG_VALUE = const(0x0004)  # HPF on, COMM_LOCK cleared
 _UNLOCK_KEY = const(0xAD)
@@ -90,10 +91,9 @@ class ADE7953(MeterChip):
     CAL_PROBE = {"phi": 8, "uoffset": 512, "ioffset": 200}
 
     def __init__(self, spi, cs, cal=None, delay_ms=None):
-        MeterChip.__init__(self, 2)
+        MeterChip.__init__(self, 2, delay_ms)
         self._spi = spi
         self._cs = cs
-        self._delay = delay_ms
         self._tx = (bytearray(4), bytearray(5), bytearray(6), bytearray(7))
         self._rx = (bytearray(4), bytearray(5), bytearray(6), bytearray(7))
         self._crc0 = bytearray(4)  # the configuration checksum taken at init
@@ -156,8 +156,7 @@ class ADE7953(MeterChip):
 
     def init(self):
         self._write(CONFIG, _CONFIG_VALUE | _SWRST)
-        if self._delay:
-            self._delay(100)  # the chip is ready about 100 ms after a reset
+        self._settle(_STARTUP_MS)
         if self.read_sure(CONFIG) < 0:
             raise ChipError("chip absent (MISO reads all ones)")
         self.write_verified(CONFIG, _CONFIG_VALUE)

@@ -51,6 +51,7 @@ _CAL_CHECK = const(0x8765)  # check bank against CS, run if it matches
 _FUNC_EN_VALUE = const(0x0030)  # sag IRQ + WarnOut; non-default so a silent reset shows
 _FUNC_EN_POWER_ON = const(0x000C)
 _SAG_TH_DEFAULT = const(0x17DD)
+_STARTUP_MS = const(100)  # after SoftReset (T1 is 5 ms in one driver; Microchip's demo waits 100 ms)
 _CAL_ERR = const(0xC000)
 _ADJ_ERR = const(0x3000)
 
@@ -106,8 +107,8 @@ class ATM90E26(MeterChip):
     CAL_FORMS = {"phi": PHI_FORM, "nphi": PHI_FORM, "uoffset": TWOS16, "ioffset": TWOS16, "poffset": TWOS16}
     CAL_PROBE = {"phi": 8, "uoffset": 1024, "ioffset": 1024}
 
-    def __init__(self, spi, cs, cal=None, meter_constant=3200):
-        MeterChip.__init__(self, 1)
+    def __init__(self, spi, cs, cal=None, meter_constant=3200, delay_ms=None):
+        MeterChip.__init__(self, 1, delay_ms)
         self.WH_DEN = meter_constant
         self._spi = spi
         self._cs = cs
@@ -165,6 +166,7 @@ class ATM90E26(MeterChip):
     def init(self):
         """Soft reset, then load both calibration banks with checksums computed here."""
         self._write(SOFT_RESET, _RESET_CODE)
+        self._settle(_STARTUP_MS)
         if self.read_sure(SYS_STATUS) < 0:
             raise ChipError("chip absent (MISO reads all ones)")
         self.write_verified(FUNC_EN, _FUNC_EN_VALUE)

@@ -52,6 +52,7 @@ _CFG_CRC_ERR = const(0x0001)  # CRCErrStatus bit0 (bit1, INT_ERR, is not about t
 # golden CRC latched at locking waits for a fresh pass is not documented, so with a delay
 # function the driver lets a full pass go by before locking and before reading the status.
 _CRC_PASS_MS = const(15)
+_STARTUP_MS = const(40)  # after SoftReset: the datasheet's T1 is 5/16/40 ms (min/typ/max)
 
 # Configuration written at init (address, value), in order, before the calibration registers.
 _SETUP = (
@@ -106,8 +107,7 @@ class ATM90E32(MeterChip):
     CAL_PROBE = {"phi": 8, "uoffset": 1024, "ioffset": 1024}
 
     def __init__(self, spi, cs, cal=None, meter_constant=3200, delay_ms=None):
-        MeterChip.__init__(self, 3)
-        self._delay = delay_ms
+        MeterChip.__init__(self, 3, delay_ms)
         self.WH_DEN = meter_constant
         self._spi = spi
         self._cs = cs
@@ -160,6 +160,7 @@ class ATM90E32(MeterChip):
     def init(self):
         self.crc_golden = -1
         self._write(SOFT_RESET, _RESET_CODE)
+        self._settle(_STARTUP_MS)
         if self.read_sure(METER_EN) < 0:
             raise ChipError("chip absent (MISO reads all ones)")
         self.write_verified(CFG_REG_ACC_EN, _ACCESS)
@@ -167,11 +168,9 @@ class ATM90E32(MeterChip):
             self.write_verified(addr, v)
         for name in sorted(self.cal):
             self.write_verified(cal_addr(name), self.cal[name] & 0xFFFF)
-        if self._delay:
-            self._delay(_CRC_PASS_MS)
+        self._settle(_CRC_PASS_MS)
         self.write_verified(CFG_REG_ACC_EN, _LOCK)  # latches the golden CRC, config read-only
-        if self._delay:
-            self._delay(_CRC_PASS_MS)
+        self._settle(_CRC_PASS_MS)
         if self.read_sure(SAG_PEAK_DET_CFG) != _PEAK_CFG:
             raise ChipError("configuration did not stick")
         err = self.read_sure(CRC_ERR_STATUS)

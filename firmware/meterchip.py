@@ -62,8 +62,9 @@ class MeterChip:
     GAIN_MAX = 0xFFFF
     SIGNED_PGAIN = True  # Atmel chips: energy gain is a signed correction around unity
 
-    def __init__(self, channels):
+    def __init__(self, channels, delay_ms=None):
         self.CHANNELS = channels
+        self._delay = delay_ms  # the board's sleep_ms: waits the chip needs after a reset
         self.energy = array("i", bytes(4 * 2 * (channels + 1)))
         self.v_cv = array("i", bytes(4 * channels))
         self.i_ma = array("i", bytes(4 * channels))
@@ -102,6 +103,12 @@ class MeterChip:
                 return -1
             if last != ones:  # an all-ones echo is no answer: never let it become the value
                 v = last
+
+    def _settle(self, ms):
+        # The chip ignores the bus for a while after a reset: without a wait, init would find
+        # it "absent" every time on real hardware.
+        if self._delay:
+            self._delay(ms)
 
     def _ones(self, addr):
         return self.ONES

@@ -29,6 +29,7 @@ _CFG = (R.LCYCMODE, R.PGA_V, R.PGA_IA, R.PGA_IB, 0x100, R.CONFIG, 0x103, 0x104, 
 
 
 class Ade7953Emu(EmuBase):
+    STARTUP_MS = 100  # what the drivers wait for the RESET interrupt
     DATA0 = 3
     BILLING_REGS = 2  # billed import = channel A + channel B
     # Upsets hit the checksummed configuration, except AP_NOLOAD, the driver's reset marker: a
@@ -55,6 +56,7 @@ class Ade7953Emu(EmuBase):
         self._acc = [0, 0]
         self._unlocked = False
         self._power_on()
+        self._busy_ms = 0  # powered up long before the test or simulation starts
 
     def _power_on(self):
         self._account_loss()

@@ -18,6 +18,7 @@ _INST = (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F)
 
 
 class Atm90e26Emu(EmuBase):
+    STARTUP_MS = 5  # T1 after SoftReset in the notes' S7 driver
     DATA0 = 1
     # Upsets hit the calibration banks, which the chip's CS1/CS2 read-back covers. The chip is
     # modelled as metering on with the flipped value (it checks the banks against CS1/CS2 only
@@ -46,6 +47,7 @@ class Atm90e26Emu(EmuBase):
         self.n_ratio_milli = 1000  # neutral current / live current (1000 = no tamper)
         self._acc = [0, 0]  # fraction accumulators, import and export (mJ * cn)
         self._power_on()
+        self._busy_ms = 0  # powered up long before the test or simulation starts
 
     # -- chip state ---------------------------------------------------------------
     def _power_on(self):

@@ -50,6 +50,7 @@ def crc16(data, crc=0xFFFF):
 
 
 class Atm90e32Emu(EmuBase):
+    STARTUP_MS = 40  # the datasheet's T1 maximum
     DATA0 = 2
     UPSET_ADDRS = tuple(range(0x70))  # everything the configuration CRC covers
 
@@ -78,6 +79,7 @@ class Atm90e32Emu(EmuBase):
         self._crc_dirty = True
         self._golden = -1  # latched golden CRC, -1 until CfgRegAccEn latches one
         self._power_on()
+        self._busy_ms = 0  # powered up long before the test or simulation starts
 
     def _power_on(self):
         self._account_loss()

@@ -47,6 +47,7 @@ class EmuBase:
     _stuck_read(tx), reset() and metering_on()."""
 
     ABSENT_MS = 60000  # one injected absence lasts this long
+    STARTUP_MS = 0  # after a reset the chip ignores the bus this long (MISO high, writes lost)
     UPSET_ADDRS = ()  # configuration registers an upset may hit (those the chip's check covers)
     UPSET_BITS = 16  # their width
     STUCK_MS = 30000
@@ -69,6 +70,7 @@ class EmuBase:
         # counted wrongly while a configuration upset lasted goes here too.
         self.lost_num = 0
         self.upset_live = False  # a flipped configuration bit is in effect (until a reset)
+        self._busy_ms = 0  # left of the start-up window after a reset
         self.now_ms = 0
         self.frames = 0
         self.bus_bytes = 0
@@ -148,7 +150,9 @@ class EmuBase:
 
     def _advance(self, dt_ms):
         self.now_ms += dt_ms
-        self._run_schedule()
+        self._run_schedule()  # (a fault falls at the start of the step: dt_ms pass after it)
+        if self._busy_ms:
+            self.sleep_ms(dt_ms)
         if self.absent and self.now_ms >= self._absent_until:
             self.absent = False
         if self.stuck and self.now_ms >= self._stuck_until:
@@ -205,8 +209,15 @@ class EmuBase:
 
     def _account_loss(self):
         """Energy the chip counted but nobody read yet (registers and the fraction of a count)
-        is gone with any reset, silent or commanded; called by each emulator's _power_on()."""
+        is gone with any reset, silent or commanded; called by each emulator's _power_on(),
+        which also starts the start-up window."""
         self.lost_num += self._billing_unread()
+        self._busy_ms = self.STARTUP_MS
+
+    def sleep_ms(self, ms):
+        """The board's delay as the driver sees it: time passes for the start-up window (the
+        analogue world is not advanced for a few milliseconds)."""
+        self._busy_ms = self._busy_ms - ms if self._busy_ms > ms else 0
 
     # -- SPI seam -----------------------------------------------------------------------
     def _cs_high(self):
@@ -223,8 +234,8 @@ class EmuBase:
     def write_readinto(self, tx, rx):
         self.frames += 1
         self.bus_bytes += len(tx)
-        if self.absent or self._drops:
-            if not self.absent:
+        if self.absent or self._drops or self._busy_ms:
+            if not self.absent and not self._busy_ms:
                 self._drops -= 1
             for i in range(len(rx)):
                 rx[i] = 0xFF

@@ -28,7 +28,7 @@ def test_driver_init_and_both_channels_micropython(mpy):
 import mptest, ade7953 as R
 from simhw.ade7953_emu import Ade7953Emu
 emu = Ade7953Emu()
-d = R.ADE7953(emu, emu.cs)
+d = R.ADE7953(emu, emu.cs, None, emu.sleep_ms)
 d.init()
 mptest.eq(d.state(), R.OK, "configured")
 mptest.eq(emu.regs[R.RESERVED_120], 0x30, "0x120 set after the unlock key")
@@ -50,7 +50,7 @@ def test_diagnose_healthy_absent_reset_and_rstread_off_micropython(mpy):
 import mptest, ade7953 as R
 from simhw.ade7953_emu import Ade7953Emu
 emu = Ade7953Emu()
-d = R.ADE7953(emu, emu.cs)
+d = R.ADE7953(emu, emu.cs, None, emu.sleep_ms)
 d.init()
 bad, detail = d.diagnose()
 mptest.eq(bad, [], "healthy chip: no problems")
@@ -60,6 +60,7 @@ mptest.eq(d.diagnose()[0], ["chip absent: MISO reads all ones"], "absent")
 emu.advance(emu.ABSENT_MS)
 mptest.eq(d.diagnose()[0], [], "answers again")
 emu.inject("resets")
+emu.sleep_ms(emu.STARTUP_MS)  # the chip answers again after its start-up time
 bad, _ = d.diagnose()
 mptest.check(any("reset" in b and "AP_NOLOAD" in b for b in bad), "reset named: %r" % (bad,))
 mptest.check(any(b.startswith("CONFIG 0x8004") for b in bad), "CONFIG back at power-on: %r" % (bad,))

@@ -56,7 +56,7 @@ def test_init_against_emulator_and_checksum_error_detection(mpy):
 import mptest, atm90e26 as R
 from simhw.atm90e26_emu import Atm90e26Emu
 emu = Atm90e26Emu(3200)
-d = R.ATM90E26(emu, emu.cs, {"pgain": 0x1D39, "ugain": 0x6800})
+d = R.ATM90E26(emu, emu.cs, {"pgain": 0x1D39, "ugain": 0x6800}, 3200, emu.sleep_ms)
 d.init()
 mptest.check(d.running(), "CalStart/AdjStart at 0x8765")
 mptest.eq(d.state(), R.OK, "configured")
@@ -77,7 +77,7 @@ def test_diagnose_healthy_absent_reset_and_checksum_error_micropython(mpy):
 import mptest, atm90e26 as R
 from simhw.atm90e26_emu import Atm90e26Emu
 emu = Atm90e26Emu(3200)
-d = R.ATM90E26(emu, emu.cs, {"pgain": 0x1D39})
+d = R.ATM90E26(emu, emu.cs, {"pgain": 0x1D39}, 3200, emu.sleep_ms)
 d.init()
 bad, detail = d.diagnose()
 mptest.eq(bad, [], "healthy chip: no problems")
@@ -90,6 +90,7 @@ emu.advance(emu.ABSENT_MS)
 mptest.eq(d.diagnose()[0], [], "answers again")
 # Silent reset: FuncEn back at power-on, banks no longer checked.
 emu.inject("resets")
+emu.sleep_ms(emu.STARTUP_MS)  # the chip answers again after its start-up time
 bad, _ = d.diagnose()
 mptest.check(any("reset" in b and "FuncEn" in b for b in bad), "reset named: %r" % (bad,))
 mptest.check(any("check mode" in b and "0x6886" in b for b in bad), "banks off: %r" % (bad,))

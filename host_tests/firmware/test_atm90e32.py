@@ -35,7 +35,7 @@ def test_init_per_phase_energy_and_values_micropython(mpy):
 import mptest, atm90e32 as R
 from simhw.atm90e32_emu import Atm90e32Emu
 emu = Atm90e32Emu(3200)
-d = R.ATM90E32(emu, emu.cs, {"ugain_b": 0x8100}, 3200)
+d = R.ATM90E32(emu, emu.cs, {"ugain_b": 0x8100}, 3200, emu.sleep_ms)
 d.init()
 mptest.eq(d.state(), R.OK, "configured")
 mptest.eq(emu.regs[0x65], 0x8100, "calibration written")
@@ -75,7 +75,7 @@ def test_init_keeps_the_golden_digest_and_state_costs_one_more_read_micropython(
 import mptest, atm90e32 as R
 from simhw.atm90e32_emu import Atm90e32Emu
 emu = Atm90e32Emu(3200)
-d = R.ATM90E32(emu, emu.cs, None, 3200)
+d = R.ATM90E32(emu, emu.cs, None, 3200, emu.sleep_ms)
 mptest.eq(d.crc_golden, -1, "no digest before init")
 d.init()
 mptest.eq(d.crc_golden, emu.crc(), "the digest the chip computed after locking")
@@ -89,7 +89,7 @@ mptest.eq(d.read(R.CRC_DIGEST), d.crc_golden, "digest stable")
 g = d.crc_golden
 d.init()
 mptest.eq(d.crc_golden, g, "same configuration, same digest")
-d2 = R.ATM90E32(emu, emu.cs, {"igain_c": 0x8421}, 3200)
+d2 = R.ATM90E32(emu, emu.cs, {"igain_c": 0x8421}, 3200, emu.sleep_ms)
 d2.init()
 mptest.check(d2.crc_golden != g, "a calibration change changes the digest")
 mptest.done()
@@ -111,7 +111,7 @@ def write(addr, value):
         hits["n"] += 1
         emu.upset(R.U_GAIN_A, 2)
 emu._write = write
-d = R.ATM90E32(emu, emu.cs, None, 3200)
+d = R.ATM90E32(emu, emu.cs, None, 3200, emu.sleep_ms)
 try:
     d.init()
     mptest.check(False, "init accepted a CRC error")
@@ -190,9 +190,11 @@ emu = Atm90e32Emu(3200)
 calls = []
 def delay(ms):
     calls.append((ms, emu.regs[R.CFG_REG_ACC_EN], emu.frames))
+    emu.sleep_ms(ms)
 d = R.ATM90E32(emu, emu.cs, None, 3200, delay)
 d.init()
-mptest.eq([(ms, acc) for ms, acc, _ in calls], [(15, 0x55AA), (15, 0)], "one pass before and after locking")
+mptest.eq([(ms, acc) for ms, acc, _ in calls], [(40, 0), (15, 0x55AA), (15, 0)],
+          "the start-up time after the soft reset, one pass before and after locking")
 mptest.check(calls[0][0] * 1000 >= 112 * 125, "a pass is 112 registers x 125 us")
 mptest.done()
 """, heap=CRC_HEAP)
@@ -203,7 +205,7 @@ def test_diagnose_healthy_absent_reset_and_unlocked_config_micropython(mpy):
 import mptest, atm90e32 as R
 from simhw.atm90e32_emu import Atm90e32Emu
 emu = Atm90e32Emu(3200)
-d = R.ATM90E32(emu, emu.cs, None, 3200)
+d = R.ATM90E32(emu, emu.cs, None, 3200, emu.sleep_ms)
 d.init()
 bad, detail = d.diagnose()
 mptest.eq(bad, [], "healthy chip: no problems")
@@ -213,6 +215,7 @@ mptest.eq(d.diagnose()[0], ["chip absent: MISO reads all ones"], "absent")
 emu.advance(emu.ABSENT_MS)
 mptest.eq(d.diagnose()[0], [], "answers again")
 emu.inject("resets")
+emu.sleep_ms(emu.STARTUP_MS)  # the chip answers again after its start-up time
 bad, _ = d.diagnose()
 mptest.check(any("reset" in b and "SagPeakDetCfg" in b for b in bad), "reset named: %r" % (bad,))
 mptest.check(any("MeterEn" in b for b in bad), "metering off after the reset: %r" % (bad,))

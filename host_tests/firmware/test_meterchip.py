@@ -46,3 +46,37 @@ for form in (atm90e26.PHI_FORM, ade7953.PHI_FORM, atm90e32.PHI_FORM, meterchip.T
 mptest.eq(meterchip.from_signed(ade7953.PHI_FORM, -5), 0x205, "ADE7953 negative phase")
 mptest.done()
 """, heap="128k")  # all three drivers at once
+
+
+@pytest.mark.parametrize("chip", ["atm90e26", "atm90e32", "ade7953"])
+def test_init_waits_for_the_chip_after_its_soft_reset(mpy, chip):
+    # The emulators ignore the bus for the chip's start-up time after a reset. A driver that did
+    # not wait would take the chip for absent on every init; with the board's delay it waits.
+    res = mpy("""
+import sys, mptest
+from meterchip import ChipError
+name = sys.argv[1]
+mod = __import__(name)
+if name == "atm90e26":
+    from simhw.atm90e26_emu import Atm90e26Emu as Emu
+elif name == "atm90e32":
+    from simhw.atm90e32_emu import Atm90e32Emu as Emu
+else:
+    from simhw.ade7953_emu import Ade7953Emu as Emu
+cls = getattr(mod, name.upper())
+emu = Emu()
+mptest.check(emu.STARTUP_MS > 0, "the emulator models a start-up time")
+no_wait = cls(emu, emu.cs) if name == "ade7953" else cls(emu, emu.cs, None, 3200)
+mptest.raises(ChipError, no_wait.init)
+emu = Emu()
+waited = []
+def delay(ms):
+    waited.append(ms)
+    emu.sleep_ms(ms)
+chip = cls(emu, emu.cs, None, delay) if name == "ade7953" else cls(emu, emu.cs, None, 3200, delay)
+chip.init()
+mptest.check(waited and waited[0] >= emu.STARTUP_MS, "waited %r ms first" % (waited,))
+mptest.eq(chip.state(), 0, "configured")
+mptest.done(waited=waited)
+""", chip, heap="128k")
+    assert res.result["ok"]

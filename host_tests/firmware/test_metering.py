@@ -40,11 +40,13 @@ mptest.done(wh=k.m.imp_wh)
 @pytest.mark.parametrize("chip", CHIPS)
 def test_silent_reset_detected_and_recovered_without_losing_read_energy(mpy, chip):
     mpy(PRELUDE + """
-from meterchip import OK, RESET
+from meterchip import OK, RESET, NO_ANSWER
 k.load(2000)
 k.run(600, 1)
 before = k.m.imp_wh
 k.emu.inject("resets")
+mptest.eq(k.chip.state(), NO_ANSWER, "silent while it starts up again")
+k.emu.sleep_ms(k.emu.STARTUP_MS)
 mptest.eq(k.chip.state(), RESET, "state after a silent reset")
 k.run(1, 1)
 mptest.eq(k.m.resets, 1, "reset counted")

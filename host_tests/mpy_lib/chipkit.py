@@ -12,19 +12,19 @@ def make(name, cal=None, true_cal=None, max_power_w=None):
         from simhw.atm90e26_emu import Atm90e26Emu
 
         emu = Atm90e26Emu(3200, true_cal)
-        chip = atm90e26.ATM90E26(emu, emu.cs, cal, 3200)
+        chip = atm90e26.ATM90E26(emu, emu.cs, cal, 3200, emu.sleep_ms)
     elif name == "atm90e32":
         import atm90e32
         from simhw.atm90e32_emu import Atm90e32Emu
 
         emu = Atm90e32Emu(3200, true_cal)
-        chip = atm90e32.ATM90E32(emu, emu.cs, cal, 3200)
+        chip = atm90e32.ATM90E32(emu, emu.cs, cal, 3200, emu.sleep_ms)
     else:
         import ade7953
         from simhw.ade7953_emu import Ade7953Emu
 
         emu = Ade7953Emu(true_cal)
-        chip = ade7953.ADE7953(emu, emu.cs, cal)
+        chip = ade7953.ADE7953(emu, emu.cs, cal, emu.sleep_ms)
     return emu, chip
 
 

@@ -34,6 +34,8 @@ def test_unlock_read_with_reset_and_aliases():
     emu.advance(1000)
     assert xfer(emu, R.AENERGYA, 0x80) == xfer(emu, R.AENERGYA, 0x80) != 0
     xfer(emu, R.CONFIG, 0, 0x0084)  # software reset
+    assert xfer(emu, R.CONFIG, 0x80) == 0xFFFF  # not answering while it starts up
+    emu.sleep_ms(emu.STARTUP_MS)
     assert xfer(emu, R.CONFIG, 0x80) == 0x8004
     assert xfer(emu, R.LCYCMODE, 0x80) == 0x40
 
@@ -57,5 +59,6 @@ def test_reset_loses_exactly_the_unread_energy():
     emu.advance(1000)  # 1 Wh on A, 0.5 Wh on B, not read
     emu.inject("resets")
     assert emu.lost_in_chip_mj == 5400000
+    emu.sleep_ms(emu.STARTUP_MS)
     assert xfer(emu, R.AENERGYA, 0x80) == 0
     assert emu.injected["resets"] == 1

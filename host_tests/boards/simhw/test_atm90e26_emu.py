@@ -23,6 +23,8 @@ def test_power_on_values_and_soft_reset():
     xfer(emu, R.SOFT_RESET, 0x1234)  # wrong code: no effect
     assert xfer(emu, 0x80 | R.FUNC_EN) == 0x0030
     xfer(emu, R.SOFT_RESET, 0x789A)
+    assert xfer(emu, 0x80 | R.FUNC_EN) == 0xFFFF  # silent for its start-up time
+    emu.advance(emu.STARTUP_MS)
     assert xfer(emu, 0x80 | R.FUNC_EN) == 0x000C
 
 

@@ -24,6 +24,7 @@ def test_config_writes_need_cfgregaccen():
     assert xfer(emu, R.LAST_SPI_DATA, True) == 0xFF3F
     assert xfer(emu, R.SAG_PEAK_DET_CFG, True) == 0xFF3F
     xfer(emu, R.SOFT_RESET, False, 0x789A)
+    emu.sleep_ms(emu.STARTUP_MS)
     assert xfer(emu, R.SAG_PEAK_DET_CFG, True) == 0x143F
     assert xfer(emu, R.CFG_REG_ACC_EN, True) == 0
 
@@ -120,6 +121,7 @@ def test_golden_crc_latched_on_lock_and_error_while_locked():
     emu.upset(R.METER_EN, 4)
     assert xfer(emu, R.CRC_ERR_STATUS, True) == 1
     xfer(emu, R.SOFT_RESET, False, 0x789A)  # power-on values, golden CRC and status cleared
+    emu.sleep_ms(emu.STARTUP_MS)
     assert xfer(emu, R.CRC_ERR_STATUS, True) == 0
     assert not emu.upset_live
 
