@@ -205,6 +205,7 @@ LABELS = {"sim-atm90e32": ("phase A", "phase B", "phase C"), "sim-ade7953": ("ch
 NO_DELAY = {"opening_balance": 1000, "protection": {"relay": {"reconnect_delay_s": 0}}}
 EMU = "__import__('app').current.board.emu"
 CHIP = "__import__('app').current.metering._chip"
+ADVANCE = "__import__('app').current.board.advance(1000)"  # time passes: the chip starts up again
 
 
 def _amps(ma):
@@ -268,7 +269,7 @@ def test_selftest_reports_an_absent_chip_on_every_board(mpy, tmp_path, board):
 def test_selftest_after_a_silent_chip_reset_says_the_meter_recovered(mpy, tmp_path, board):
     # The meter step before the test sees the reset and re-initialises the chip: the chip is
     # healthy again, and the selftest says it had to be re-initialised.
-    out, res = session(mpy, tmp_path, [EMU + '.inject("resets")', "selftest()", "status()"],
+    out, res = session(mpy, tmp_path, [EMU + '.inject("resets")', ADVANCE, "selftest()", "status()"],
                        ticks=5, config=NO_DELAY, board=board)
     spi = [ln for ln in out["selftest()"] if ln.startswith("spi")][0]
     assert spi.split()[1] == "ok" and spi.endswith("re-initialised after 1 silent reset(s) since boot"), spi
@@ -278,7 +279,7 @@ def test_selftest_after_a_silent_chip_reset_says_the_meter_recovered(mpy, tmp_pa
 # A fault only that chip can tell, left in place by a command in the session, and what selftest says.
 CHIP_FAULTS = {
     # a wrong CS1 in the driver and a reset: the re-init is refused by the chip's checksum check
-    "sim-atm90e26": ([CHIP + ".cs1 ^= 0x0100", EMU + '.inject("resets")'], "CS1 (metering bank) mismatch"),
+    "sim-atm90e26": ([CHIP + ".cs1 ^= 0x0100", EMU + '.inject("resets")', ADVANCE], "CS1 (metering bank) mismatch"),
     # the configuration left writable (CfgRegAccEn 0x55AA)
     "sim-atm90e32": ([CHIP + ".write_verified(0x7F, 0x55AA)"], "configuration not locked (CfgRegAccEn still 0x55aa)"),
     # LCYCMODE RSTREAD cleared (the energy registers would be counted again every poll), and the
