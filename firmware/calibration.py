@@ -140,6 +140,15 @@ class Calibration:
         """Active power/energy gain from a reference wattmeter reading (W) at unity power factor."""
         return self._rescale(self.chip.cal_key("pgain", ch), _units(ref_w, 1), self._mean(self.chip.p_w, ch))
 
+    def neutral(self, ref_a):
+        """Neutral current gain from a reference ammeter reading (A), on a chip that measures the
+        neutral too (ATM90E26): the live/neutral tamper check compares the two currents, so an
+        uncalibrated neutral channel would raise false tamper events (or hide real ones)."""
+        chip = self.chip
+        if "igain_n" not in chip.cal or chip.i_n_ma < 0:
+            raise CalError("this chip has no neutral current channel")
+        return self._rescale("igain_n", _units(ref_a, 1000), self._sum(_Neutral(chip), 0) // self.samples)
+
     def phase(self, ref_w, ch=0):
         """Phase calibration from a reference wattmeter reading (W) on an inductive load at a
         power factor near 0.5 (after voltage, current and power at PF 1). A phase error shows
@@ -260,6 +269,15 @@ class Calibration:
         self.chip.cal_state = "ok"
 
 
+class _Neutral:
+    # The neutral current as a one-channel reading array, for _sum.
+    def __init__(self, chip):
+        self._chip = chip
+
+    def __getitem__(self, ch):
+        return self._chip.i_n_ma
+
+
 def _div_round(a, b):
     """a / b rounded to the nearest integer, ties away from zero (integers only)."""
     q = (abs(a) * 2 + abs(b)) // (2 * abs(b))
@@ -276,12 +294,12 @@ def _wait_second():
     time.sleep_ms(1000)
 
 
-_STEPS = ("voltage", "current", "power", "phase", "offset", "check", "show", "save", "export", "import")
+_STEPS = ("voltage", "current", "neutral", "power", "phase", "offset", "check", "show", "save", "export", "import")
 
 
 def repl_step(m, step=None, *args):
     """The REPL's calibrate() entry (firmware/repl.py): calibrate("voltage", 230.0),
-    calibrate("current", 10.0), calibrate("power", 2300), calibrate("phase", 1150),
+    calibrate("current", 10.0), calibrate("neutral", 10.0), calibrate("power", 2300), calibrate("phase", 1150),
     calibrate("offset", "current", 0.5), calibrate("check", 1.0), calibrate("save"),
     calibrate("export"), calibrate("import", text); an optional last numeric argument after
     the reference is the channel (phase or current channel)."""
@@ -304,6 +322,8 @@ def repl_step(m, step=None, *args):
             return True
         if step == "offset":
             return cal.offset(args[0], args[1], args[2] if len(args) > 2 else 0)
+        if step == "neutral":
+            return cal.neutral(args[0])
         ch = args[1] if len(args) > 1 else 0
         if step == "check":
             return cal.check_current(args[0], ch)

@@ -32,12 +32,14 @@ class Atm90e26Emu(EmuBase):
         # true_cal: the gain register values that make this front end read exactly. Without it
         # the front end is ideal: readings are exact whatever gains the driver writes.
         self._ideal = true_cal is None
-        self.true_cal = {"ugain": 0x6720, "igain": 0x7A13, "pgain": 0, "phi": 0, "uoffset": 0, "ioffset": 0}
+        self.true_cal = {"ugain": 0x6720, "igain": 0x7A13, "igain_n": 0x7530, "pgain": 0, "phi": 0,
+                         "uoffset": 0, "ioffset": 0}
         self.true_cal.update(true_cal or {})
         tc = self.true_cal
         # True gains as plain ints, so advance() allocates nothing.
         self._tu = tc["ugain"]
         self._ti = tc["igain"]
+        self._tin = tc["igain_n"]
         self._tp = 32768 + _s16(tc["pgain"] & 0xFFFF)
         # Phase and RMS offsets: the register values that cancel this front end's errors.
         # An offset LSB is 1/512 of a reading LSB (modelled on the ATM90E32's offset method).
@@ -186,15 +188,17 @@ class Atm90e26Emu(EmuBase):
         v = self.v_cv[0]
         pf = self.pf_milli[0]
         i_ma = abs(p) * 100000 * 1000 // (v * pf) if v and pf else 0
+        i_n = i_ma * self.n_ratio_milli // 1000  # what flows back through the neutral
         if self._ideal:
             regs[R.URMS] = min(0xFFFF, v)
         else:
+            i_n = i_n * regs[R.I_GAIN_N] // self._tin
             uo = to_signed(TWOS16, regs[R.U_OFFSET]) - self._tuo
             regs[R.URMS] = _clamp((v * regs[R.U_GAIN] * 512 // self._tu + uo) // 512)
             io = to_signed(TWOS16, regs[R.I_OFFSET_L]) - self._tio
             i_ma = (i_ma * regs[R.I_GAIN_L] * 512 // self._ti + io) // 512
         regs[R.IRMS] = _clamp(i_ma)
-        regs[R.IRMS2] = _clamp(i_ma * self.n_ratio_milli // 1000)
+        regs[R.IRMS2] = _clamp(i_n)
         regs[R.PMEAN] = (self.phase_mj(0, p, dphi) * gn // gd) & 0xFFFF
         regs[R.QMEAN] = self.q_var(0) & 0xFFFF
         regs[R.FREQ] = self.f_chz

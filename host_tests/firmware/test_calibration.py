@@ -260,3 +260,35 @@ mptest.eq(k2.chip.cal, before2, "unchanged after a trim that could not work")
 mptest.check(k2.m.ok, "metering runs on")
 mptest.done()
 """, heap="160k")
+
+
+def test_neutral_gain_calibration_ends_false_tamper_events(mpy):
+    # ATM90E26: the live/neutral tamper check compares the two currents. A neutral channel 15 %
+    # off reads like a bypass on an honest installation; calibrating it ends that, and a real
+    # bypass is still seen afterwards.
+    res = mpy("""
+import mptest, chipkit, calibration, events
+k = chipkit.Kit("atm90e26", true_cal={"igain_n": 0x7530 * 100 // 115})
+mptest.check(k.m.start(), "init")
+k.load(2300)
+k.run(10, 1)
+mptest.eq(k.codes().count(events.TAMPER_LN), 1, "false tamper before the neutral is calibrated")
+cal = calibration.Calibration(k.m, k.chip, "/tmp/x.json", "b", b"1", samples=2,
+                              tick=lambda: k.emu.advance(1000))
+g = cal.neutral(10.0)
+mptest.check(abs(g - 0x7530 * 100 // 115) <= 2, "neutral gain 0x%x" % g)
+k.emu.advance(1000)
+k.chip.read_inst()
+mptest.check(abs(k.chip.i_n_ma - 10000) <= 2, "neutral reads %d mA" % k.chip.i_n_ma)
+k.run(60, 1)
+mptest.eq(k.codes().count(events.TAMPER_LN), 1, "no new tamper on an honest installation")
+k.emu.n_ratio_milli = 500            # half the current bypasses the neutral: a real tamper
+k.run(10, 1)
+mptest.eq(k.codes().count(events.TAMPER_LN), 2, "a real bypass is still seen")
+k3 = chipkit.Kit("atm90e32")
+k3.m.start()
+cal3 = calibration.Calibration(k3.m, k3.chip, "/tmp/x.json", "b", b"1", samples=1, tick=lambda: None)
+mptest.raises(calibration.CalError, cal3.neutral, 10.0)
+mptest.done()
+""", heap="160k")
+    assert res.result["ok"]
