@@ -237,7 +237,10 @@ class Metering:
             self._ln_count = 0
 
     def reinit(self):
-        """Re-initialise the chip (after a calibration change) without losing what it has counted."""
-        self.poll(0)
+        """Re-initialise the chip (after a calibration change) without losing what it has counted.
+        No state check first: the driver already holds the new calibration, which the chip's
+        digest of its configuration would take for an upset."""
+        if self._ready:
+            self._account()
         self._ready = False
         return self.start()

@@ -54,6 +54,9 @@ mptest.check(abs(cal.check_current(1.0, ch)) <= 3000, "1 A point")
 k.load(6900)
 mptest.check(abs(cal.check_current(30.0, ch)) <= 1000, "30 A point")
 mptest.eq(len(cal.points), 2, "points recorded")
+import events
+mptest.eq([c for c in k.codes() if c in (events.CHIP_UPSET, events.CHIP_RESET, events.CHIP_FAULT)], [],
+          "calibrating is neither an upset nor a reset nor a fault")
 # Save, then a fresh driver (as after a reboot) loads and verifies the record.
 cal.save()
 k2 = chipkit.Kit(name, true_cal=true_cal)
@@ -227,6 +230,9 @@ for c in range(emu.n):
     emu.set_channel(c, 10, 2300, 1000)
 v_low = read(chip.v_cv)
 mptest.check(abs(v_low - 2300) <= 1, "23 V still: %d cV" % v_low)
+import events
+mptest.eq([c for c in k.codes() if c in (events.CHIP_UPSET, events.CHIP_RESET, events.CHIP_FAULT)], [],
+          "trimming is neither an upset nor a reset nor a fault")
 mptest.done(p_before=p_before, p_after=p_after, e_before=e_before, e_after=e_after,
             i_before=i_before, i_after=i_after, v_before=v_before, v_after=v_after)
 """, chip, __import__("json").dumps(true_cal), ch, heap="160k")
