@@ -173,7 +173,7 @@ def test_calibration_check_reports_error_against_a_reference(mpy, tmp_path):
     assert lines[1] == "voltage  error 15.0 %"
     assert "is not a number" in out['cal_check("abc", 1, 1)'][0]
     # This firmware has gain calibration (firmware/calibration.py): without a step it lists them.
-    assert "step is one of voltage, current, power" in out["calibrate()"][0]
+    assert "step is one of voltage, current, neutral, power, phase, offset" in out["calibrate()"][0]
 
 
 def test_resume_runs_the_loop_again(mpy, tmp_path):
