@@ -11,6 +11,7 @@ PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "l
         "pulse1": 36, "pulse2": 39}  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
 SPI_ID = 2
 SPI_BAUD = 160000
+_ANCHOR_MS = 3600000  # the clock takes the RTC's seconds once an hour (see _Clock)
 
 # Calibration defaults for a 1 mOhm shunt / 1000:1 voltage divider front end (per-unit values
 # come from the REPL calibration procedure; the driver computes CS1/CS2 itself).
@@ -150,6 +151,7 @@ class Board:
         import timebase
         t = time.gmtime(timebase.from_unix(utc) + self.clock._offset)
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+        self.clock.anchor(True)
 
 
 class _Relay:
@@ -161,19 +163,35 @@ class _Relay:
 
 
 class _Clock:
+    """Meter seconds (timebase.py) without a big int per call. The port counts seconds from 2000
+    on the ESP32 (from 1970 elsewhere), which passes 2^30 in 2034: so the port's seconds are read
+    once an hour (the anchor) and the ticks count the seconds in between. The result never goes
+    back (a new anchor may find the port a fraction of a second behind); setting the RTC
+    re-anchors at once and may move it either way."""
+
     def __init__(self, time):
         from timebase import EPOCH
         self.ticks_ms = time.ticks_ms
         self.ticks_diff = time.ticks_diff
         self.ticks_add = time.ticks_add
-        # The port counts from 2000 on the ESP32 (from 1970 elsewhere); the meter counts from
-        # timebase.EPOCH. Port seconds since 2000 and the offset are both small ints.
         self._offset = EPOCH - (946684800 if time.gmtime(0)[0] == 2000 else 0)
         self._time = time.time
+        self._last = 0
+        self.anchor(True)
+
+    def anchor(self, jump=False):
+        self._t0 = self.ticks_ms()
+        s = self._time() - self._offset  # a big int only here, hourly, once the port is past 2034
+        self._s0 = s if jump or s > self._last else self._last
 
     def time(self):
-        """Meter seconds (timebase.py): no big int on the way."""
-        return self._time() - self._offset
+        d = self.ticks_diff(self.ticks_ms(), self._t0)
+        if d >= _ANCHOR_MS:
+            self.anchor()
+            d = 0
+        t = self._s0 + d // 1000
+        self._last = t
+        return t
 
 
 def build(opts=None):
