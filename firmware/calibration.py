@@ -156,8 +156,8 @@ class Calibration:
         trimmed until the meter agrees with the reference."""
         pf = self._sum(self.chip.pf_milli, ch) // self.samples
         if not _PF_MIN <= abs(pf) <= _PF_MAX:
-            raise CalError("phase calibration needs a load at PF about 0.5, the meter sees %d.%03d" % (
-                pf // 1000, abs(pf) % 1000))
+            raise CalError("phase calibration needs a load at PF about 0.5, the meter sees %s%d.%03d" % (
+                "-" if pf < 0 else "", abs(pf) // 1000, abs(pf) % 1000))
         return self._trim(self.chip.cal_key("phi", ch), self.chip.p_w, ch, _units(ref_w, 1))
 
     def offset(self, quantity, ref, ch=0):

@@ -249,6 +249,12 @@ cal = calibration.Calibration(k.m, k.chip, "/tmp/x.json", "b", b"1", samples=1,
 before = dict(k.chip.cal)
 k.load(2300)                                        # PF 1: no phase information in it
 mptest.raises(calibration.CalError, cal.phase, 2300)
+k.load(2300, -950)                                  # nearly resistive, leading
+try:
+    cal.phase(2300)
+    mptest.check(False, "PF -0.95 accepted")
+except calibration.CalError as e:
+    mptest.check("sees -0.950" in str(e), str(e))
 mptest.raises(calibration.CalError, cal.offset, "power", 10)
 mptest.raises(calibration.CalError, cal.offset, "current", 0)
 k.load(1150, 500)
