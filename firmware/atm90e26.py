@@ -222,12 +222,6 @@ class ATM90E26(MeterChip):
             return NO_ANSWER
         return OK if v == ours else UPSET
 
-    def configured(self):
-        return self.state() == OK
-
-    def running(self):
-        return self.read_sure(CAL_START) == _CAL_CHECK and self.read_sure(ADJ_START) == _CAL_CHECK
-
     def read_energy(self):
         e = self.energy
         e[0] = self.read_sure(AP_ENERGY)

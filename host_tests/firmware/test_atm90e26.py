@@ -58,7 +58,7 @@ from simhw.atm90e26_emu import Atm90e26Emu
 emu = Atm90e26Emu(3200)
 d = R.ATM90E26(emu, emu.cs, {"pgain": 0x1D39, "ugain": 0x6800}, 3200, emu.sleep_ms)
 d.init()
-mptest.check(d.running(), "CalStart/AdjStart at 0x8765")
+mptest.eq((d.read(R.CAL_START), d.read(R.ADJ_START)), (0x8765, 0x8765), "both banks checked (CalStart/AdjStart 0x8765)")
 mptest.eq(d.state(), R.OK, "configured")
 mptest.eq(d.read(R.CS1), d.cs1, "chip computed the same CS1")
 mptest.eq(d.read(R.SYS_STATUS) & 0xF000, 0, "no checksum error")
