@@ -307,7 +307,7 @@ def repl_step(m, step=None, *args):
         print("calibrate(step, ...): step is one of " + ", ".join(_STEPS))
         return None
     board = m.board
-    cal = Calibration(m.metering, m.metering._chip, board.root + "/cal.json",
+    cal = Calibration(m.metering, m.metering.chip, board.root + "/cal.json",
                       getattr(board, "name", ""), getattr(board, "uid", b""))
     try:
         if step == "show":

@@ -71,6 +71,11 @@ class Metering:
         (Protection and the REPL must not act on readings from a chip that stopped answering.)"""
         return self._ready and not self._bad
 
+    @property
+    def chip(self):
+        """The driver (for the technician's REPL and calibration, never the hot path's business)."""
+        return self._chip
+
     def channel_readings(self):
         """Per-channel (phase) RMS voltage (cV), current (mA) and active power (W) arrays of a
         multi-channel chip while its readings are fresh, else None."""

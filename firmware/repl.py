@@ -81,7 +81,7 @@ def _reasons(bits):
 def _chip(m):
     # The metering chip behind the Metering layer; only the driver's shared MeterChip API is
     # used here, so every command works on every chip.
-    return m.metering._chip
+    return m.metering.chip
 
 
 def _ch_word(n):
