@@ -2,7 +2,7 @@
 # Frame: 24 clocks per CS-low window: [R/W|addr7][data hi][data lo], MSB first, SPI mode 3.
 # Every bus transaction goes through _xfer(); buffers are preallocated so a read cycle allocates nothing.
 from micropython import const
-from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, UPSET, SIGN_MAG, TWOS16  # noqa: F401 (re-exported)
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, UPSET, TWOS16, ATMEL_PHI  # noqa: F401 (re-exported)
 
 SOFT_RESET = const(0x00)
 SYS_STATUS = const(0x01)
@@ -69,7 +69,7 @@ CAL_REGS = {"plconst_h": PL_CONST_H, "plconst_l": PL_CONST_L, "pgain": L_GAIN, "
 
 
 # Lphi/Nphi: sign-magnitude, sign in bit 15, magnitude in bits 9:0. Offsets: two's complement.
-PHI_FORM = (SIGN_MAG, 0x8000, 0x3FF, 0x3FF)
+PHI_FORM = ATMEL_PHI
 
 
 def checksum(values, regs=None):

@@ -6,7 +6,7 @@
 # compares and flags a mismatch in CRCErrStatus. The CRC's seed and bit order are undocumented,
 # so the driver never computes it: it relies on the chip's own comparison (and keeps the digest).
 from micropython import const
-from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, UPSET, SIGN_MAG, TWOS16  # noqa: F401 (re-exported)
+from meterchip import MeterChip, ChipError, OK, RESET, NO_ANSWER, UPSET, TWOS16, ATMEL_PHI  # noqa: F401 (re-exported)
 
 METER_EN = const(0x00)
 SAG_PEAK_DET_CFG = const(0x05)
@@ -74,7 +74,7 @@ for _i in range(3):
 # PhiA..C taken as the ATM90E26's Lphi format (sign in bit 15, magnitude in bits 9:0): the
 # notes do not confirm it, so the trim in calibration.py measures its effect instead of
 # assuming a scale, and undoes a trim that did not reduce the error.
-PHI_FORM = (SIGN_MAG, 0x8000, 0x3FF, 0x3FF)
+PHI_FORM = ATMEL_PHI
 
 
 def cal_addr(name):

@@ -22,6 +22,7 @@ SIGN_MAG = const(0)
 TWOS = const(1)
 TWOS16 = (TWOS, 0x8000, 0xFFFF, 0x7FFF)
 TWOS24 = (TWOS, 0x800000, 0xFFFFFF, 0x7FFFFF)
+ATMEL_PHI = (SIGN_MAG, 0x8000, 0x3FF, 0x3FF)  # ATM90E26 Lphi/Nphi: sign bit 15, magnitude bits 9:0
 
 
 def to_signed(form, raw):
