@@ -147,14 +147,14 @@ class Calibration:
         chip = self.chip
         if "igain_n" not in chip.cal or chip.i_n_ma < 0:
             raise CalError("this chip has no neutral current channel")
-        return self._rescale("igain_n", _units(ref_a, 1000), self._sum(_Neutral(chip), 0) // self.samples)
+        return self._rescale("igain_n", _units(ref_a, 1000), self._mean(_Neutral(chip), 0))
 
     def phase(self, ref_w, ch=0):
         """Phase calibration from a reference wattmeter reading (W) on an inductive load at a
         power factor near 0.5 (after voltage, current and power at PF 1). A phase error shows
         as an active-power error that grows with the load angle; the phase register is
         trimmed until the meter agrees with the reference."""
-        pf = self._sum(self.chip.pf_milli, ch) // self.samples
+        pf = self._mean(self.chip.pf_milli, ch)
         if not _PF_MIN <= abs(pf) <= _PF_MAX:
             raise CalError("phase calibration needs a load at PF about 0.5, the meter sees %s%d.%03d" % (
                 "-" if pf < 0 else "", abs(pf) // 1000, abs(pf) % 1000))

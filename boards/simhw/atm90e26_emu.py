@@ -20,6 +20,7 @@ _INST = (R.URMS, R.IRMS, R.IRMS2, R.PMEAN, R.QMEAN, R.FREQ, R.POWER_F)
 class Atm90e26Emu(EmuBase):
     STARTUP_MS = 5  # T1 after SoftReset in the notes' S7 driver
     DATA0 = 1
+    BILLING_REG = R.AP_ENERGY
     # Upsets hit the calibration banks, which the chip's CS1/CS2 read-back covers. The chip is
     # modelled as metering on with the flipped value (it checks the banks against CS1/CS2 only
     # when CalStart/AdjStart is written); SysStatus does not flag it.
@@ -77,9 +78,6 @@ class Atm90e26Emu(EmuBase):
         """A silent reset (brown-out): calibration and uncounted energy are gone."""
         self._power_on()
 
-    def _billing_unread(self):
-        return self.regs[R.AP_ENERGY] * self._cd + self._acc[0]
-
     def metering_on(self):
         r = self.regs
         return (r[R.CAL_START] in (0x5678, 0x8765) and r[R.ADJ_START] in (0x5678, 0x8765)
@@ -103,21 +101,7 @@ class Atm90e26Emu(EmuBase):
 
     def _transact(self, tx, rx):
         rx[0] = 0
-        addr = tx[0] & 0x7F
-        if tx[0] & 0x80:
-            v = self._read(addr)
-            rx[1] = v >> 8
-            rx[2] = v & 0xFF
-        else:
-            rx[1] = rx[2] = 0
-            self._r_addr = -1
-            self._w_addr = addr  # commits on a complete frame (CS high)
-            self._w_val = (tx[1] << 8) | tx[2]
-
-    def _stuck_read(self, tx):
-        # A clear-on-read billing register was read but the answer was garbled: that energy is gone.
-        if self._r_addr == R.AP_ENERGY:
-            self.lost_num += self._r_val * self._cd
+        self._word(tx[0] & 0x7F, tx[0] & 0x80, tx, rx)
 
     def _read(self, addr):
         regs = self.regs

@@ -41,10 +41,14 @@ for _b in range(256):
     _CRC_T[_b] = _c & 0xFFFF
 
 
+def _crc_byte(crc, b):
+    return ((crc << 8) & 0xFFFF) ^ _CRC_T[(crc >> 8) ^ b]
+
+
 def crc16(data, crc=0xFFFF):
     """CRC-16/CCITT-FALSE of a byte sequence (b"123456789" -> 0x29B1)."""
     for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_T[(crc >> 8) ^ b]
+        crc = _crc_byte(crc, b)
     return crc
 
 
@@ -52,6 +56,7 @@ def crc16(data, crc=0xFFFF):
 class Atm90e32Emu(EmuBase):
     STARTUP_MS = 40  # the datasheet's T1 maximum
     DATA0 = 2
+    BILLING_REG = R.AP_ENERGY_T
     UPSET_ADDRS = tuple(range(0x70))  # everything the configuration CRC covers
 
     def __init__(self, meter_constant=3200, true_cal=None):
@@ -97,9 +102,6 @@ class Atm90e32Emu(EmuBase):
     def reset(self):
         self._power_on()
 
-    def _billing_unread(self):
-        return self.regs[R.AP_ENERGY_T] * self._cd + self._acc[0]
-
     def metering_on(self):
         return self.regs[R.METER_EN] != 0
 
@@ -107,20 +109,7 @@ class Atm90e32Emu(EmuBase):
 
     def _transact(self, tx, rx):
         rx[0] = rx[1] = 0
-        addr = ((tx[0] & 0x03) << 8) | tx[1]
-        if tx[0] & 0x80:
-            v = self._read(addr)
-            rx[2] = v >> 8
-            rx[3] = v & 0xFF
-        else:
-            rx[2] = rx[3] = 0
-            self._r_addr = -1
-            self._w_addr = addr
-            self._w_val = (tx[2] << 8) | tx[3]
-
-    def _stuck_read(self, tx):
-        if self._r_addr == R.AP_ENERGY_T:
-            self.lost_num += self._r_val * self._cd
+        self._word(((tx[0] & 0x03) << 8) | tx[1], tx[0] & 0x80, tx, rx)
 
     def _read(self, addr):
         regs = self.regs
@@ -163,11 +152,9 @@ class Atm90e32Emu(EmuBase):
         if self._crc_dirty:
             regs = self.regs
             c = 0xFFFF
-            t = _CRC_T
-            for a in range(_CFG_END):
+            for a in range(_CFG_END):  # each register high byte first, without building bytes
                 v = regs[a]
-                c = ((c << 8) & 0xFFFF) ^ t[(c >> 8) ^ (v >> 8)]
-                c = ((c << 8) & 0xFFFF) ^ t[(c >> 8) ^ (v & 0xFF)]
+                c = _crc_byte(_crc_byte(c, v >> 8), v & 0xFF)
             self._crc = c
             self._crc_dirty = False
         return self._crc

@@ -43,8 +43,11 @@ class EmuBase:
     """Subclasses set DATA0 (index of the first data byte in an answer) and implement
     _transact(tx, rx) (one decoded frame, leaving a write in _w_addr/_w_val for CS high),
     _write(addr, value), _integrate(dt_ms)
-    (truth and register counts, using to_counts), _billing_unread() (for loss accounting),
-    _stuck_read(tx), reset() and metering_on()."""
+    (truth and register counts, using to_counts), reset() and metering_on(). The 16-bit Atmel
+    chips share _word() (their register frame), _billing_unread() and _stuck_read() through
+    BILLING_REG; a chip built otherwise overrides the last two."""
+
+    BILLING_REG = -1  # the clear-on-read register that is billed (with fraction accumulator 0)
 
     ABSENT_MS = 60000  # one injected absence lasts this long
     STARTUP_MS = 0  # after a reset the chip ignores the bus this long (MISO high, writes lost)
@@ -206,6 +209,28 @@ class EmuBase:
                 self.UPSET_BITS - 1))
         self._flip(addr, bit)
         self.upset_live = True
+
+    def _billing_unread(self):
+        # Energy counted but not yet read from the billed register, in mJ * cn (loss accounting).
+        return self.regs[self.BILLING_REG] * self._cd + self._acc[0]
+
+    def _stuck_read(self, tx):
+        # The billed clear-on-read register was read but the answer was garbled: that energy is gone.
+        if self._r_addr == self.BILLING_REG:
+            self.lost_num += self._r_val * self._cd
+
+    def _word(self, addr, read, tx, rx):
+        """One 16-bit register frame: a read answers at DATA0; a write waits for CS to rise."""
+        d = self.DATA0
+        if read:
+            v = self._read(addr)
+            rx[d] = v >> 8
+            rx[d + 1] = v & 0xFF
+        else:
+            rx[d] = rx[d + 1] = 0
+            self._r_addr = -1
+            self._w_addr = addr
+            self._w_val = (tx[d] << 8) | tx[d + 1]
 
     def _account_loss(self):
         """Energy the chip counted but nobody read yet (registers and the fraction of a count)
