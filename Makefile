@@ -22,7 +22,7 @@ N      ?= 50
 HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 
-.PHONY: venv deps mosquitto sim build test bench bench-billing powercut bench-storage deploy repl fleet clean distclean
+.PHONY: venv deps mosquitto mp32 sim build test bench bench-billing powercut bench-storage deploy repl fleet clean distclean
 
 venv: $(STAMP)
 
@@ -39,16 +39,22 @@ $(UMQTT): tools/fetch_umqtt.py | $(STAMP)
 mosquitto:
 	@tools/ensure_mosquitto.sh
 
+# The 32-bit MicroPython with the firmware frozen in (.deps/mp32/micropython; rebuilt only when an
+# input changed). MICROPY_SRC: a MicroPython v1.28.0 source tree or tarball (default: ../shared).
+MICROPY_SRC ?=
+mp32: deps
+	$(if $(MICROPY_SRC),MICROPY_SRC="$(MICROPY_SRC)") $(PY) tools/build_mp32.py
+
 sim: deps
 	$(PY) tools/sim.py --board "$(BOARD)" --hours "$(HOURS)" --seed "$(SEED)" $(if $(BROKER),--broker $(BROKER)) $(if $(FAULTS),--faults $(FAULTS))
 
 build: venv
 	$(PY) tools/build.py
 
-bench: deps
+bench: deps mp32
 	$(PY) bench/run.py
 
-test: deps build
+test: deps build mp32
 	$(PY) -m pytest host_tests -ra
 
 # Power-cut / I/O-error / full-disk sweep of the storage (a quick one runs inside `make test`).

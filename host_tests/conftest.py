@@ -2,6 +2,11 @@
 
 mpy     run a script under MicroPython; fails the test on non-zero exit
         unless check=False. Tests using it are marked `micropython`.
+
+Every test that runs MicroPython (through `mpy`, the meter rig, or a module that sets
+USES_MICROPYTHON = True) runs twice: on the 64-bit unix port (`micropython`) and on the
+32-bit build with the firmware frozen in (`micropython32`, tools/build_mp32.py). The runtime
+reaches mprun, and any tool the test starts, through $PM_RUNTIME.
 broker  a private Mosquitto broker (fresh per test). Never skipped: a missing
         mosquitto is a test failure.
 """
@@ -16,6 +21,29 @@ sys.path.insert(0, str(REPO / "tools"))
 
 import mpbroker  # noqa: E402
 import mprun  # noqa: E402
+
+RUNTIME_IDS = {"micropython": "mp64", "micropython32": "mp32"}
+
+
+def _runs_micropython(metafunc):
+    if "mpy" in metafunc.fixturenames:
+        return True
+    mod = metafunc.module
+    return bool(getattr(mod, "USES_MICROPYTHON", False) or getattr(mod, "Rig", None))
+
+
+def pytest_generate_tests(metafunc):
+    if _runs_micropython(metafunc):
+        runtimes = getattr(metafunc.module, "RUNTIMES", mprun.RUNTIMES)
+        metafunc.fixturenames.append("mp_runtime")
+        metafunc.parametrize("mp_runtime", runtimes, ids=[RUNTIME_IDS[r] for r in runtimes], indirect=True)
+
+
+@pytest.fixture
+def mp_runtime(request, monkeypatch):
+    """The MicroPython runtime of this test run, exported as $PM_RUNTIME."""
+    monkeypatch.setenv("PM_RUNTIME", request.param)
+    return request.param
 
 
 @pytest.fixture
@@ -49,16 +77,19 @@ def broker():
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "mpy" in getattr(item, "fixturenames", ()):
+        callspec = getattr(item, "callspec", None)
+        rt = callspec.params.get("mp_runtime") if callspec else None
+        if rt or "mpy" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.micropython)
+        item.user_properties.append(("runtime", rt or ("micropython" if "mpy" in item.fixturenames else "cpython")))
 
 
 def pytest_terminal_summary(terminalreporter):
-    counts = {"micropython": 0, "cpython": 0}
+    counts = {"micropython": 0, "micropython32": 0, "cpython": 0}
     for reports in terminalreporter.stats.values():
         for rep in reports:
             if getattr(rep, "when", None) == "call":
-                counts["micropython" if "micropython" in rep.keywords else "cpython"] += 1
+                counts[dict(rep.user_properties).get("runtime", "cpython")] += 1
     terminalreporter.write_line(
-        "runtime counts: micropython=%(micropython)d cpython=%(cpython)d" % counts
+        "runtime counts: micropython=%(micropython)d micropython32=%(micropython32)d cpython=%(cpython)d" % counts
     )

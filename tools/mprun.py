@@ -4,9 +4,14 @@
     r = run_mpy("host_tests/x/check_foo.py", args=["--fast"])
     r.returncode, r.stdout, r.stderr, r.result   # result: last JSON line or None
 
-The module search path is fixed (first entry wins):
-    firmware : boards : .deps/mplib : host_tests/mpy_lib : .frozen
-and the working directory is the repository root.
+Two runtimes, chosen by $PM_RUNTIME (the test suite sets it per test):
+    micropython     the 64-bit unix port from PyPI (the venv's `micropython`); modules are
+                    compiled from source into the heap. Search path (first entry wins):
+                    firmware : boards : .deps/mplib : host_tests/mpy_lib : .frozen
+    micropython32   the 32-bit build with the firmware frozen in (tools/build_mp32.py): the
+                    ESP32's small-int range and object layout, bytecode outside the heap.
+                    Search path: .frozen first, then the same folders (test helpers).
+The working directory is the repository root.
 """
 
 import json
@@ -21,6 +26,10 @@ from typing import Any, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 MICROPYPATH_DIRS = ("firmware", "boards", ".deps/mplib", "host_tests/mpy_lib")
+RUNTIMES = ("micropython", "micropython32")
+MP32 = REPO / ".deps" / "mp32" / "micropython"  # made by tools/build_mp32.py (make mp32)
+# The ESP32 port stand-ins (machine, network, esp32, time): on a run's path only when it asks.
+ESP32PORT = {"micropython": str(REPO / "boards" / "esp32port"), "micropython32": ".frozen/esp32port"}
 
 
 class MpyNotFound(RuntimeError):
@@ -55,8 +64,21 @@ class MpyResult:
 APP_HEAP = "448k"
 
 
-def mpy_path():
-    """Path of the `micropython` binary: $MICROPYTHON, this venv, the repo .venv, then PATH."""
+def runtime():
+    """The runtime in force: $PM_RUNTIME, default micropython (64-bit)."""
+    rt = os.environ.get("PM_RUNTIME") or "micropython"
+    if rt not in RUNTIMES:
+        raise MpyNotFound("PM_RUNTIME=%r: expected one of %s" % (rt, ", ".join(RUNTIMES)))
+    return rt
+
+
+def mpy_path(rt=None):
+    """Path of the `micropython` binary of runtime rt (default: runtime()). 64-bit: $MICROPYTHON,
+    this venv, the repo .venv, then PATH; 32-bit: .deps/mp32/micropython."""
+    if (rt or runtime()) == "micropython32":
+        if MP32.is_file():
+            return str(MP32)
+        raise MpyNotFound("%s not found: run `make mp32` (tools/build_mp32.py)" % MP32.relative_to(REPO))
     candidates = [
         os.environ.get("MICROPYTHON"),
         str(Path(sys.executable).parent / "micropython"),
@@ -71,8 +93,12 @@ def mpy_path():
     )
 
 
-def micropypath():
-    return ":".join([str(REPO / d) for d in MICROPYPATH_DIRS] + [".frozen"])
+def micropypath(rt=None, esp32=False):
+    """MICROPYPATH for runtime rt; esp32=True puts the ESP32 port stand-ins first."""
+    rt = rt or runtime()
+    dirs = [str(REPO / d) for d in MICROPYPATH_DIRS]
+    path = [".frozen"] + dirs if rt == "micropython32" else dirs + [".frozen"]
+    return ":".join(([ESP32PORT[rt]] if esp32 else []) + path)
 
 
 def parse_result(stdout):
@@ -92,7 +118,7 @@ def _is_path(script):
     return "\n" not in script and script.strip().endswith(".py")
 
 
-def run_mpy(script, args=(), heap="64k", timeout=60, env=None, stdin=None):
+def run_mpy(script, args=(), heap="64k", timeout=60, env=None, stdin=None, esp32=False):
     """Run `script` (a Path, a '*.py' path string, or source code) under MicroPython.
 
     Relative paths are taken from the repository root. Source code is written to a
@@ -111,7 +137,7 @@ def run_mpy(script, args=(), heap="64k", timeout=60, env=None, stdin=None):
             path.write_text(script)
         cmd = [mpy_path(), "-X", "heapsize=%s" % heap, str(path)] + [str(a) for a in args]
         full_env = dict(os.environ)
-        full_env["MICROPYPATH"] = micropypath()
+        full_env["MICROPYPATH"] = micropypath(esp32=esp32)
         full_env.update(env or {})
         if isinstance(stdin, str):
             stdin = stdin.encode()

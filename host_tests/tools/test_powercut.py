@@ -8,6 +8,8 @@ from pathlib import Path
 
 import mprun
 
+USES_MICROPYTHON = True  # runs the firmware under both runtimes (conftest)
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+USES_MICROPYTHON = True  # runs the firmware under both runtimes (conftest)
+
 REPO = Path(__file__).resolve().parents[2]
 SIM = [sys.executable, str(REPO / "tools" / "sim.py")]
 

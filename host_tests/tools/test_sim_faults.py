@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+USES_MICROPYTHON = True  # runs the firmware under both runtimes (conftest)
+
 REPO = Path(__file__).resolve().parents[2]
 
 
