@@ -162,7 +162,11 @@ class Metering:
         if self._since_ms >= self.max_poll_ms:
             limit = chip.E_MAX  # (a register left unread that long may also have wrapped)
         else:
-            limit = self._max_cps * (self._since_ms + 1000) // 1000
+            # Whole seconds and the rest apart: max_cps x ms passes 2^30 (a big int on the
+            # ESP32) once polls are ~5 s apart on a fast-counting chip such as the ADE7953.
+            t = self._since_ms + 1000
+            s = t // 1000  # (divmod would allocate a tuple)
+            limit = self._max_cps * s + self._max_cps * (t - s * 1000) // 1000
             if limit > chip.E_MAX:
                 limit = chip.E_MAX
         good = True

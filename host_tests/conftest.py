@@ -39,9 +39,23 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("mp_runtime", runtimes, ids=[RUNTIME_IDS[r] for r in runtimes], indirect=True)
 
 
+@pytest.fixture(scope="session")
+def mp32_binary():
+    """The 32-bit build, brought up to date once per session: its firmware is frozen in, so a
+    stale binary would test yesterday's code (a no-op when nothing changed)."""
+    import build_mp32
+    try:
+        build_mp32.build()
+    except build_mp32.BuildError as e:
+        pytest.fail("32-bit MicroPython: %s" % e, pytrace=False)
+    return build_mp32.BINARY
+
+
 @pytest.fixture
 def mp_runtime(request, monkeypatch):
     """The MicroPython runtime of this test run, exported as $PM_RUNTIME."""
+    if request.param == "micropython32":
+        request.getfixturevalue("mp32_binary")
     monkeypatch.setenv("PM_RUNTIME", request.param)
     return request.param
 

@@ -69,6 +69,7 @@ class Ade7953Emu(EmuBase):
         for a, v in _POWER_ON.items():
             regs[a] = v
         self._acc[0] = self._acc[1] = 0
+        self._top = self._last_top = 0
         self._unlocked = False
         self.upset_live = False
         self._update_crc()
@@ -89,6 +90,10 @@ class Ade7953Emu(EmuBase):
             buf[4 * i + 2] = v >> 8 & 0xFF
             buf[4 * i + 3] = v & 0xFF
         self.crc = crc32(buf) & 0xFFFFFFFF
+        # Served as a top byte and 24 low bits: a 32-bit value passes 2^30, a big int on a
+        # 32-bit port, and the emulator stands in for hardware that allocates nothing.
+        self._crc_top = self.crc >> 24
+        self._crc_low = self.crc & 0xFFFFFF
 
     def _billing_unread(self):
         # Both channels' import make up the billing total.
@@ -116,9 +121,14 @@ class Ade7953Emu(EmuBase):
                 rx[i] = 0  # wrong frame length for this register: ignored
             return
         if tx[2] == 0x80:
-            v = self._read(addr, n)
+            v = self._read(addr, n)  # 32-bit registers: the top byte is in self._top
+            o = 3
+            if n == 4:
+                rx[3] = self._top
+                o = 4
+                n = 3
             for i in range(n):
-                rx[3 + i] = (v >> (8 * (n - 1 - i))) & 0xFF
+                rx[o + i] = (v >> (8 * (n - 1 - i))) & 0xFF
         else:
             for i in range(n):
                 rx[3 + i] = 0
@@ -136,23 +146,31 @@ class Ade7953Emu(EmuBase):
             if not v & 0x800000:
                 self.lost_num += v * self._cd
 
-    def _last(self, v, n, addr, op):
+    def _last(self, v, n, addr, op, top=0):
         regs = self.regs
         regs[R.LAST_OP] = op
         regs[R.LAST_ADD] = addr
         regs[_LAST[n - 1]] = v
+        if n == 4:
+            self._last_top = top
 
     def _read(self, addr, n):
+        # 32-bit registers are returned as their low 24 bits, with the top byte in self._top.
         regs = self.regs
+        top = 0
         if addr == R.CRC:
-            v = self.crc
+            v = self._crc_low
+            top = self._crc_top
         elif n == 4 and addr != R.LAST_RWDATA_32:
             v = regs.get(addr - 0x100, 0)
             if v & 0x800000:
-                v |= 0xFF000000  # sign-extended
+                top = 0xFF  # sign-extended
         else:
             v = regs.get(addr, 0)
-        self._last(v, n, addr, 0x35)
+            if addr == R.LAST_RWDATA_32:
+                top = self._last_top
+        self._top = top
+        self._last(v, n, addr, 0x35, top)
         if addr in _ENERGY and regs[R.LCYCMODE] & 0x40:
             regs[addr] = 0  # read-with-reset
         self._r_addr = addr
