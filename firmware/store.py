@@ -2,8 +2,8 @@
 # [payload][seq u32][crc32 u32]. A commit rewrites the older slot, so a power cut
 # mid-write can only damage that slot; boot picks the valid slot with the highest seq.
 # littlefs itself makes each file's new contents visible only at close.
-import os
 import struct
+import vfs
 from binascii import crc32
 from micropython import const
 
@@ -43,7 +43,7 @@ INLINE_MAX = const(4 * 128)
 
 
 def _lfs(dev):
-    return os.VfsLfs2(dev, readsize=LFS_READ, progsize=LFS_PROG)
+    return vfs.VfsLfs2(dev, readsize=LFS_READ, progsize=LFS_PROG)
 
 
 def mount(dev, path):
@@ -52,7 +52,7 @@ def mount(dev, path):
     raises an event and treats the record as lost. UNMOUNTED if even a fresh format fails."""
     for _ in range(_MOUNT_TRIES):
         try:
-            os.mount(_lfs(dev), path)
+            vfs.mount(_lfs(dev), path)
             return MOUNTED
         except OSError:
             pass
@@ -68,8 +68,8 @@ def mount(dev, path):
             pass
     for _ in range(_MOUNT_TRIES):  # a transient error during the format is retried as well
         try:
-            os.VfsLfs2.mkfs(dev, readsize=LFS_READ, progsize=LFS_PROG)
-            os.mount(_lfs(dev), path)
+            vfs.VfsLfs2.mkfs(dev, readsize=LFS_READ, progsize=LFS_PROG)
+            vfs.mount(_lfs(dev), path)
             return FORMATTED_BLANK if blank else REFORMATTED
         except OSError:
             pass
@@ -81,12 +81,12 @@ def remount(dev, path):
     (files can look missing), so nothing may be read or written through the old mount. Never
     formats. Returns True when mounted."""
     try:
-        os.umount(path)
+        vfs.umount(path)
     except OSError:
         pass
     for _ in range(_MOUNT_TRIES):
         try:
-            os.mount(_lfs(dev), path)
+            vfs.mount(_lfs(dev), path)
             return True
         except OSError:
             pass
