@@ -21,7 +21,9 @@ FIGURES = [
     ("tick_us_p99", "us", "<= 100", "same, 99th percentile (includes commits)"),
     ("spi_us_per_tick", "us", "", "SPI bus time per step on the device at the board's SPI clock"),
     ("alloc_bytes_per_tick", "B", "0", "heap allocated by a steady-state step (heap_lock proven)"),
-    ("min_heap_kib", "KiB", "<= 64", "smallest -X heapsize running the 24 h online sim"),
+    ("alloc_bytes_per_tick_32", "B", "0", "same on the 32-bit build, all three chips, ticks 1-5 s apart"),
+    ("min_heap_kib", "KiB", "", "smallest -X heapsize running the 24 h online sim, 64-bit, from source"),
+    ("heap_sim32_kib", "KiB", "<= 64", "same on the 32-bit build, firmware and emulators frozen"),
     ("wire_bytes_per_day", "B", "<= 20000", "MQTT packet bytes per meter per day"),
     ("payload_bytes_per_day", "B", "", "MQTT payload bytes per meter per day"),
     ("flash_bytes_per_day", "B", "", "bytes programmed to flash per day"),
@@ -42,11 +44,16 @@ FIGURES = [
     ("year_sim_s", "s", "", "a simulated household year, metering layer + emulator, 5 min ticks"),
 ]
 
-# Benchmarks: (name, command). MicroPython ones run on the unix port with the project's path.
+# Benchmarks: (name, command, runtime, renames). MicroPython ones ("mpy") run on the unix port
+# with the project's path; the runtime (tools/mprun.py) is also passed to CPython drivers that
+# start MicroPython themselves (minheap). Renames give a 32-bit run's figures their own names.
 BENCHES = [
-    ("tick", ["mpy", "bench/tick.py", "3000"]),
-    ("minheap", ["py", "bench/minheap.py", "24"]),
-    ("meter_chips", ["mpy", "bench/meter_chips.py"]),
+    ("tick", ["mpy", "bench/tick.py", "3000"], "micropython", {}),
+    ("minheap", ["py", "bench/minheap.py", "24"], "micropython", {}),
+    ("minheap32", ["py", "bench/minheap.py", "24"], "micropython32", {"min_heap_kib": "heap_sim32_kib",
+                                                                      "probes": "heap_sim32_probes"}),
+    ("alloc32", ["mpy", "bench/alloc.py", "1500"], "micropython32", "_32"),
+    ("meter_chips", ["mpy", "bench/meter_chips.py"], "micropython", {}),
 ]
 OPTIONAL = ["wire", "latency", "boot"]  # bench/<name>.py, run with CPython if present
 
@@ -68,13 +75,13 @@ def storage_figures(r):
     return out
 
 
-def run(name, cmd, heap="512k"):
+def run(name, cmd, heap="512k", runtime="micropython", renames=None):
+    env = dict(os.environ, PM_RUNTIME=runtime)
     if cmd[0] == "mpy":
-        argv = [mprun.mpy_path(), "-X", "heapsize=" + heap] + cmd[1:]
-        env = dict(os.environ, MICROPYPATH=mprun.micropypath())
+        argv = [mprun.mpy_path(runtime), "-X", "heapsize=" + heap] + cmd[1:]
+        env["MICROPYPATH"] = mprun.micropypath(runtime)
     else:
         argv = [sys.executable] + cmd[1:]
-        env = dict(os.environ)
     t = time.time()
     p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -82,13 +89,16 @@ def run(name, cmd, heap="512k"):
         print("bench %s failed (exit %d):\n%s%s" % (name, p.returncode, p.stdout[-2000:], p.stderr[-2000:]))
         return {}
     print("bench %-8s %5.1f s" % (name, time.time() - t), flush=True)
-    return json.loads(lines[-1])
+    r = json.loads(lines[-1])
+    if isinstance(renames, str):  # a suffix for every figure
+        return {k + renames: v for k, v in r.items()}
+    return {(renames or {}).get(k, k): v for k, v in r.items()}
 
 
 def main():
     results = {}
-    for name, cmd in BENCHES:
-        results.update(run(name, cmd))
+    for name, cmd, runtime, renames in BENCHES:
+        results.update(run(name, cmd, runtime=runtime, renames=renames))
     results.update(storage_figures(run("storage", ["mpy", "bench/storage.py", "24"], heap="8m")))
     for name in OPTIONAL:
         if (ROOT / "bench" / (name + ".py")).exists():

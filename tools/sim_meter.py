@@ -179,7 +179,9 @@ def main():
     summary["pulse_truth"] = board.pulses_truth
     if m.sync.link:
         m.sync.link.close()
-    print(json.dumps(summary))
+    gc.collect()
+    json.dump(summary, sys.stdout)  # streamed: no one large string in a small (device-sized) heap
+    print()
 
 
 main()
