@@ -3,8 +3,8 @@
 mpy     run a script under MicroPython; fails the test on non-zero exit
         unless check=False. Tests using it are marked `micropython`.
 
-Every test that runs MicroPython (through `mpy`, the meter rig, or a module that sets
-USES_MICROPYTHON = True) runs twice: on the 64-bit unix port (`micropython`) and on the
+Every test that runs MicroPython (through `mpy`, the meter rig, a module that sets
+USES_MICROPYTHON = True, or a test marked `micropython`) runs twice: on the 64-bit unix port (`micropython`) and on the
 32-bit build with the firmware frozen in (`micropython32`, tools/build_mp32.py). The runtime
 reaches mprun, and any tool the test starts, through $PM_RUNTIME.
 broker  a private Mosquitto broker (fresh per test). Never skipped: a missing
@@ -26,7 +26,7 @@ RUNTIME_IDS = {"micropython": "mp64", "micropython32": "mp32"}
 
 
 def _runs_micropython(metafunc):
-    if "mpy" in metafunc.fixturenames:
+    if "mpy" in metafunc.fixturenames or metafunc.definition.get_closest_marker("micropython"):
         return True
     mod = metafunc.module
     return bool(getattr(mod, "USES_MICROPYTHON", False) or getattr(mod, "Rig", None))

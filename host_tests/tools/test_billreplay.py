@@ -10,6 +10,8 @@ import pytest
 
 import billreplay
 
+USES_MICROPYTHON = True  # the firmware's tariff engine runs on both runtimes (conftest)
+
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "billreplay.py"
 T0 = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp())
 

@@ -1,4 +1,5 @@
 """tools/fleet.py: a small fleet end to end, and the invariant checks on made-up outcomes."""
+import pytest
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import fleet
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.micropython  # runs on both runtimes (conftest)
 def test_small_fleet_keeps_every_invariant_through_a_broker_restart():
     p = subprocess.run([sys.executable, str(REPO / "tools" / "fleet.py"), "--meters", "3", "--hours", "6",
                         "--pace-ms", "20", "--seed", "3"], capture_output=True, text=True, cwd=REPO, timeout=300)
