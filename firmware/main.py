@@ -11,6 +11,10 @@ SETTINGS = "settings.json"  # technician overrides (repl.config), under board.ro
 # well under the ~9 minutes the chip's 16-bit energy registers hold at full load.
 HOLD_S = 300
 _HOLD_PERIOD_MS = 5000
+# Hardware timer of the hold. machine.Timer(n) on the ESP32 is the one hardware timer n, shared by
+# every Timer(n): the boards sample the pulse inputs on timer 0 (boards/esp32_*.py), so a hold on
+# timer 0 would replace that callback and its deinit() would stop pulse counting for good.
+_HOLD_TIMER = 1
 _WAIT_SLICE_MS = 100  # poll the link at least this often while waiting for a tick
 
 
@@ -120,7 +124,7 @@ def hold_watchdog(board):
             h[0] -= 1
             board.feed_watchdog()
 
-    t = Timer(0)
+    t = Timer(_HOLD_TIMER)
     t.init(period=_HOLD_PERIOD_MS, callback=feed)
     app.console_timer = t
     return True

@@ -90,6 +90,7 @@ mptest.check(took >= 40, "the loop waited for real tick deadlines (%d ms)" % too
 import machine
 t = app.console_timer
 mptest.check(t is not None and t.period == main._HOLD_PERIOD_MS, "a timer holds the watchdog while paused")
+mptest.check(t.n != 0, "not hardware timer 0: the boards sample the pulse inputs on it")
 periods = main.HOLD_S * 1000 // main._HOLD_PERIOD_MS
 mptest.eq(app.console_hold[0], periods, "hold starts full")
 before = rb.feeds
@@ -108,6 +109,7 @@ mptest.done()
 FAKE_MACHINE = """
 class Timer:
     def __init__(self, n):
+        self.n = n
         self.stopped = False
     def init(self, period, callback):
         self.period = period
