@@ -62,7 +62,8 @@ class Meter:
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
         storage = cfg.get("storage", {})
-        self.sync = Sync(board.meter_id, storage.get("outbox", outbox_mod.CAPACITY), board.root + "/outbox")
+        self.sync = Sync(board.meter_id, board.clock, storage.get("outbox", outbox_mod.CAPACITY),
+                         board.root + "/outbox")
         self.log = logbook.Logbook(board.root, storage)
         self.log.on_error = self.sync.outbox.on_error = self.storage_error
         # Billing decides what the snapshots and the top-up journal hold; the logbook keeps them.
@@ -106,6 +107,8 @@ class Meter:
             # The file system had to be formatted to mount (or cannot be mounted at all):
             # whatever it held is gone, so the state is unknown.
             self.emit(events.STORE_REFORMATTED, self.board.fs_state)
+        if getattr(self.board, "fs_fallback", False):
+            self.emit(events.STORE_FALLBACK, 0)  # a stock image: the backend should know the wear
         try:
             ok = self.store.load() and record.unpack(self.store.payload, self)
         except Exception:  # never a boot loop: an unexpected record is a damaged record
@@ -163,6 +166,8 @@ class Meter:
         self._credit_rules()
         self._button(now)
         self.protection.step(now)
+        self.relay_cmds.tick(now)  # buckets refill on the tick: no stamp outlives 2^29 ms
+        self.sync.anon.tick(now)
         if (self.relay.changed or self.protection.changed() or self._uncommitted_wh >= self.commit_wh
                 or clock.ticks_diff(now, self._last_commit) >= self.commit_ms):
             self.commit()
@@ -433,7 +438,7 @@ class Meter:
         direct = doc.get("direct")
         if op == "reconnect" and direct is not None and not isinstance(direct, bool):
             return _BAD_ARGS
-        if not self.relay_cmds.allow():
+        if not self.relay_cmds.take(self.clock.ticks_ms()):
             self.emit(events.RELAY_CMD_LIMITED, 0)
             return _RATE_LIMITED
         p = self.protection

@@ -13,12 +13,15 @@ IDLE = const(0)  # watching
 TRIPPED = const(1)  # open, retry pending
 LATCHED = const(2)  # open until cleared
 STATE_NAMES = ("idle", "tripped", "latched")
+_MAX_S = const(536870)  # 2^29 ms in seconds
 
 
 class Limiter:
     def __init__(self, relay, clock, emit, power_w=0, current_ma=0, over_s=30, retry_s=120,
                  max_trips=4, window_s=1800):
-        if power_w < 0 or current_ma < 0 or over_s < 0 or retry_s < 1 or max_trips < 1 or window_s < 1:
+        # Intervals are compared on the tick clock: each must stay under 2^29 ms (6.2 days).
+        if (power_w < 0 or current_ma < 0 or not 0 <= over_s < _MAX_S or not 1 <= retry_s < _MAX_S
+                or max_trips < 1 or not 1 <= window_s < _MAX_S):
             raise ValueError("limiter config")
         self._relay = relay
         self._clock = clock
@@ -29,9 +32,8 @@ class Limiter:
         self._retry_ms = retry_s * 1000
         self._window_ms = window_s * 1000
         self._max = max_trips
-        self._trip_at = array("i", bytes(4 * max_trips))  # ring of recent trip times (ticks)
-        self._n = 0  # valid entries in the ring
-        self._head = 0
+        self._trip_at = array("i", bytes(4 * max_trips))  # trips inside the window (ticks), oldest first
+        self._n = 0  # valid entries
         self.state = IDLE
         self._over = False
         self._since = 0
@@ -63,6 +65,8 @@ class Limiter:
     # -- per tick -------------------------------------------------------------------
     def step(self, now, p_w, i_ma):
         ck = self._clock
+        if self._n:
+            self._expire(now)
         st = self.state
         if st == TRIPPED:
             if ck.ticks_diff(now, self._tripped_at) >= self._retry_ms:
@@ -84,26 +88,40 @@ class Limiter:
         if ck.ticks_diff(now, self._since) >= self._over_ms:
             self._trip(now)
 
-    def _recent(self, now):
-        """Trips in the ring that are still inside the window."""
+    def _expire(self, now):
+        """Drop trips that left the window. Done every tick, so no stamp is kept long enough
+        (2^29 ms, 6.2 days) for ticks_diff to wrap negative and make an old trip look recent."""
         ck = self._clock
-        c = 0
+        t = self._trip_at
+        n = self._n
         i = 0
-        while i < self._n:
-            if ck.ticks_diff(now, self._trip_at[i]) < self._window_ms:
-                c += 1
+        while i < n:
+            d = ck.ticks_diff(now, t[i])
+            if 0 <= d < self._window_ms:
+                break  # oldest first: the rest are younger
             i += 1
-        return c
+        if i:
+            j = 0
+            while i + j < n:
+                t[j] = t[i + j]
+                j += 1
+            self._n = j
 
     def _trip(self, now):
         self._over = False
-        self._trip_at[self._head] = now
-        self._head = (self._head + 1) % self._max
-        if self._n < self._max:
-            self._n += 1
+        t = self._trip_at
+        if self._n == self._max:  # full: the oldest makes room
+            i = 1
+            while i < self._n:
+                t[i - 1] = t[i]
+                i += 1
+            self._n -= 1
+        t[self._n] = now
+        self._n += 1
         self.trips_total += 1
         self.changed = True
-        recent = self._recent(now)
+        self._expire(now)
+        recent = self._n
         r = self._relay
         if recent >= self._max:
             self.state = LATCHED
@@ -125,7 +143,6 @@ class Limiter:
         self.state = IDLE
         self._over = False
         self._n = 0
-        self._head = 0
         self.changed = True
         self._emit(events.LIMIT_CANCELLED, 0)
         self._relay.clear_reason(relay_mod.LOAD)

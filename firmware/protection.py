@@ -7,6 +7,7 @@ import relay as relay_mod
 import relay_driver
 import limiter as limiter_mod
 import tamper as tamper_mod
+from bucket import TokenBucket
 
 _OK = const(0)
 OVER = const(1)
@@ -157,7 +158,7 @@ def build(board, metering, emit):
         _get(rcfg, "reconnect_delay_s", 180), _rand_for(board), _get(rcfg, "control_mode", relay_mod.DEFAULT_MODE))
     prot = Protection(relay, board.relay, metering, board.clock, emit, pcfg, getattr(board, "cover", None),
                       getattr(board, "magnet", None))
-    rate = relay_mod.RateLimit(board.clock, _get(rcfg, "cmd_burst", 4), _get(rcfg, "cmd_refill_s", 900))
+    rate = TokenBucket(board.clock, _get(rcfg, "cmd_burst", 4), _get(rcfg, "cmd_refill_s", 900) * 1000)
     return relay, prot, rate
 
 

@@ -64,34 +64,6 @@ def reason_name(bit):
     return "none"
 
 
-class RateLimit:
-    """Token bucket for remote relay commands: `burst` at once, one more every `refill_s`."""
-
-    def __init__(self, clock, burst=4, refill_s=900):
-        if burst < 1 or refill_s < 1:
-            raise ValueError("rate limit")
-        self._clock = clock
-        self._burst = burst
-        self._refill_ms = refill_s * 1000
-        self.tokens = burst
-        self._since = clock.ticks_ms()
-        self.refused = 0
-
-    def allow(self):
-        ck = self._clock
-        now = ck.ticks_ms()
-        while self.tokens < self._burst and ck.ticks_diff(now, self._since) >= self._refill_ms:
-            self.tokens += 1
-            self._since = ck.ticks_add(self._since, self._refill_ms)
-        if self.tokens == self._burst:
-            self._since = now
-        if self.tokens:
-            self.tokens -= 1
-            return True
-        self.refused += 1
-        return False
-
-
 class RelayControl:
     """`out` is a relay driver (command(closed, delay_ms)); a plain part with set(closed) works
     too, without delays. `rand(n)` gives 0..n-1 for the randomised reconnect delay."""

@@ -9,6 +9,7 @@ import events
 import time
 from timebase import to_unix  # wall times are meter seconds inside, Unix seconds on the wire
 from outbox import Outbox  # on flash when given a path (firmware/outbox.py)
+from bucket import TokenBucket
 
 PROTOCOL = const(1)
 TELE = const(0)
@@ -52,7 +53,7 @@ def _metering_extra(mt):
 
 
 class Sync:
-    def __init__(self, meter_id, outbox_capacity=64, outbox_path=None, outbox=None):
+    def __init__(self, meter_id, clock, outbox_capacity=64, outbox_path=None, outbox=None):
         base = b"pm/v1/" + meter_id.encode() + b"/"
         self.topics = tuple(base + n for n in _NAMES)
         self.status_topic = base + b"status"
@@ -66,8 +67,8 @@ class Sync:
         self.exception = False  # an event asked for an early telemetry report
         self.emit = None  # the app's event hook, for what only the link can see
         self._oversized = 0
-        self._tokens = _ANON_BURST
-        self._refill = None  # ticks of the last token refill
+        # answers to unauthenticated commands (the app ticks it every step)
+        self.anon = TokenBucket(clock, _ANON_BURST, _ANON_REFILL_MS)
         self.suppressed = 0  # refusals not yet answered one by one
 
     @property
@@ -121,18 +122,9 @@ class Sync:
 
     def refused(self, cid, reason, m, now):
         """Answer and log a refused command (cid 0: not authentic, so rate-limited)."""
-        if cid == 0:
-            clock = m.clock
-            if self._refill is None:
-                self._refill = now
-            n = clock.ticks_diff(now, self._refill) // _ANON_REFILL_MS
-            if n > 0:
-                self._tokens = min(_ANON_BURST, self._tokens + n)
-                self._refill = clock.ticks_add(self._refill, n * _ANON_REFILL_MS)
-            if not self._tokens:
-                self.suppressed += 1
-                return
-            self._tokens -= 1
+        if cid == 0 and not self.anon.take(now):
+            self.suppressed += 1
+            return
         sup = self.suppressed
         self.suppressed = 0
         if self.emit is not None:

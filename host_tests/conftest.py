@@ -52,12 +52,21 @@ def mp32_binary():
 
 
 @pytest.fixture
-def mp_runtime(request, monkeypatch):
-    """The MicroPython runtime of this test run, exported as $PM_RUNTIME."""
-    if request.param == "micropython32":
-        request.getfixturevalue("mp32_binary")
-    monkeypatch.setenv("PM_RUNTIME", request.param)
+def mp_runtime(request):
+    """The MicroPython runtime of this test run (also exported as $PM_RUNTIME)."""
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _runtime_env(request, monkeypatch):
+    # Autouse, so the runtime is exported whether or not the test names mp_runtime: a fixture
+    # only appended to the parametrisation is not set up by pytest.
+    callspec = getattr(request.node, "callspec", None)
+    rt = callspec.params.get("mp_runtime") if callspec else None
+    if rt == "micropython32":
+        request.getfixturevalue("mp32_binary")
+    if rt:
+        monkeypatch.setenv("PM_RUNTIME", rt)
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ class R: state = 0; reasons = 0
 class M: account = A(); metering = Mt(); relay = R(); topups = 2
 from billtest import EPOCH_S
 T = 1767225600 - EPOCH_S  # 2026-01-01 in meter seconds, as the app passes it
-s = Sync("m-1", 16)
+from simhw.clock import SimClock
+s = Sync("m-1", SimClock(1767225600), 16)
 s.boot = T
 s.telemetry(M(), T)
 s.load_profile(M(), T, 12, 0)
@@ -87,7 +88,8 @@ class FakeLink:
     polls = 0
     def poll(self): self.polls += 1
     def publish(self, *a): return True
-s = Sync("m-1", 8)
+from simhw.clock import SimClock
+s = Sync("m-1", SimClock(1767225600), 8)
 ring = events.EventRing(8)
 ring.raise_(events.BOOT, 0, 1)
 s.forward_events(ring)  # formats one message (allocates): outside the lock

@@ -129,6 +129,33 @@ micropython.heap_unlock()
 mptest.check(ok, "limiter step allocated under heap_lock")
 mptest.check(lim.trips_total >= 2 and lim.retries >= 2, "the locked run tripped and retried")
 
+# Days later: trips older than the window never count again, however old they get. On the
+# ESP32 ticks wrap at 2^30 ms and ticks_diff of a stamp over 2^29 ms (6.2 days) old is negative:
+# an old trip kept as a stamp would look recent, and one overload a week later would latch.
+for idle_days in (7, 9, 13, 20):
+    ck, ring, rc, lim = rig(power_w=3000, over_s=30, retry_s=120, max_trips=4, window_s=1800)
+    for _ in range(3):
+        run(ck, rc, lim, 31, 3500)  # a trip
+        run(ck, rc, lim, 121, 0)  # the retry closes the relay
+    mptest.eq((lim.state, lim.trips_total), (L.IDLE, 3), "three trips, not latched")
+    t0 = ck.ticks_ms()
+    wraps = 0
+    last = t0
+    for _ in range(idle_days * 86400 // 5):  # the loop keeps ticking (5 s apart here), no load
+        ck.advance(5000)
+        t = ck.ticks_ms()
+        wraps += t < last
+        last = t
+        lim.step(t, 200, 0)
+    run(ck, rc, lim, 31, 3500)
+    mptest.eq(lim.state, L.TRIPPED, "one overload %d days later trips and retries (not latched)" % idle_days)
+    r = ring.ring
+    trip = [r.get(q)[1] for q in range(r.oldest_seq(), r.seq) if r.get(q)[0] == events.LIMIT_TRIP][-1]
+    mptest.eq(trip, 1, "it is the only trip in the window")
+    if idle_days == 20:
+        mptest.check(wraps >= 1, "the idle period crossed a tick wrap")
+
+mptest.raises(ValueError, L.Limiter, rc, ck, ring, 100, 0, 30, 120, 4, 7 * 86400)  # window past 2^29 ms
 mptest.raises(ValueError, L.Limiter, rc, ck, ring, -1)
 mptest.raises(ValueError, L.Limiter, rc, ck, ring, 100, 0, 30, 0)
 mptest.done()

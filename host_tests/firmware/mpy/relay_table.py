@@ -202,15 +202,4 @@ mptest.eq(rc.state, D, "billing ends the period after boot: credit applies")
 rc.restore(R.READY, 0, 0)
 mptest.eq(rc.need_confirm, True, "ready implies a confirmation is owed")
 
-# Rate limit on remote relay commands.
-ck = mkclock()
-rl = R.RateLimit(ck, 2, 60)
-mptest.eq([rl.allow(), rl.allow(), rl.allow()], [True, True, False], "burst of 2")
-ck.advance(59000)
-mptest.eq(rl.allow(), False, "not refilled before 60 s")
-ck.advance(1000)
-mptest.eq(rl.allow(), True, "one token after 60 s")
-mptest.eq(rl.refused, 2, "refusals counted")
-mptest.raises(ValueError, R.RateLimit, ck, 0, 60)
-
 mptest.done(cells=cells)
