@@ -61,11 +61,9 @@ class Board:
         self.cover = Pin(PINS["cover"], Pin.IN).value
         self.magnet = Pin(PINS["magnet"], Pin.IN).value
         self.root = "/data"
-        try:
-            import os
-            os.mkdir(self.root)
-        except OSError:
-            pass
+        self.fs_state, self.fs_fallback, self._fs = mount_data(self.root)
+        if self.fs_fallback:
+            self.config = fallback_config(config)
         import calibration
 
         self.uid = machine.unique_id()
@@ -115,6 +113,12 @@ class Board:
     def button(self):
         return self._button.value() == 0
 
+    def remount(self):
+        """After a flash error (store.remount): the file system /data is on, never formatted."""
+        import store
+        dev, path, rs, ps = self._fs
+        return dev is not None and store.remount(dev, path, rs, ps)
+
     def feed_watchdog(self):
         self._wdt.feed()
 
@@ -152,6 +156,54 @@ class Board:
         t = time.gmtime(timebase.from_unix(utc) + self.clock._offset)
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
         self.clock.anchor(True)
+
+
+DATA_LABEL = "meter"  # the meter image's data partition (boards/esp32_meter/partitions.csv)
+
+
+def mount_data(root):
+    """Mount `root` (/data) for the store. On the meter image: its "meter" partition with the store's
+    littlefs geometry, where the record is inline and a commit rarely erases a block. On a stock
+    image without it: a directory on the root file system, which the port mounted with VfsLfs2's
+    defaults; power-cut safe too, but there every commit erases a block (several times the wear,
+    docs/storage.md), so the board says so and the app raises store_fallback at every boot.
+    Returns (store.mount result, fallback, (device, mount point, read size, prog size))."""
+    import store
+    try:
+        from esp32 import Partition
+        found = Partition.find(Partition.TYPE_DATA, label=DATA_LABEL)
+    except ImportError:  # no esp32 module (a host harness): as on a stock image
+        found = None
+    if found:
+        dev = found[0]
+        return store.mount(dev, root), False, (dev, root, store.LFS_READ, store.LFS_PROG)
+    print("storage: no '%s' partition (a stock image): %s on the root file system, a flash erase "
+          "per commit (docs/storage.md)" % (DATA_LABEL, root))
+    import os
+    try:
+        os.mkdir(root)
+    except OSError:
+        pass
+    try:
+        from flashbdev import bdev  # the port's root block device, as its _boot.py mounted it
+    except ImportError:
+        bdev = None
+    return store.MOUNTED, True, (bdev, root.rsplit("/", 1)[0] or "/", store.ROOT_READ, store.ROOT_PROG)
+
+
+FALLBACK_OUTBOX = 750  # messages: 3.9 days of backfill instead of 7.7
+
+
+def fallback_config(config):
+    """The config on a stock image's root file system, which also holds the firmware files: every
+    log at full size would fill it (docs/storage.md), and the record, not inline there, needs a free
+    block for each commit. A smaller outbox keeps about 50 blocks free, unless the board set one."""
+    storage = config.get("storage", {})
+    if "outbox" in storage:
+        return config
+    config = dict(config)
+    config["storage"] = dict(storage, outbox=FALLBACK_OUTBOX)
+    return config
 
 
 class _Relay:

@@ -43,10 +43,13 @@ class Board:
         self.load_w = opts.get("load_w", 3000)
         self.flash = opts["dev"]
         self.root = "/flash"
-        self.fs_state = store.mount(self.flash, self.root)
+        # littlefs read/prog sizes: the store's own (the meter image's partition), or another
+        # geometry to reproduce, e.g. the stock image's root file system (store.ROOT_READ/PROG)
+        self._geom = opts.get("lfs", (store.LFS_READ, store.LFS_PROG))
+        self.fs_state = store.mount(self.flash, self.root, *self._geom)
 
     def remount(self):
-        return store.remount(self.flash, self.root)
+        return store.remount(self.flash, self.root, *self._geom)
 
     def advance(self, ms):
         self.emu.set_load(self.load_w if self.relay.closed else 0)

@@ -55,6 +55,9 @@ STORE_REFORMATTED = const(46)  # storage could not be mounted and was formatted
 TAMPER_LN = const(47)  # live and neutral currents disagree (meter bypass)
 CAL_INVALID = const(48)  # stored calibration failed its CRC or belongs to another board/chip
 CHIP_UPSET = const(49)  # chip configuration changed without a reset (CRC check): re-initialised (arg: count)
+# Storage on the root file system of a stock image (no "meter" partition): about one flash erase
+# per commit, several times the wear of the meter image (docs/storage.md). Raised at every boot.
+STORE_FALLBACK = const(50)
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -69,6 +72,7 @@ NAMES = (
     "topup_refused", "token_lockout", "tariff_activated",
     "store_reformatted",
     "tamper_ln", "cal_invalid", "chip_upset",
+    "store_fallback",
 )
 
 

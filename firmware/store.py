@@ -36,23 +36,29 @@ def _never_used(dev):
 # littlefs keeps a file inline in its directory's metadata when it fits the cache (4 x the larger
 # of read and prog size here); otherwise every rewrite of the file takes a new block and an erase.
 # The hot record must stay inline: at 256 bytes with the default 32-byte sizes it cost one erase
-# per commit (1015 per 1000), with 128 it costs 101 per 1000 (bench/storage.py).
+# per commit (1015 per 1000), with 128 it costs 101 per 1000 (bench/storage.py). So the ESP32
+# board mounts /data from its own "meter" partition with these (boards/esp32_meter/partitions.csv).
 LFS_READ = const(128)
 LFS_PROG = const(128)
 INLINE_MAX = const(4 * 128)
+# The root file system of the ESP32 port, mounted by its _boot.py with VfsLfs2's defaults: inline
+# limit 128 bytes, so the record is not inline there (the stock-image fallback, docs/storage.md).
+ROOT_READ = const(32)
+ROOT_PROG = const(32)
 
 
-def _lfs(dev):
-    return vfs.VfsLfs2(dev, readsize=LFS_READ, progsize=LFS_PROG)
+def _lfs(dev, rs, ps):
+    return vfs.VfsLfs2(dev, readsize=rs, progsize=ps)
 
 
-def mount(dev, path):
-    """Mount littlefs from block device `dev` at `path`. A failed mount is retried (an I/O error
+def mount(dev, path, rs=LFS_READ, ps=LFS_PROG):
+    """Mount littlefs from block device `dev` at `path` (read/prog sizes rs/ps: the store's own
+    unless a test or benchmark reproduces another geometry). A failed mount is retried (an I/O error
     can be transient); reformatting is the last resort and is reported as REFORMATTED so the app
     raises an event and treats the record as lost. UNMOUNTED if even a fresh format fails."""
     for _ in range(_MOUNT_TRIES):
         try:
-            vfs.mount(_lfs(dev), path)
+            vfs.mount(_lfs(dev, rs, ps), path)
             return MOUNTED
         except OSError:
             pass
@@ -68,15 +74,15 @@ def mount(dev, path):
             pass
     for _ in range(_MOUNT_TRIES):  # a transient error during the format is retried as well
         try:
-            vfs.VfsLfs2.mkfs(dev, readsize=LFS_READ, progsize=LFS_PROG)
-            vfs.mount(_lfs(dev), path)
+            vfs.VfsLfs2.mkfs(dev, readsize=rs, progsize=ps)
+            vfs.mount(_lfs(dev, rs, ps), path)
             return FORMATTED_BLANK if blank else REFORMATTED
         except OSError:
             pass
     return UNMOUNTED
 
 
-def remount(dev, path):
+def remount(dev, path, rs=LFS_READ, ps=LFS_PROG):
     """Mount again after an I/O error: littlefs' in-RAM state may no longer match the flash then
     (files can look missing), so nothing may be read or written through the old mount. Never
     formats. Returns True when mounted."""
@@ -86,7 +92,7 @@ def remount(dev, path):
         pass
     for _ in range(_MOUNT_TRIES):
         try:
-            vfs.mount(_lfs(dev), path)
+            vfs.mount(_lfs(dev, rs, ps), path)
             return True
         except OSError:
             pass

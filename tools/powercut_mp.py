@@ -1,11 +1,13 @@
 # Power-cut and I/O-error sweep of the real firmware (app.Meter on the sim-powercut board), run
 # under micropython by tools/powercut.py:
-#   micropython tools/powercut_mp.py MODE FIRST LAST STRIDE
+#   micropython tools/powercut_mp.py MODE FIRST LAST STRIDE [GEOMETRY]
 # MODE: dry (one clean run, prints its write/op counts), cut (power lost at the N-th program or
 # erase), once / sticky (the N-th block operation fails, once or from then on), full (the file
 # system is filled up at tick N). For each N the scenario of consumption, top-ups, commands and
 # relay changes runs on a fresh flash; after a power cut the firmware boots again from the bytes
 # that survived, the backend re-delivers every unacknowledged command, and the run goes on.
+# GEOMETRY: littlefs read/prog sizes, "meter" (the store's, as on the meter image's partition;
+# the default) or "root" (a stock image's root file system, the board's fallback).
 # Prints one line per failed check and a JSON summary as the last line.
 import sys
 import gc
@@ -31,6 +33,9 @@ KEY = b"powercut-sweep-test-key-only-32b"  # test key for this harness only
 TICK_MS = 5000
 TICKS = 150
 BLOCKS = 96
+# littlefs read/prog sizes: the meter image's partition (the store's), or a stock image's root
+GEOMETRIES = {"meter": (store_mod.LFS_READ, store_mod.LFS_PROG), "root": (store_mod.ROOT_READ, store_mod.ROOT_PROG)}
+GEOMETRY = GEOMETRIES["meter"]
 # tick -> command; amounts are distinct so a double credit shows in the totals
 SCRIPT = {
     3: ("topup", 41), 9: ("disconnect",), 14: ("reconnect", True), 22: ("topup", 67),
@@ -143,7 +148,7 @@ class Run:
             except OSError:
                 pass
         self.board = sim_powercut.Board({"meter_id": METER, "key": KEY, "dev": dev, "config": CONFIG,
-                                          "load_w": 1200}, before)
+                                          "load_w": 1200, "lfs": GEOMETRY}, before)
         # The randomised reconnect delay after boot, seeded per run and boot: without it the
         # port's RNG makes every run (and the dry run's write count) different and unrepeatable.
         self.board.rand = Lcg(self.n * 131 + self.reboots).next
@@ -388,8 +393,10 @@ class Run:
 
 
 def main():
+    global GEOMETRY
     mode = sys.argv[1]
     first, last, stride = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    GEOMETRY = GEOMETRIES[sys.argv[5] if len(sys.argv) > 5 else "meter"]
     out = {"mode": mode, "runs": 0, "cut_points": 0, "erases_cut": 0, "lost": 0, "applied_twice": 0,
            "unreadable": 0, "relay_mismatch": 0, "record_mismatch": 0, "crashes": 0,
            "energy_lost_max_wh": 0, "reboots": 0, "failed_runs": 0, "refused_full": 0,

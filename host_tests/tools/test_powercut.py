@@ -30,6 +30,21 @@ def test_quick_sweep_passes():
     assert "power cut at program/erase N" in proc.stdout
 
 
+def test_quick_sweep_passes_on_a_stock_image_root_file_system():
+    """The ESP32 board's fallback without a "meter" partition: /data on the root file system with
+    littlefs' default 32-byte sizes, where the record is not inline and every commit allocates a
+    block. Nothing acknowledged may be lost there either."""
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / "powercut.py"), "--quick", "--jobs", "2",
+                           "--geometry", "root"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out["ok"] is True and out["geometry"] == "root"
+    assert out["cut_points"] >= 50 and out["erases_cut"] >= 1 and out["full_runs"] >= 1
+    for k in ("lost", "applied_twice", "unreadable", "relay_mismatch", "record_mismatch", "crashes",
+              "log_damaged"):
+        assert out[k] == 0, k
+
+
 def test_sweep_catches_an_ack_before_commit(tmp_path, mpy):
     """The harness must be able to fail: a firmware that acknowledges a top-up before committing
     it loses acknowledged top-ups when the power goes during that commit."""
