@@ -34,7 +34,8 @@ def _runs_micropython(metafunc):
 
 def pytest_generate_tests(metafunc):
     if _runs_micropython(metafunc):
-        runtimes = getattr(metafunc.module, "RUNTIMES", mprun.RUNTIMES)
+        only = metafunc.definition.get_closest_marker("runtimes")
+        runtimes = only.args if only else getattr(metafunc.module, "RUNTIMES", mprun.RUNTIMES)
         metafunc.fixturenames.append("mp_runtime")
         metafunc.parametrize("mp_runtime", runtimes, ids=[RUNTIME_IDS[r] for r in runtimes], indirect=True)
 

@@ -478,5 +478,5 @@ mptest.done(points=len(pts))
 
 
 def test_tou_rate_against_a_plain_model(mpy):
-    res = mpy(TOU_MODEL, heap="256k", timeout=120)
+    res = mpy(TOU_MODEL, heap="1m", timeout=120)  # thousands of Unix times: big ints on a 32-bit build
     assert res.result["ok"] and res.result["points"] > 1500

@@ -120,6 +120,7 @@ mptest.done(up=bool(ok), connects=L.connects)
 
 
 @pytest.mark.micropython
+@pytest.mark.runtimes("micropython")  # the 32-bit build has no ssl: the v1.28 source subset holds no mbedtls
 def test_firmware_link_speaks_tls_and_verifies_the_broker(fleet, mpy):
     out, port, users, other = fleet
     b, got = _backend(out, port, users)
