@@ -124,7 +124,7 @@ def main():
                                                 os.cpu_count())
     results["_date"] = time.strftime("%Y-%m-%d")
     print()
-    print("%-22s %12s %-7s %-10s %s" % ("figure", "value", "unit", "target", "what"))
+    print("%-32s %8s %-7s %-10s %s" % ("figure", "value", "unit", "target", "what"))
     missing = []
     for key, unit, target, what in FIGURES:
         v = results.get(key)
@@ -133,7 +133,7 @@ def main():
             shown = "not measured"
         else:
             shown = ("%.2f" % v) if isinstance(v, float) else str(v)
-        print("%-22s %12s %-7s %-10s %s" % (key, shown, unit, target, what))
+        print("%-32s %8s %-7s %-10s %s" % (key, shown, unit, target, what))
     out = Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "results.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

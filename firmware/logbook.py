@@ -21,7 +21,8 @@ EV_SIZE = struct.calcsize(EV_FMT)
 LP_FMT = "<iIIiBB"
 LP_SIZE = struct.calcsize(LP_FMT)
 LP_BOOT = const(1)  # the interval ending here contains a power-up (it may be short)
-# Defaults sized for a 2 MiB littlefs data partition (see docs/storage.md).
+# Defaults sized for the meter image's 1984 KiB "meter" partition: 419 of its 496 blocks when full
+# (boards/esp32_meter/partitions.csv, docs/storage.md).
 DEFAULTS = {"events": 128, "profile_days": 92, "daily": 400, "monthly": 240, "topups": 128}
 
 
