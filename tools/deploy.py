@@ -10,9 +10,11 @@
 3. removes stale .py copies on the device that would shadow the new .mpy files;
 4. copies with `mpremote fs cp`, which compares SHA-256 on the device and skips unchanged files;
 5. resets the board.
---dry-run prints the mpremote command lines instead of running them.
+--dry-run prints the mpremote command lines instead of running them; --stage-only DIR stages the
+files into DIR and stops there (no board needed: tools/esp32_host.py boots them on the host).
 """
 import argparse
+import ast
 import os
 import shlex
 import shutil
@@ -47,7 +49,7 @@ def find_mpremote():
 
 
 def check_args(a):
-    if not a.port:
+    if not a.port and not getattr(a, "stage_only", None):
         raise DeployError("PORT is required, e.g. make deploy PORT=/dev/ttyUSB0 BOARD=esp32-atm90e26 METER=MTR-0001")
     if a.board not in real_boards():
         raise DeployError("BOARD must be a real board (%s), got %r" % (", ".join(real_boards()), a.board))
@@ -60,15 +62,39 @@ def check_args(a):
     return secrets
 
 
+def board_closure(board):
+    """Module names of the board's file and of every other board file it imports, in the order
+    found: esp32_atm90e32 and esp32_ade7953 build on esp32_atm90e26, and a device without it
+    fails at boot with an ImportError."""
+    todo = [board.replace("-", "_")]
+    found = []
+    while todo:
+        name = todo.pop(0)
+        if name in found:
+            continue
+        found.append(name)
+        tree = ast.parse((REPO / "boards" / (name + ".py")).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            todo += [n for n in names if (REPO / "boards" / (n + ".py")).is_file()]
+    return found
+
+
 def build():
     p = subprocess.run([sys.executable, str(REPO / "tools" / "build.py")], capture_output=True, text=True)
     if p.returncode != 0:
         raise DeployError("mpy-cross build failed:\n" + p.stderr)
 
 
-def stage(a, secrets):
-    """Lay out the device's root file system; returns (stage dir, device file names)."""
-    out = REPO / "build" / "deploy" / a.meter
+def stage(a, secrets, out=None):
+    """Lay out the device's root file system in `out` (default build/deploy/<meter>); returns
+    (stage dir, device file names)."""
+    out = Path(out) if out else REPO / "build" / "deploy" / a.meter
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     fw = REPO / "build" / "firmware"
@@ -77,8 +103,8 @@ def stage(a, secrets):
         raise DeployError("nothing compiled in %s" % fw)
     for p in mpys:
         shutil.copy2(p, out / p.name)
-    board_mod = a.board.replace("-", "_")
-    shutil.copy2(REPO / "build" / "boards" / (board_mod + ".mpy"), out / (board_mod + ".mpy"))
+    for mod in board_closure(a.board):
+        shutil.copy2(REPO / "build" / "boards" / (mod + ".mpy"), out / (mod + ".mpy"))
     shutil.copy2(REPO / "firmware" / "main.py", out / "main.py")
     (out / "board.txt").write_text(a.board + "\n")
     shutil.copy2(secrets, out / "secrets.json")
@@ -106,9 +132,15 @@ def main(argv=None):
     ap.add_argument("--home", default=default_home(), help="headend home holding deploy/<meter>/secrets.json")
     ap.add_argument("--mpremote", default=None)
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--stage-only", metavar="DIR", help="stage the device's files into DIR and stop")
     a = ap.parse_args(argv)
     try:
         secrets = check_args(a)
+        if a.stage_only:
+            build()
+            out, names = stage(a, secrets, a.stage_only)
+            print("deploy: %d files for %s (board %s) staged in %s" % (len(names), a.meter, a.board, out))
+            return 0
         a.mpremote = a.mpremote or find_mpremote()
         build()
         out, names = stage(a, secrets)

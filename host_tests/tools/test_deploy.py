@@ -81,3 +81,18 @@ def test_make_deploy_dry_run(tmp_path):
 def test_make_repl_needs_a_port():
     p = subprocess.run(["make", "-s", "-o", ".venv/.stamp", "repl"], cwd=REPO, capture_output=True, text=True)
     assert p.returncode != 0 and "PORT is required" in p.stderr
+
+
+def test_stage_only_stages_the_boards_whole_import_closure(tmp_path, capsys):
+    """esp32_atm90e32 and esp32_ade7953 build on esp32_atm90e26: a device given only its own board
+    module fails at boot with an ImportError, so the base board is staged with it."""
+    provision(tmp_path)
+    assert deploy.board_closure("esp32-atm90e26") == ["esp32_atm90e26"]
+    for board in ("esp32-atm90e32", "esp32-ade7953"):
+        out = tmp_path / board
+        rc = deploy.main(["--board", board, "--meter", "MTR-1", "--home", str(tmp_path), "--stage-only", str(out)])
+        assert rc == 0, capsys.readouterr().err
+        names = sorted(p.name for p in out.iterdir())
+        assert board.replace("-", "_") + ".mpy" in names and "esp32_atm90e26.mpy" in names, names
+        assert not any(n.startswith(("sim_", "esp32port", "manifest")) for n in names), names
+        assert (out / "board.txt").read_text().strip() == board
