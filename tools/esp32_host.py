@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Boot a real ESP32 board file on the host: the unmodified firmware and boards/esp32_*.py on the
+ESP32 port stand-ins (boards/esp32port), with a virtual world around the board.
+
+    python tools/esp32_host.py --board esp32-atm90e26 --hours 2
+    python tools/esp32_host.py --board esp32-ade7953 --frozen --broker 127.0.0.1:1883 --hours 24
+
+Like a technician would: provision the meter (tools/headend.py provision), stage its files
+(tools/deploy.py --stage-only; for the frozen meter image only board.txt and secrets.json), copy
+them onto the board's flash image as mpremote would, and power it up under MicroPython
+($PM_RUNTIME: the 64-bit unix port plays a stock image with the .mpy files; the 32-bit build,
+--frozen, the meter image with the firmware frozen in). The board then runs until the end of the
+run or a power cut in virtual time; the last line is the world's JSON report (truth energy, relay,
+RTC, why it stopped).
+
+The world's configuration (esp32world.DEFAULTS) goes to MicroPython as a JSON file named by
+$PM_ESP32_WORLD. Between boots this object carries what outlives a reset: the flash image, the
+outside world's clock, and the RTC (kept over a reset, back to 2000-01-01 after a power cut).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import deploy  # noqa: E402
+import headend  # noqa: E402
+import mprun  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+METER_CSV = REPO / "boards" / "esp32_meter" / "partitions.csv"
+HEAP = {"micropython": "512k", "micropython32": "256k"}
+UTC_START = 1767225600  # 2026-01-01 00:00 UTC
+Y2000 = 946684800  # the ESP32's epoch in Unix seconds
+RESETS = ("wdt", "hard_reset", "soft_reset", "deepsleep")  # the board starts again by itself
+
+
+class HostError(Exception):
+    pass
+
+
+class Boot:
+    """One power-up of the board: a MicroPython process; wait() returns the world's report."""
+
+    def __init__(self, host, proc, world_path):
+        self.host = host
+        self.proc = proc
+        self._world_path = world_path
+        self.report = None
+        self.output = ""
+
+    def wait(self, timeout=600):
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            raise HostError("the board did not stop within %ss of real time\n%s\n%s" % (timeout, out[-4000:], err[-4000:]))
+        self.output = out + err
+        self.report = mprun.parse_result(out)
+        if self.proc.returncode != 0 or not self.report or "reason" not in self.report:
+            raise HostError("MicroPython failed (exit %s):\n%s" % (self.proc.returncode, self.output[-6000:]))
+        self.host.after(self.report)
+        return self.report
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+class Esp32Host:
+    """A board on the host. frozen: the meter image (32-bit runtime only); partitions: a partition
+    table CSV (default: the meter image's for frozen, ESP32_GENERIC's otherwise)."""
+
+    def __init__(self, workdir, board, meter_id="MTR-HOST-1", broker=None, frozen=False,
+                 partitions=None, heap=None, seed=1, utc=UTC_START, rtc_utc=None):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.board = board
+        self.meter_id = meter_id
+        self.broker = broker
+        self.frozen = frozen
+        self.runtime = mprun.runtime()
+        if frozen and self.runtime != "micropython32":
+            raise HostError("the frozen meter image needs the 32-bit build: PM_RUNTIME=micropython32")
+        if partitions is None and frozen:
+            partitions = METER_CSV
+        self.partitions = str(partitions) if partitions else None
+        self.heap = heap or HEAP[self.runtime]
+        self.seed = seed
+        self.flash = self.dir / "flash.img"
+        self.home = self.dir / "headend"
+        self.stage_dir = self.dir / "stage"
+        # What outlives a reset: the outside world's clock and the RTC (seconds since 2000).
+        self.utc = utc
+        self.rtc = (rtc_utc - Y2000) if rtc_utc is not None else 0
+        self.rtc_memory = ""
+        self.reset_cause = 1
+        self.boots = []
+
+    # -- setting the board up --------------------------------------------------------------
+    def provision(self):
+        """The meter's key and secrets, as `headend provision` writes them; returns secrets.json."""
+        broker = "%s:%d" % tuple(self.broker) if self.broker else "127.0.0.1:9"  # nothing listens on 9
+        args = ["--home", str(self.home), "--broker", broker, "provision", self.meter_id, "--board", self.board]
+        if (self.home / "meters" / (self.meter_id + ".json")).exists():
+            args.append("--force")
+        if headend.main(args) != 0:
+            raise HostError("headend provision failed")
+        secrets = json.loads((self.home / "deploy" / self.meter_id / "secrets.json").read_text())
+        if not self.broker:
+            secrets["broker"] = ""  # offline: the board makes no link at all
+            (self.home / "deploy" / self.meter_id / "secrets.json").write_text(json.dumps(secrets))
+        return secrets
+
+    def stage(self):
+        """The device's files: deploy's staging for a stock image, only board.txt and secrets.json
+        for the meter image. Returns the stage folder."""
+        secrets = self.home / "deploy" / self.meter_id / "secrets.json"
+        if self.frozen:
+            self.stage_dir.mkdir(parents=True, exist_ok=True)
+            for p in self.stage_dir.iterdir():
+                p.unlink()
+            (self.stage_dir / "board.txt").write_text(self.board + "\n")
+            (self.stage_dir / "secrets.json").write_bytes(secrets.read_bytes())
+            return self.stage_dir
+        a = argparse.Namespace(board=self.board, meter=self.meter_id)
+        try:
+            deploy.build()
+            deploy.stage(a, secrets, self.stage_dir)
+        except deploy.DeployError as e:
+            raise HostError(str(e))
+        return self.stage_dir
+
+    def install(self, stage=None):
+        """Copy the staged files onto the flash image (the vfs partition; made as inisetup makes it
+        when blank) after removing stale sources that would shadow them, like `make deploy`."""
+        stage = Path(stage or self.stage_dir)
+        names = sorted(p.name for p in stage.iterdir())
+        remove = [n[:-4] + ".py" for n in names if n.endswith(".mpy")]
+        if self.frozen:  # firmware files a stock deploy left would shadow the frozen modules
+            fw = sorted(p.stem for p in (REPO / "firmware").glob("*.py"))
+            remove = [m + ext for m in fw for ext in (".py", ".mpy")]
+        code = "import esp32boot; esp32boot.install(%r, %r)" % (str(stage), remove)
+        path = self.dir / "world-install.json"
+        path.write_text(json.dumps({"flash": str(self.flash), "partitions": self.partitions,
+                                    "runtime_frozen": self.runtime == "micropython32"}))
+        p = self._start(code, {"PM_ESP32_WORLD": str(path)})
+        out, err = p.communicate(timeout=300)
+        r = mprun.parse_result(out)
+        if p.returncode != 0 or not r or r.get("reason") != "installed":
+            raise HostError("install failed (exit %s):\n%s\n%s" % (p.returncode, out[-3000:], err[-3000:]))
+        return r
+
+    def setup(self):
+        """Provision, stage and install: a board ready to power up."""
+        self.provision()
+        self.stage()
+        return self.install()
+
+    # -- running it ------------------------------------------------------------------------
+    def world(self, run_s=None, cut_s=None, speed=0, **extra):
+        w = {"board": self.board, "flash": str(self.flash), "partitions": self.partitions,
+             "utc": self.utc, "rtc": self.rtc, "rtc_memory": self.rtc_memory,
+             "reset_cause": self.reset_cause, "seed": self.seed, "speed": speed,
+             "frozen": self.frozen, "runtime_frozen": self.runtime == "micropython32",
+             "end_ms": int(run_s * 1000) if run_s is not None else None,
+             "cut_ms": int(cut_s * 1000) if cut_s is not None else None}
+        w.update(extra)
+        return w
+
+    def start(self, run_s=None, cut_s=None, speed=0, **extra):
+        """Power the board up; it runs until run_s (EndOfRun) or cut_s (PowerCut) virtual
+        seconds, or a reset. Returns a Boot; its wait() gives the report."""
+        world = self.world(run_s, cut_s, speed, **extra)
+        path = self.dir / ("world-%d.json" % (len(self.boots) + 1))
+        path.write_text(json.dumps(world, indent=1))
+        b = Boot(self, self._start("import esp32boot; esp32boot.boot()", {"PM_ESP32_WORLD": str(path)}), path)
+        self.boots.append(b)
+        return b
+
+    def boot(self, run_s=None, cut_s=None, speed=0, timeout=600, **extra):
+        return self.start(run_s, cut_s, speed, **extra).wait(timeout)
+
+    def run(self, run_s, speed=0, max_boots=20, timeout=600, **extra):
+        """Power up and keep the board running for run_s virtual seconds: after a reset (the
+        watchdog, machine.reset()) it boots again at once, as the ESP32 does. Returns the
+        reports, one per boot; the last says why it stopped (end, or crash/repl/download_mode)."""
+        left = int(run_s * 1000)
+        reports = []
+        while True:
+            r = self.boot(left / 1000, speed=speed, timeout=timeout, **extra)
+            reports.append(r)
+            left -= r["uptime_ms"]
+            if r["reason"] not in RESETS or left <= 0 or len(reports) >= max_boots:
+                return reports
+
+    def after(self, r):
+        """What the next power-up finds: the outside world moved on; the RTC and its memory kept
+        over a reset, lost with the power."""
+        self.utc = r["utc_end"]
+        if r["reason"] in RESETS:
+            self.rtc, self.rtc_memory = r["rtc"], r["rtc_memory"]
+            self.reset_cause = {"wdt": 3, "soft_reset": 5, "deepsleep": 4}.get(r["reason"], 2)
+        else:  # the power went (a cut, the end of a run, or the harness stopped a dead board)
+            self.rtc, self.rtc_memory, self.reset_cause = 0, "", 1
+
+    def _start(self, code, env):
+        full = dict(os.environ, MICROPYPATH=mprun.micropypath(esp32=True))
+        full.update(env)
+        cmd = [mprun.mpy_path(), "-X", "heapsize=" + self.heap, "-c", code]
+        return subprocess.Popen(cmd, cwd=str(REPO), env=full, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--board", default="esp32-atm90e26")
+    ap.add_argument("--frozen", action="store_true", help="the meter image (sets PM_RUNTIME=micropython32)")
+    ap.add_argument("--broker", default="", help="HOST:PORT of a broker (default: offline)")
+    ap.add_argument("--hours", type=float, default=1.0)
+    ap.add_argument("--cut-at", type=float, help="cut the power after this many hours instead")
+    ap.add_argument("--speed", type=int, default=0, help="at most this many times real time (default: flat out)")
+    ap.add_argument("--partitions", help="partition table CSV (default: ESP32_GENERIC's; the meter image's with --frozen)")
+    ap.add_argument("--dir", help="work folder (flash image, headend home; default: a temporary one)")
+    a = ap.parse_args(argv)
+    if a.frozen:
+        os.environ["PM_RUNTIME"] = "micropython32"
+    broker = None
+    if a.broker:
+        host, _, port = a.broker.partition(":")
+        broker = (host, int(port))
+    work = a.dir or tempfile.mkdtemp(prefix="esp32-host-")
+    try:
+        h = Esp32Host(work, a.board, broker=broker, frozen=a.frozen, partitions=a.partitions,
+                      rtc_utc=UTC_START)
+        h.setup()
+        r = h.boot(a.hours * 3600 if a.cut_at is None else None,
+                   a.cut_at * 3600 if a.cut_at is not None else None, a.speed)
+    except (HostError, mprun.MpyNotFound) as e:
+        print("esp32_host: error: %s" % e, file=sys.stderr)
+        return 2
+    print(h.boots[-1].output.rstrip())
+    print("esp32_host: work folder %s" % work, file=sys.stderr)
+    return 0 if r["reason"] in ("end", "power_cut") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
