@@ -185,8 +185,8 @@ def setup(conf=None):
     if cfg["board"]:
         import esp32house
         house = esp32house.House(cfg)
-        for g, v in cfg["inputs"].items():
-            ext[int(g)] = v
+    for g, v in cfg["inputs"].items():
+        ext[int(g)] = v
 
 
 def mac():
@@ -300,13 +300,16 @@ def advance(n):
 
 def _fire(t):
     """A timer alarm: the port schedules the callback (mp_sched_schedule) and it runs at once."""
+    global last_input
     p = t._period
     t._base = t._due
     if t._mode:
         q = cfg["timer_quiet_ms"]
-        if q and p < q and tdiff(ms, last_input) >= cfg["settle_ms"]:
+        settle = cfg["settle_ms"]
+        if q and p < q and tdiff(ms, last_input) >= settle:
             # Inputs have been still: the callbacks in between would read the same levels. Run it
             # once per q ms on its own period grid; any input change re-aligns it (drive()).
+            last_input = tadd(ms, -settle)  # still quiet, and never so far back that ticks_diff wraps
             t._due = tadd(t._due, p * (q // p))
         else:
             t._due = tadd(t._due, p)
@@ -324,7 +327,7 @@ def _realign():
         late = tdiff(ms, t._base)
         p = t._period
         k = (late + p - 1) // p if late > 0 else 1
-        t._due = tadd(t._base, k * p if k > 0 else p)
+        t._due = tadd(t._base, k * p)
 
 
 # -- pacing ------------------------------------------------------------------------------------

@@ -60,3 +60,76 @@ mptest.eq(time.gmtime()[:6], (2026, 3, 1, 12, 30, 0), "gmtime() reads the RTC")
 mptest.done()
 """ % (cases, expect))
     assert r["ok"], r["failures"]
+
+
+def test_pacing_holds_virtual_time_to_speed_times_real_time(esp32):
+    # A fake real clock: the world waits (real) only what `speed` requires, never more.
+    r = esp32("""
+import mptest, time, esp32world as W
+class Real:
+    now = 0
+    slept = []
+    def ticks_ms(self):
+        return self.now
+    def ticks_diff(self, a, b):
+        return a - b
+    def sleep_ms(self, n):
+        self.slept.append(n)
+        self.now += n
+real = Real()
+W.utime = real
+W.setup({"speed": 100})
+time.sleep_ms(1000)
+mptest.eq(real.slept, [10], "1000 virtual ms at 100x: 10 real ms")
+real.now += 50  # the firmware computed for 50 real ms: 5000 virtual ms are due
+time.sleep_ms(2000)
+mptest.eq(real.slept, [10], "no wait while behind")
+time.sleep_ms(3000)
+time.sleep_ms(1000)
+mptest.eq(real.slept, [10, 10], "then paced again")
+W.setup({"speed": 0})
+time.sleep_ms(3600000)
+mptest.eq(real.slept, [10, 10], "unpaced: never waits")
+mptest.done()
+""")
+    assert r["ok"], r["failures"]
+
+
+def test_stand_ins_allocate_nothing_on_the_meters_hot_path(esp32):
+    # What a meter tick does through the stand-ins (ticks, pins, an SPI frame, an idle sleep with a
+    # timer firing) must not need the heap: the firmware's step runs under heap_lock in its tests.
+    r = esp32("""
+import mptest, micropython, time, esp32world as W
+from machine import Pin, SPI, Timer
+W.setup({"timer_quiet_ms": 0})
+cs = Pin(5, Pin.OUT, value=1)
+btn = Pin(0, Pin.IN, Pin.PULL_UP)
+spi = SPI(1, baudrate=1000000)
+tx = bytearray(3)
+rx = bytearray(3)
+n = [0]
+def tick(t):
+    n[0] += btn.value()
+Timer(0).init(period=5, callback=tick)
+ok = False
+time.sleep_ms(100)
+def hot():  # locals only: a new module global would grow the module's dict
+    for _ in range(100):
+        t = time.ticks_ms()
+        cs(0)
+        spi.write_readinto(tx, rx)
+        cs(1)
+        time.sleep_ms(10)
+        time.ticks_diff(time.ticks_ms(), t)
+micropython.heap_lock()
+try:
+    hot()
+    ok = True
+except MemoryError:
+    ok = False
+micropython.heap_unlock()
+mptest.check(ok, "no allocation with the heap locked")
+mptest.eq(n[0], 220, "the timer ran meanwhile")
+mptest.done()
+""")
+    assert r["ok"], r["failures"]
