@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,25 +52,67 @@ class Boot:
         self._world_path = world_path
         self.report = None
         self.output = ""
+        # Read both pipes from the start, so a chatty board never blocks on a full pipe, and
+        # stdin (the control channel) stays open until the board stops.
+        self._out, self._err = [], []
+        self._readers = [threading.Thread(target=self._drain, args=(f, buf), daemon=True)
+                         for f, buf in ((proc.stdout, self._out), (proc.stderr, self._err))]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _drain(f, buf):
+        for line in f:
+            buf.append(line)
 
     def wait(self, timeout=600):
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-            raise HostError("the board did not stop within %ss of real time\n%s\n%s" % (timeout, out[-4000:], err[-4000:]))
-        self.output = out + err
+            self.kill()
+            raise HostError("the board did not stop within %ss of real time\n%s" % (timeout, self._text()[-6000:]))
+        for t in self._readers:
+            t.join()
+        self._close_stdin()
+        out = "".join(self._out)
+        self.output = out + "".join(self._err)
         self.report = mprun.parse_result(out)
         if self.proc.returncode != 0 or not self.report or "reason" not in self.report:
             raise HostError("MicroPython failed (exit %s):\n%s" % (self.proc.returncode, self.output[-6000:]))
         self.host.after(self.report)
         return self.report
 
+    def _text(self):
+        return "".join(self._out) + "".join(self._err)
+
+    def _close_stdin(self):
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        """Cut the power now (at the board's next whole virtual second): for a test that wants
+        the cut after something happened rather than at a virtual time. Needs control=True."""
+        self._say("cut\n")
+
+    def end(self):
+        """End the run now (at the next whole virtual second). Needs control=True."""
+        self._say("end\n")
+
+    def _say(self, line):
+        try:
+            self.proc.stdin.write(line)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, AttributeError):
+            pass  # it stopped already, or was not started with control
+
     def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()
+        self._close_stdin()
 
 
 class Esp32Host:
@@ -179,7 +222,8 @@ class Esp32Host:
         world = self.world(run_s, cut_s, speed, **extra)
         path = self.dir / ("world-%d.json" % (len(self.boots) + 1))
         path.write_text(json.dumps(world, indent=1))
-        b = Boot(self, self._start("import esp32boot; esp32boot.boot()", {"PM_ESP32_WORLD": str(path)}), path)
+        b = Boot(self, self._start("import esp32boot; esp32boot.boot()", {"PM_ESP32_WORLD": str(path)},
+                                   control=world.get("control", False)), path)
         self.boots.append(b)
         return b
 
@@ -209,11 +253,12 @@ class Esp32Host:
         else:  # the power went (a cut, the end of a run, or the harness stopped a dead board)
             self.rtc, self.rtc_memory, self.reset_cause = 0, "", 1
 
-    def _start(self, code, env):
+    def _start(self, code, env, control=False):
         full = dict(os.environ, MICROPYPATH=mprun.micropypath(esp32=True))
         full.update(env)
         cmd = [mprun.mpy_path(), "-X", "heapsize=" + self.heap, "-c", code]
-        return subprocess.Popen(cmd, cwd=str(REPO), env=full, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(cmd, cwd=str(REPO), env=full,
+                                stdin=subprocess.PIPE if control else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

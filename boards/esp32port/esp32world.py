@@ -75,6 +75,7 @@ DEFAULTS = {
     "water": True,  # a water meter's reed contact on the board's first pulse input
     "inputs": {},  # GPIO -> level the outside drives (tamper switches), overriding the house defaults
     "wiring": {},  # pin overrides of the board's PINS (the circuit as built)
+    "control": False,  # the harness steers the run over stdin: a line "cut" or "end" (or EOF) stops it
     "frozen": False,  # the image has the firmware frozen in (the meter image) rather than a stock one
     "runtime_frozen": False,  # this MicroPython has the firmware frozen in (the 32-bit host build)
 }
@@ -96,6 +97,7 @@ reset_cause = 1
 _stop_s = -1  # EndOfRun / PowerCut at this uptime (seconds, ms), whichever comes first
 _stop_ms = 0
 _stop_exc = None
+_control = None  # a poll on stdin while the harness steers the run (cfg "control")
 
 # -- peripherals ----------------------------------------------------------------------------
 timers = []  # armed machine.Timer objects (the stand-in keeps due/period/base on them)
@@ -145,7 +147,7 @@ def setup(conf=None):
     $PM_ESP32_WORLD, if any. Called once at import; tests call it again."""
     global cfg, ms, us, sub_us, up_s, up_ms, rtc_s, rtc_ms, rtc_memory, day0, reset_cause
     global _stop_s, _stop_ms, _stop_exc, wdt_timeout, wlan_due, wlan_done, house, flash
-    global last_input, _speed, _budget, _real, ext, hooks, irqs, timers, all_timers, straps_used
+    global last_input, _speed, _budget, _real, ext, hooks, irqs, timers, all_timers, straps_used, _control
     if conf is None:
         import os
         path = os.getenv("PM_ESP32_WORLD")
@@ -168,6 +170,12 @@ def setup(conf=None):
         t = cfg[key]
         if t is not None and (_stop_exc is None or t <= _stop_s * 1000 + _stop_ms):
             _stop_s, _stop_ms, _stop_exc = t // 1000, t % 1000, exc
+    _control = None
+    if cfg["control"]:
+        import sys
+        import uselect
+        _control = uselect.poll()
+        _control.register(sys.stdin, uselect.POLLIN)
     timers = []
     all_timers = {}
     wdt_timeout = 0
@@ -254,10 +262,11 @@ def _next_due(limit):
         d = tdiff(t._due, ms)
         if d < best or (d == best and not _what):
             best, _what, _timer = d, 3, t
-    if house is not None:
+    if house is not None or _control is not None:
         d = 1000 - up_ms
         if d < best or (d == best and not _what):
             best, _what = d, 4
+    if house is not None:
         d = house.next_event(ms)
         if d < best or (d == best and not _what):
             best, _what = d, 5
@@ -290,12 +299,29 @@ def advance(n):
         elif w == 3:
             _fire(_timer)
         elif w == 4:
-            house.second((day0 + up_s) % 86400)
+            if house is not None:
+                house.second((day0 + up_s) % 86400)
+            if _control is not None and _control.poll(0):
+                _command()
         elif w == 5:
             house.run_event()
         else:
             wlan_due = -1
             wlan_done()
+
+
+def _command():
+    # A line from the harness, read at a whole virtual second: the power goes, or the run ends.
+    import sys
+    line = sys.stdin.readline()
+    if line.startswith("cut"):
+        if house is not None:
+            house.flush()
+        raise PowerCut()
+    if not line or line.startswith("end"):
+        if house is not None:
+            house.flush()
+        raise EndOfRun()
 
 
 def _fire(t):

@@ -65,3 +65,14 @@ def test_command_line_boots_a_board_offline(tmp_path, capsys):
     assert rc == 0, out
     r = json.loads(out.strip().splitlines()[-1])
     assert r["reason"] == "end" and r["uptime_ms"] == 900000 and r["meter"]["imp_wh"] > 0, r
+
+
+def test_the_harness_cuts_the_power_or_ends_the_run_when_it_chooses(tmp_path):
+    h = install(tmp_path, main="import time\nwhile True:\n    time.sleep_ms(1000)\n")
+    boot = h.start(run_s=30 * 86400, control=True)
+    boot.cut()
+    r = boot.wait()
+    assert r["reason"] == "power_cut" and r["uptime_ms"] % 1000 == 0 and r["uptime_ms"] < 30 * 86400000, r
+    boot = h.start(run_s=30 * 86400, control=True)
+    boot.end()
+    assert boot.wait()["reason"] == "end"
