@@ -341,7 +341,7 @@ def _fire(t):
             t._due = tadd(t._due, p)
     else:
         timers.remove(t)
-    t.fired += 1
+    t._fired += 1
     cb = t._cb
     if cb is not None:
         cb(t)
@@ -396,17 +396,18 @@ def sleep_us(n):
 def wait(n, poller):
     """Up to n virtual ms pass unless the real uselect `poller` reports an event first (a command
     from the broker): the idle wait of the meter's main loop. Paced, as much virtual time passes
-    as the real wait took; unpaced, none."""
+    as the real wait took; unpaced, 1 ms: handling what arrived takes the device some time too,
+    and a socket that stays readable must not stop the clock (the watchdog, the half-open check)."""
     global _budget
     w = pace(n)
     t0 = utime.ticks_ms()
     r = poller.poll(w)
     if r:
+        v = utime.ticks_diff(utime.ticks_ms(), t0) * _speed if _speed else 0
+        v = 1 if v < 1 else (v if v < n else n)
         if _speed:
-            v = utime.ticks_diff(utime.ticks_ms(), t0) * _speed
-            v = v if v < n else n
             _budget += n - v
-            advance(v)
+        advance(v)
         return r
     advance(n)
     return r
@@ -495,7 +496,7 @@ def report():
         r.update(house.report())
     if flash is not None:
         r["flash_erases"] = flash.erases
-    r["timer_fired"] = dict(("%d" % i, t.fired) for i, t in all_timers.items())
+    r["timer_fired"] = dict(("%d" % i, t._fired) for i, t in all_timers.items())
     return r
 
 

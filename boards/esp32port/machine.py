@@ -204,10 +204,10 @@ class SPI:
         if bits != 8 or firstbit != SPI.MSB:
             raise ValueError("SPI(%d): the metering chips take 8-bit words, MSB first" % self._id)
         div = (80000000 + baudrate // 2) // baudrate if baudrate > 0 else 1  # APB clock / divider
-        self.baudrate = 80000000 // (div if div > 0 else 1)
+        baud = 80000000 // (div if div > 0 else 1)
+        _w.spi_check(self._id, polarity, phase, baud, pins[0], pins[1], pins[2])
         self._sck, self._mosi, self._miso = pins
-        _w.spi_check(self._id, polarity, phase, self.baudrate, pins[0], pins[1], pins[2])
-        self.polarity, self.phase = polarity, phase
+        self._baud, self._pol, self._ph = baud, polarity, phase  # private: the port's SPI has no such attributes
         self._on = True
 
     def deinit(self):
@@ -235,7 +235,7 @@ class SPI:
 
     def __repr__(self):
         return "SPI(id=%u, baudrate=%u, polarity=%u, phase=%u, bits=8, firstbit=0, sck=%d, mosi=%d, miso=%d)" % (
-            self._id, self.baudrate, self.polarity, self.phase, self._sck, self._mosi, self._miso)
+            self._id, self._baud, self._pol, self._ph, self._sck, self._mosi, self._miso)
 
 
 class Timer:
@@ -254,7 +254,7 @@ class Timer:
             t._cb = None
             t._due = t._base = 0
             t._set = False
-            t.fired = 0
+            t._fired = 0
             _w.all_timers[id] = t
         return t
 

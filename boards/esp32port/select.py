@@ -1,7 +1,7 @@
 # ESP32 port stand-in: select. The real uselect underneath (sockets are the host's, so a command
 # from the broker arrives for real), but a poll's timeout passes in virtual time (esp32world.wait):
 # it waits at most a sliver of real time, so a meter idling on its MQTT socket between ticks runs
-# days in seconds, and virtual time never passes while an event is waiting.
+# days in seconds, and an event that is waiting comes back after one virtual millisecond.
 from micropython import const
 import uselect as _s
 import esp32world as _w
