@@ -20,6 +20,7 @@ Inputs (the source, the variant, every frozen file, the compiler) are hashed int
 .deps/mp32/inputs.sha256; a build whose inputs are unchanged is skipped.
 """
 import argparse
+import fcntl
 import hashlib
 import os
 import shutil
@@ -124,6 +125,14 @@ def inputs_digest(src):
 
 
 def build(force=False):
+    """Bring the binary up to date; one build at a time (parallel test sessions share .deps)."""
+    (REPO / ".deps").mkdir(exist_ok=True)
+    with open(REPO / ".deps" / "mp32.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(force)
+
+
+def _build(force):
     umqtt = REPO / ".deps" / "mplib" / "umqtt" / "simple.py"
     if not umqtt.is_file():
         raise BuildError("%s missing: run `make deps` (tools/fetch_umqtt.py) first" % umqtt.relative_to(REPO))

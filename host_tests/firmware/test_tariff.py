@@ -382,7 +382,7 @@ mptest.done()
 @pytest.mark.parametrize("name", ["FLAT", "ANNUAL", "TOU4", "MONTHLY4", "MATRIX", "DST", "JUMPS",
                                   "BAD", "PASSIVE", "PASSIVE_RANGE"])
 def test_tariff(mpy, name):
-    res = mpy(globals()[name])
+    res = mpy(globals()[name], heap="128k")  # validation, not a memory claim: room for the big literal tables
     assert res.result["ok"] and res.result["checks"] > 0
 
 
