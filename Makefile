@@ -21,6 +21,7 @@ METER  ?=
 N      ?= 50
 HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
+FROZEN ?=
 
 .PHONY: venv deps mosquitto mp32 sim build test bench bench-billing powercut bench-storage deploy repl fleet clean distclean
 
@@ -66,7 +67,7 @@ bench-storage: venv
 	MICROPYPATH=firmware:boards $(MPY) -X heapsize=8m bench/storage.py
 
 deploy: venv
-	$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" --meter "$(METER)" --home "$(HEADEND_HOME)" $(if $(DRY_RUN),--dry-run)
+	$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" --meter "$(METER)" --home "$(HEADEND_HOME)" $(if $(DRY_RUN),--dry-run) $(if $(FROZEN),--frozen)
 
 repl: venv
 	@test -n "$(PORT)" || { echo "make repl: PORT is required, e.g. PORT=/dev/ttyUSB0" >&2; exit 2; }

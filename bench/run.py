@@ -24,6 +24,11 @@ FIGURES = [
     ("alloc_bytes_per_tick_32", "B", "0", "same on the 32-bit build, all three chips, ticks 1-5 s apart"),
     ("min_heap_kib", "KiB", "", "smallest -X heapsize running the 24 h online sim, 64-bit, from source"),
     ("heap_sim32_kib", "KiB", "<= 64", "same on the 32-bit build, firmware and emulators frozen"),
+    ("heap_device_kib", "KiB", "", "real esp32-atm90e26 board, a day online, frozen image, 32-bit, stand-ins included"),
+    ("heap_device_harness_kib", "KiB", "", "of which the stand-ins and virtual world hold before the board starts"),
+    ("heap_device_net_kib", "KiB", "<= 48", "the difference: what the device itself needs"),
+    ("heap_device_mpy_kib", "KiB", "", "same board from `make deploy`'s .mpy files (stock image), stand-ins included"),
+    ("heap_device_mpy_net_kib", "KiB", "", "the same without the stand-ins"),
     ("wire_bytes_per_day", "B", "<= 20000", "MQTT packet bytes per meter per day"),
     ("payload_bytes_per_day", "B", "", "MQTT payload bytes per meter per day"),
     ("flash_bytes_per_day", "B", "", "bytes programmed to flash per day"),
@@ -56,6 +61,8 @@ BENCHES = [
     ("minheap32", ["py", "bench/minheap.py", "24"], "micropython32", {"min_heap_kib": "heap_sim32_kib",
                                                                       "probes": "heap_sim32_probes"}),
     ("alloc32", ["mpy", "bench/alloc.py", "1500"], "micropython32", "_32"),
+    ("devheap", ["py", "bench/device_heap.py", "frozen", "24"], "micropython32", {}),
+    ("devheap_mpy", ["py", "bench/device_heap.py", "mpy", "24"], "micropython32", {}),
     ("meter_chips", ["mpy", "bench/meter_chips.py"], "micropython", {}),
 ]
 OPTIONAL = ["wire", "latency", "boot"]  # bench/<name>.py, run with CPython if present

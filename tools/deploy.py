@@ -10,6 +10,10 @@
 3. removes stale .py copies on the device that would shadow the new .mpy files;
 4. copies with `mpremote fs cp`, which compares SHA-256 on the device and skips unchanged files;
 5. resets the board.
+--frozen is for a board running the frozen meter image (boards/esp32_meter): the firmware and the
+boards are in flash already, so only /board.txt and /secrets.json are copied, and every firmware
+or board module left on the file system by an earlier .mpy deploy is removed (the file system
+comes before .frozen on sys.path: a stale app.mpy would shadow the frozen app).
 --dry-run prints the mpremote command lines instead of running them; --stage-only DIR stages the
 files into DIR and stops there (no board needed: tools/esp32_host.py boots them on the host).
 """
@@ -31,7 +35,16 @@ class DeployError(Exception):
 
 
 def real_boards():
-    return sorted(p.stem.replace("_", "-") for p in (REPO / "boards").glob("*.py") if not p.stem.startswith("sim_"))
+    """Board names of the ESP32 board modules (boards/esp32_*.py: the sim boards and the freeze
+    manifests are not boards)."""
+    return sorted(p.stem.replace("_", "-") for p in (REPO / "boards").glob("esp32_*.py"))
+
+
+def device_modules():
+    """Module names a deploy may have put on the device's file system: the firmware's and the
+    real boards'."""
+    return sorted({p.stem for p in (REPO / "firmware").glob("*.py")} |
+                  {p.stem for p in (REPO / "boards").glob("esp32_*.py")})
 
 
 def default_home():
@@ -93,10 +106,12 @@ def build():
 
 def stage(a, secrets, out=None):
     """Lay out the device's root file system in `out` (default build/deploy/<meter>); returns
-    (stage dir, device file names)."""
+    (stage dir, device file names). For a frozen image only the meter's two files."""
     out = Path(out) if out else REPO / "build" / "deploy" / a.meter
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    if getattr(a, "frozen", False):
+        return _stage_own(a, secrets, out)
     fw = REPO / "build" / "firmware"
     mpys = sorted(p for p in fw.glob("*.mpy") if p.stem not in HOST_ONLY)
     if not mpys:
@@ -106,15 +121,28 @@ def stage(a, secrets, out=None):
     for mod in board_closure(a.board):
         shutil.copy2(REPO / "build" / "boards" / (mod + ".mpy"), out / (mod + ".mpy"))
     shutil.copy2(REPO / "firmware" / "main.py", out / "main.py")
+    return _stage_own(a, secrets, out)
+
+
+def _stage_own(a, secrets, out):
+    """The files that make this meter this meter: which board it is and its secrets."""
     (out / "board.txt").write_text(a.board + "\n")
     shutil.copy2(secrets, out / "secrets.json")
     os.chmod(out / "secrets.json", 0o600)
     return out, sorted(p.name for p in out.iterdir())
 
 
+def stale_files(a, names):
+    """Device files to remove before copying: .py copies that would shadow the new .mpy files, or
+    for a frozen image every firmware and board module (and main.py) on the file system."""
+    if getattr(a, "frozen", False):
+        return sorted([m + ext for m in device_modules() for ext in (".py", ".mpy")])
+    return sorted(n[:-4] + ".py" for n in names if n.endswith(".mpy"))
+
+
 def commands(a, out, names):
     mp = [a.mpremote, "connect", a.port]
-    stale = sorted(n[:-4] + ".py" for n in names if n.endswith(".mpy"))
+    stale = stale_files(a, names)
     rm_stale = ("import os\nfor f in %r:\n try:\n  os.remove(f)\n except OSError:\n  pass" % stale)
     return [
         mp + ["exec", rm_stale],
@@ -133,20 +161,24 @@ def main(argv=None):
     ap.add_argument("--mpremote", default=None)
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--stage-only", metavar="DIR", help="stage the device's files into DIR and stop")
+    ap.add_argument("--frozen", action="store_true",
+                    help="the board runs the frozen meter image: copy only board.txt and secrets.json")
     a = ap.parse_args(argv)
     try:
         secrets = check_args(a)
         if a.stage_only:
-            build()
+            if not a.frozen:
+                build()
             out, names = stage(a, secrets, a.stage_only)
             print("deploy: %d files for %s (board %s) staged in %s" % (len(names), a.meter, a.board, out))
             return 0
         a.mpremote = a.mpremote or find_mpremote()
-        build()
+        if not a.frozen:
+            build()
         out, names = stage(a, secrets)
         cmds = commands(a, out, names)
-        print("deploy: %d files for %s on %s (board %s), staged in %s" % (
-            len(names), a.meter, a.port, a.board, os.path.relpath(out)))
+        print("deploy: %d files for %s on %s (board %s%s), staged in %s" % (
+            len(names), a.meter, a.port, a.board, ", frozen image" if a.frozen else "", os.path.relpath(out)))
         for c in cmds:
             if a.dry_run:
                 print(" ".join(shlex.quote(x) for x in c))

@@ -164,16 +164,10 @@ class Esp32Host:
         """The device's files: deploy's staging for a stock image, only board.txt and secrets.json
         for the meter image. Returns the stage folder."""
         secrets = self.home / "deploy" / self.meter_id / "secrets.json"
-        if self.frozen:
-            self.stage_dir.mkdir(parents=True, exist_ok=True)
-            for p in self.stage_dir.iterdir():
-                p.unlink()
-            (self.stage_dir / "board.txt").write_text(self.board + "\n")
-            (self.stage_dir / "secrets.json").write_bytes(secrets.read_bytes())
-            return self.stage_dir
-        a = argparse.Namespace(board=self.board, meter=self.meter_id)
+        a = argparse.Namespace(board=self.board, meter=self.meter_id, frozen=self.frozen)
         try:
-            deploy.build()
+            if not self.frozen:
+                deploy.build()
             deploy.stage(a, secrets, self.stage_dir)
         except deploy.DeployError as e:
             raise HostError(str(e))
@@ -184,10 +178,9 @@ class Esp32Host:
         when blank) after removing stale sources that would shadow them, like `make deploy`."""
         stage = Path(stage or self.stage_dir)
         names = sorted(p.name for p in stage.iterdir())
-        remove = [n[:-4] + ".py" for n in names if n.endswith(".mpy")]
-        if self.frozen:  # firmware files a stock deploy left would shadow the frozen modules
-            fw = sorted(p.stem for p in (REPO / "firmware").glob("*.py"))
-            remove = [m + ext for m in fw for ext in (".py", ".mpy")]
+        # What `make deploy` removes first: stale sources, or on the meter image every module a
+        # stock deploy left, as they would shadow the frozen ones.
+        remove = deploy.stale_files(argparse.Namespace(frozen=self.frozen), names)
         code = "import esp32boot; esp32boot.install(%r, %r)" % (str(stage), remove)
         path = self.dir / "world-install.json"
         path.write_text(json.dumps({"flash": str(self.flash), "partitions": self.partitions,

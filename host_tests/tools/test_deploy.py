@@ -96,3 +96,36 @@ def test_stage_only_stages_the_boards_whole_import_closure(tmp_path, capsys):
         assert board.replace("-", "_") + ".mpy" in names and "esp32_atm90e26.mpy" in names, names
         assert not any(n.startswith(("sim_", "esp32port", "manifest")) for n in names), names
         assert (out / "board.txt").read_text().strip() == board
+
+
+def test_real_boards_are_the_esp32_board_modules():
+    """The freeze manifests and sim boards live in boards/ too; neither is something to deploy."""
+    assert deploy.real_boards() == ["esp32-ade7953", "esp32-atm90e26", "esp32-atm90e32"]
+
+
+def test_frozen_deploy_copies_only_the_meters_own_files_and_clears_shadowing_modules(tmp_path, capsys):
+    """On the frozen meter image the firmware is in flash; a firmware module left on the file system
+    by an earlier .mpy deploy would come first on sys.path and shadow the frozen one."""
+    provision(tmp_path)
+    exe, log = fake_mpremote(tmp_path)
+    rc = deploy.main(["--port", "/dev/ttyUSB9", "--board", "esp32-atm90e26", "--meter", "MTR-1",
+                      "--home", str(tmp_path), "--mpremote", str(exe), "--frozen"])
+    assert rc == 0, capsys.readouterr().err
+    calls = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [c[2] for c in calls] == ["exec", "fs", "reset"]
+    assert sorted(Path(p).name for p in calls[1][4:-1]) == ["board.txt", "secrets.json"]
+    removed = calls[0][3]
+    for name in ("app.mpy", "app.py", "main.py", "tariff.mpy", "esp32_atm90e26.mpy", "esp32_ade7953.py"):
+        assert "'%s'" % name in removed, name
+    assert "secrets.json" not in removed and "board.txt" not in removed
+
+
+def test_make_deploy_frozen_dry_run(tmp_path):
+    provision(tmp_path)
+    p = subprocess.run(["make", "-s", "-o", ".venv/.stamp", "deploy", "PORT=/dev/ttyUSB9", "BOARD=esp32-atm90e26",
+                        "METER=MTR-1", "HEADEND_HOME=%s" % tmp_path, "DRY_RUN=1", "FROZEN=1"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    cp = [line for line in p.stdout.splitlines() if " fs cp " in line]
+    assert len(cp) == 1 and cp[0].count("/") and "app.mpy" not in cp[0] and "secrets.json" in cp[0], p.stdout
+    assert "frozen image" in p.stdout
