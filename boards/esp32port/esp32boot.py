@@ -104,6 +104,8 @@ def boot():
     r = W.report()
     r.update(extra)
     r["harness_alloc"] = harness
+    gc.collect()
+    r["live_alloc"] = gc.mem_alloc()  # everything still reachable when the board stopped
     r["meter"] = _meter_view()
     r["reason"] = reason
     _report(r)
