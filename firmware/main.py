@@ -6,11 +6,13 @@
 import app
 
 SETTINGS = "settings.json"  # technician overrides (repl.config), under board.root
-# While the loop is paused at the REPL a timer keeps feeding the watchdog, but only for this
-# long after the last REPL command: a console left open reboots into metering. It must stay
-# well under the ~9 minutes the chip's 16-bit energy registers hold at full load.
+# While the loop is paused at the REPL a timer keeps the meter running: every period it takes one
+# loop step (metering, billing, relay, commit, sync; the step feeds the watchdog), but only for this
+# long after the last REPL command: a console left open reboots into metering. Stepping, not just
+# feeding the watchdog, because a chip's energy registers fill fast at full load (the ATM90E32 in
+# under 18 s at 3 x 60 A): a pause of minutes would overflow them and lose the energy.
 HOLD_S = 300
-_HOLD_PERIOD_MS = 5000
+_HOLD_PERIOD_MS = 5000  # at most; never more than a third of the chip's max_poll_ms
 # Hardware timer of the hold. machine.Timer(n) on the ESP32 is the one hardware timer n, shared by
 # every Timer(n): the boards sample the pulse inputs on timer 0 (boards/esp32_*.py), so a hold on
 # timer 0 would replace that callback and its deinit() would stop pulse counting for good.
@@ -102,30 +104,54 @@ def loop(m, ticks=None, wait_ms=None):
             n += 1
     except KeyboardInterrupt:
         board.feed_watchdog()
-        held = advance is None and hold_watchdog(board)
+        held = advance is None and hold_watchdog(m)
         print("\nmeter loop paused%s." % (
             " (the meter reboots into metering %d s after the last REPL command)" % HOLD_S if held else ""))
         print("  from repl import *   then status(), help_(), resume()")
     return n
 
 
-def hold_watchdog(board):
-    """Feed the watchdog from a timer while a technician works at the REPL; app.console_hold
-    counts down the periods left (every REPL command renews it). False if the port has no Timer."""
+def hold_period_ms(m):
+    """The hold's step period for this meter: a third of the time the chip's fullest energy
+    register takes to overflow at the board's maximum power, at most _HOLD_PERIOD_MS."""
+    p = m.metering.max_poll_ms // 3
+    return p if p < _HOLD_PERIOD_MS else _HOLD_PERIOD_MS
+
+
+def hold_watchdog(m):
+    """Keep the meter stepping from a timer while a technician works at the REPL;
+    app.console_hold = [periods left, periods in HOLD_S] (every REPL command renews it).
+    While a REPL command runs (app.console_busy) the timer only feeds the watchdog: a step in the
+    middle of a token entry or a calibration would commit or read half-done state. The ESP32's
+    Timer callbacks are scheduled, so a step never runs inside another. False if the port has no
+    Timer."""
     try:
         from machine import Timer
     except ImportError:
         return False
-    app.console_hold = [HOLD_S * 1000 // _HOLD_PERIOD_MS]
+    period = hold_period_ms(m)
+    full = HOLD_S * 1000 // period
+    app.console_hold = [full, full]
+    app.console_busy = 0  # REPL commands running (repl._command)
+    board = m.board
 
-    def feed(_t):
+    def tick(_t):
         h = app.console_hold
-        if h[0] > 0:
-            h[0] -= 1
+        if h is None or h[0] <= 0:
+            return  # the hold ran out: no feed, the watchdog reboots into metering
+        h[0] -= 1
+        if app.console_busy:
+            board.feed_watchdog()
+            return
+        try:
+            m.step()
+        except Exception as e:  # noqa: BLE001 - as in loop(): keep metering whatever went wrong
+            m.step_errors += 1
+            m.last_error = e
             board.feed_watchdog()
 
     t = Timer(_HOLD_TIMER)
-    t.init(period=_HOLD_PERIOD_MS, callback=feed)
+    t.init(period=period, callback=tick)
     app.console_timer = t
     return True
 
@@ -133,7 +159,7 @@ def hold_watchdog(board):
 def renew_hold():
     h = getattr(app, "console_hold", None)
     if h is not None:
-        h[0] = HOLD_S * 1000 // _HOLD_PERIOD_MS
+        h[0] = h[1]
 
 
 def release_watchdog():
@@ -142,6 +168,7 @@ def release_watchdog():
         t.deinit()
         app.console_timer = None
         app.console_hold = None
+        app.console_busy = 0
 
 
 def run():

@@ -22,6 +22,19 @@ class ReplError(Exception):
     pass
 
 
+def _command(f):
+    """A REPL command: while it runs, the hold timer (main.hold_watchdog) only feeds the watchdog
+    and takes no loop step, so a step never commits or reads a command's half-done state."""
+    def run(*args, **kw):
+        busy = getattr(app, "console_busy", 0)
+        app.console_busy = busy + 1
+        try:
+            return f(*args, **kw)
+        finally:
+            app.console_busy = busy
+    return run
+
+
 def _m():
     m = getattr(app, "current", None)
     if m is None:
@@ -114,6 +127,7 @@ def _settle(m, ms):
 
 
 # -- status ---------------------------------------------------------------------------
+@_command
 def status():
     m = _m()
     mt = m.metering
@@ -268,6 +282,7 @@ def _check_broker(m):
         s.close()
 
 
+@_command
 def selftest():
     """The metering chip's own diagnosis (absent, reset, its checksums/configuration), relay click
     with current confirmation, storage, clock, broker."""
@@ -278,6 +293,7 @@ def selftest():
     return not failed
 
 
+@_command
 def relay_test():
     """One open/close cycle of the load relay, confirmed by the measured current."""
     m = _m()
@@ -298,6 +314,7 @@ _TOKEN_HELP = {
 }
 
 
+@_command
 def token(text):
     """Enter a 20-digit token; spaces and dashes between groups are fine."""
     m = _m()
@@ -314,6 +331,7 @@ def token(text):
 
 
 # -- event log ------------------------------------------------------------------------------
+@_command
 def log(n=20):
     """The last n events, oldest first, from the event log on flash (so events from before
     the last reboot show too); the RAM ring if the log cannot be read."""
@@ -363,6 +381,7 @@ def _log_ram(m, n):
 
 
 # -- clock ------------------------------------------------------------------------------------
+@_command
 def set_time(y, mo=None, d=None, h=0, mi=0, s=0):
     """set_time(unix_seconds) or set_time(2026, 11, 27, 10, 30, 0) -- UTC."""
     m = _m()
@@ -447,6 +466,7 @@ def _save(m, name, v):
         json.dump(saved, f)
 
 
+@_command
 def config(name=None, value=None):
     """config() shows every setting; config("telemetry_s", 300) sets one (checked, saved, live)."""
     m = _m()
@@ -486,6 +506,7 @@ def config(name=None, value=None):
 
 
 # -- calibration ----------------------------------------------------------------------------------
+@_command
 def cal_read(samples=5):
     """Step 1 of a calibration check: the meter's own readings, averaged over a few seconds.
     Returns (v, i, p): voltage of the first channel, current and power of all channels (on a
@@ -528,6 +549,7 @@ def _err_pm(meter, ref):
     return q if (num >= 0) == (ref > 0) else -q
 
 
+@_command
 def cal_check(ref_v, ref_a, ref_w, ch=0, samples=5):
     """Step 2: compare with a reference meter on the same load. ref_v in V, ref_a in A, ref_w in W,
     as text or whole numbers: cal_check("230.1", "4.350", 1000). On a multi-channel meter the
@@ -586,6 +608,7 @@ def _parse_fixed(v, places):
     return -r if neg else r
 
 
+@_command
 def calibrate(step=None, *args):
     """Gain calibration steps come from the calibration module when this firmware has one."""
     m = _m()
