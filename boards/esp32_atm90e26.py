@@ -6,7 +6,10 @@ CHIP = "atm90e26"
 RELAY = "monostable"  # contacts closed while the coil output is high
 
 # VSPI IO-MUX pins; the ATM90E26 wants SPI mode 3 at <= 200 kHz.
-PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 0, "led": 2,
+# Pin map and the reasons for it: docs/hardware.md. Customer inputs stay off the strapping pins
+# (0, 2, 5, 12, 15): a reconnect button on GPIO0 held through a power-up or a watchdog reset
+# left the ESP32 in its ROM download mode, not metering.
+PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 32, "led": 2,
         "cover": 34, "magnet": 35,  # tamper switches on input-only pins, external pull-ups
         "pulse1": 36, "pulse2": 39}  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
 SPI_ID = 2

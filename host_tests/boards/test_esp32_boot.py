@@ -65,9 +65,24 @@ def test_an_incomplete_staged_file_set_fails_the_boot_loudly(board, missing, tmp
 
 
 def test_a_board_held_in_download_mode_runs_nothing(tmp_path):
-    # GPIO0 is the boards' reconnect button and a strapping pin: held low at reset, the ESP32
-    # waits in its ROM bootloader instead of running MicroPython.
+    # GPIO0 is a strapping pin: held low at reset, the ESP32 waits in its ROM bootloader instead
+    # of running MicroPython. That is why no customer input is wired to it (docs/hardware.md).
     h = esp32_host.Esp32Host(tmp_path, "esp32-atm90e26")
     h.setup()
     r = h.boot(60, inputs={"0": 0})
     assert r["reason"] == "download_mode" and r["frames"] == 0, r
+
+
+def test_a_customer_holding_the_button_through_a_power_up_does_not_stop_the_meter(tmp_path):
+    # The reconnect button used to be GPIO0: a customer pressing it while the power came back (or
+    # during a watchdog reset) left the meter in download mode, not metering, relay never driven.
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "boards"))
+    import esp32_atm90e26
+    button = esp32_atm90e26.PINS["button"]
+    h = esp32_host.Esp32Host(tmp_path, "esp32-atm90e26", rtc_utc=esp32_host.UTC_START)
+    h.setup()
+    r = h.boot(RUN_S, inputs={str(button): 0})
+    assert r["reason"] == "end" and r["frames"] > RUN_S * 10, r
+    assert not [g for g in r["straps_used"] if g in (0, 2, 12, 15)], r["straps_used"]
