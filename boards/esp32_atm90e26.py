@@ -14,6 +14,7 @@ PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 32, "
         "pulse1": 36, "pulse2": 39}  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
 SPI_ID = 2
 SPI_BAUD = 160000
+_RTC_SET_MIN = -31622400  # 2024-01-01 in meter seconds: an RTC below it was never set or lost power
 _ANCHOR_MS = 3600000  # the clock takes the RTC's seconds once an hour (see _Clock)
 
 # Calibration defaults for a 1 mOhm shunt / 1000:1 voltage divider front end (per-unit values
@@ -82,8 +83,24 @@ class Board:
         self._ca = s.get("ca")  # path of the broker CA (DER); with it the link speaks TLS
         self.clock = _Clock(time)
         self.net_clock = self.clock
+        # Read before anything can reset: the RTC still counting after a power-on reset means the
+        # power never went (these boards have no RTC battery; a power cut restarts it at 2000).
+        self._reset = machine.reset_cause()
+        self._rtc_kept = self.clock.time() >= _RTC_SET_MIN
         self._wdt = WDT(timeout=30000)
         self._chip_id = machine.unique_id()
+
+    def reset_cause(self):
+        """machine.reset_cause() of this boot, a brownout told apart: the port reports one as a
+        power-on reset (ESP_RST_BROWNOUT -> PWRON_RESET in modmachine.c), but ESP-IDF restarts
+        from a brownout without the RTC losing power, so a power-on reset that finds the RTC
+        still counting was a brownout."""
+        import machine
+        import events
+
+        if self._reset == machine.PWRON_RESET and self._rtc_kept:
+            return events.RESET_BROWNOUT
+        return self._reset
 
     def _pulse_inputs(self, pin_cls, time):
         import pulses

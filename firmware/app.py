@@ -136,6 +136,12 @@ class Meter:
             self.emit(events.NO_KEY, 0)
         self._load_passive()
         self.emit(events.BOOT, self.store.seq)
+        cause = getattr(self.board, "reset_cause", None)  # a real board says why it started
+        if cause is not None:
+            c = cause()
+            self.emit(events.RESET, c)
+            if c == events.RESET_BROWNOUT:
+                self.emit(events.BROWNOUT, 0)
         self.metering.start()
         self.sync.boot = self.clock.time()
         self.reporter = Reporter(self, self.board.config)

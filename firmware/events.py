@@ -58,6 +58,11 @@ CHIP_UPSET = const(49)  # chip configuration changed without a reset (CRC check)
 # Storage on the root file system of a stock image (no "meter" partition): about one flash erase
 # per commit, several times the wear of the meter image (docs/storage.md). Raised at every boot.
 STORE_FALLBACK = const(50)
+# Why the meter started (arg: machine.reset_cause() numbering: 1 power-on, 2 hard reset or panic,
+# 3 watchdog, 4 deep sleep, 5 soft reset; RESET_BROWNOUT for a brownout), raised at every boot.
+RESET = const(51)
+BROWNOUT = const(52)  # the supply dipped below the brownout level and the ESP32 restarted
+RESET_BROWNOUT = const(6)  # a RESET cause of our own: the port reports brownouts as power-on
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -73,6 +78,7 @@ NAMES = (
     "store_reformatted",
     "tamper_ln", "cal_invalid", "chip_upset",
     "store_fallback",
+    "reset", "brownout",
 )
 
 

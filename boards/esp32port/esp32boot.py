@@ -120,7 +120,8 @@ def _meter_view():
     try:
         return {"imp_wh": m.metering.imp_wh, "balance": m.account.balance, "relay": m.relay.state,
                 "reasons": m.relay.reasons, "topups": m.topups, "step_errors": m.step_errors,
-                "last_error": repr(getattr(m, "last_error", None))}
+                "last_error": repr(getattr(m, "last_error", None)),
+                "events": [list(m.events.get(k)[:2]) for k in range(m.events.oldest_seq(), m.events.seq)]}
     except Exception as e:  # noqa: BLE001 - a diagnostic only
         return {"error": repr(e)}
 
