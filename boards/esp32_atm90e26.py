@@ -16,6 +16,7 @@ SPI_ID = 2
 SPI_BAUD = 160000
 _RTC_SET_MIN = -31622400  # 2024-01-01 in meter seconds: an RTC below it was never set or lost power
 _ANCHOR_MS = 3600000  # the clock takes the RTC's seconds once an hour (see _Clock)
+_NTP_TIMEOUT_S = 1  # one SNTP query waits at most this long (in the link's connect phase)
 
 # Calibration defaults for a 1 mOhm shunt / 1000:1 voltage divider front end (per-unit values
 # come from the REPL calibration procedure; the driver computes CS1/CS2 itself).
@@ -81,6 +82,7 @@ class Board:
         self._mqtt_password = s.get("mqtt_password")
         self._wifi = (s.get("wifi_ssid"), s.get("wifi_password"))
         self._ca = s.get("ca")  # path of the broker CA (DER); with it the link speaks TLS
+        self._ntp = s.get("ntp", "pool.ntp.org")  # time server (docs/time.md); "" for none
         self.clock = _Clock(time)
         self.net_clock = self.clock
         # Read before anything can reset: the RTC still counting after a power-on reset means the
@@ -91,16 +93,17 @@ class Board:
         self._chip_id = machine.unique_id()
 
     def reset_cause(self):
-        """machine.reset_cause() of this boot, a brownout told apart: the port reports one as a
-        power-on reset (ESP_RST_BROWNOUT -> PWRON_RESET in modmachine.c), but ESP-IDF restarts
-        from a brownout without the RTC losing power, so a power-on reset that finds the RTC
-        still counting was a brownout."""
-        import machine
-        import events
-
-        if self._reset == machine.PWRON_RESET and self._rtc_kept:
-            return events.RESET_BROWNOUT
+        """machine.reset_cause() of this boot (read before anything could reset)."""
         return self._reset
+
+    def brownout(self):
+        """Whether this boot follows a brownout. The port reports one as a power-on reset
+        (ESP_RST_BROWNOUT -> PWRON_RESET in modmachine.c), but ESP-IDF restarts from a brownout
+        without the RTC losing power: a power-on reset that finds the RTC still counting was a
+        brownout (these boards have no RTC battery; a power cut restarts it at 2000)."""
+        import machine
+
+        return self._reset == machine.PWRON_RESET and self._rtc_kept
 
     def _pulse_inputs(self, pin_cls, time):
         import pulses
@@ -176,6 +179,26 @@ class Board:
         t = time.gmtime(timebase.from_unix(utc) + self.clock._offset)
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
         self.clock.anchor(True)
+
+    def sntp(self):
+        """Meter seconds from the time server (the port's ntptime, one query bounded by its
+        timeout; OSError without an answer). It does not set the RTC: the app's time source
+        decides how far to believe an unauthenticated answer (docs/time.md)."""
+        if not self._ntp:
+            raise OSError(2)  # ENOENT: no time server configured
+        import ntptime
+        ntptime.host = self._ntp
+        ntptime.timeout = _NTP_TIMEOUT_S
+        return ntptime.time() - self.clock._offset
+
+    def keep_time(self, data):
+        """The time source's state in the RTC's memory: kept over resets, lost with the RTC."""
+        import machine
+        machine.RTC().memory(data)
+
+    def kept_time(self):
+        import machine
+        return machine.RTC().memory()
 
 
 DATA_LABEL = "meter"  # the meter image's data partition (boards/esp32_meter/partitions.csv)

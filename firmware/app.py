@@ -11,6 +11,9 @@ import auth
 import record
 import json
 import os
+import struct
+import timebase
+import timesource
 import tariff as tariff_mod
 import token as token_mod
 import billing as billing_mod
@@ -78,6 +81,13 @@ class Meter:
             self.topup_log = billing_mod.TopupLog(tops)
         self.remote = Remote(self)
         self.sync.emit = emit
+        # Wall time's source and trust (docs/time.md): raised to the floor after a power cut, SNTP
+        # in the link's connect phase, the backend's `time` as the authority.
+        self.timesrc = timesource.TimeSource(self.clock, self._raise_clock, getattr(board, "sntp", None),
+                                             getattr(board, "keep_time", None), emit,
+                                             events.TIME_SET, events.TIME_REFUSED)
+        self.sync.time = self.timesrc
+        self.sync.cmds = self.commands
         self.topups = 0
         self._tariff_path = board.root + "/tariff_passive.json"
         self.tariff_error = None  # why the last tariff sent was refused (REPL)
@@ -86,6 +96,12 @@ class Meter:
         self.commit_ms = cfg.get("commit_s", 900) * 1000
         self._uncommitted_wh = 0
         self.commit_faults = 0
+        # The latest wall time the meter has trusted (meter seconds), committed with every record:
+        # the clock never starts below it after a power cut, and command expiry is judged on
+        # max(clock, floor), so pulling the plug cannot bring an expired command back to life.
+        self.time_floor = 0
+        self._floor_committed = 0
+        self.foreign = 0  # the version of a newer firmware's record found at boot (kept untouched)
         self.step_errors = 0  # steps that raised (main.loop counts them and goes on)
         self.last_error = None
         now = self.clock.ticks_ms()
@@ -103,23 +119,40 @@ class Meter:
         """Restore the durable state and start the hardware. Never raises: a meter that
         cannot read its storage keeps metering with the relay open (safe) and says so."""
         reformatted = getattr(self.board, "fs_state", 0) >= store_mod.REFORMATTED
+        try:
+            ok = self.store.load()
+            if ok and record.version(self.store.payload, self.store.length) == record.FOREIGN:
+                self.foreign = struct.unpack_from("<H", self.store.payload, 2)[0] or 1
+                ok = False
+            ok = ok and record.unpack(self.store.payload, self, self.store.length)
+        except Exception:  # never a boot loop: an unexpected record is a damaged record
+            ok = False
+            self.store.damaged += 1
+        # The clock first, so every event of this boot carries a sane time: an RTC that lost its
+        # power (back at 2000) or was set back starts from the record's time floor, a time TLS
+        # certificates are valid at, until SNTP or the backend's time sets it (docs/time.md).
+        self._floor_committed = self.time_floor
+        kept = getattr(self.board, "kept_time", None)
+        self.timesrc.boot(self.time_floor, kept() if kept is not None else None)
         if reformatted:
             # The file system had to be formatted to mount (or cannot be mounted at all):
             # whatever it held is gone, so the state is unknown.
             self.emit(events.STORE_REFORMATTED, self.board.fs_state)
         if getattr(self.board, "fs_fallback", False):
             self.emit(events.STORE_FALLBACK, 0)  # a stock image: the backend should know the wear
-        try:
-            ok = self.store.load() and record.unpack(self.store.payload, self)
-        except Exception:  # never a boot loop: an unexpected record is a damaged record
-            ok = False
-            self.store.damaged += 1
         if ok:
             pass
+        elif self.foreign:
+            # A newer firmware's record: keep it for that firmware (no commit writes over it) and
+            # stay safe, since this firmware cannot read the balance.
+            self.emit(events.STORE_NEWER, self.foreign)
+            self.relay.restore(relay_mod.DISCONNECTED, relay_mod.SAFETY)
         elif self.store.damaged or reformatted:
-            # Storage exists but no record is readable: we do not know the balance, so stay safe.
+            # Storage exists but no record is readable: we do not know the balance, so stay safe;
+            # and the replay window went with it, so no command moves money before a resync.
             self.emit(events.STORE_FAULT, self.store.damaged)
             self.relay.restore(relay_mod.DISCONNECTED, relay_mod.SAFETY)
+            self.commands.lost = True
         else:
             # A new meter: start from the provisioned opening balance.
             opening = self.board.config.get("opening_balance", 0)
@@ -136,17 +169,22 @@ class Meter:
             self.emit(events.NO_KEY, 0)
         self._load_passive()
         self.emit(events.BOOT, self.store.seq)
+        if self.commands.lost:
+            n = os.urandom(4)
+            self.commands.lose((n[0] << 22 | n[1] << 14 | n[2] << 6 | n[3] >> 2) or 1)
+            self.emit(events.REPLAY_LOST, self.commands.nonce)
         cause = getattr(self.board, "reset_cause", None)  # a real board says why it started
         if cause is not None:
-            c = cause()
-            self.emit(events.RESET, c)
-            if c == events.RESET_BROWNOUT:
+            self.emit(events.RESET, cause())
+            if self.board.brownout():
                 self.emit(events.BROWNOUT, 0)
         self.metering.start()
         self.sync.boot = self.clock.time()
         self.reporter = Reporter(self, self.board.config)
         self.sync.link = self.board.make_link(self.on_message, (self.sync.cmd_topic,),
                                               self.sync.will(), self.sync.birth)
+        if self.sync.link is not None:
+            self.sync.link.net_task = self.timesrc.query  # SNTP in the link phase, bounded
 
     # -- the loop ---------------------------------------------------------------
     def step(self):
@@ -157,9 +195,14 @@ class Meter:
         m = self.metering
         m.poll(dt)
         wh = m.step_wh
-        utc = clock.time()  # meter seconds (timebase.py): a small int on the ESP32 until 2059
+        # Meter seconds (timebase.py), a small int on the ESP32 until 2059; while the time is
+        # uncertain after a power cut the calendar stands at the floor (docs/time.md).
+        utc = self.timesrc.bill_time(clock.time())
         # Every tick: the standing charge runs on monotonic time even when no energy flows.
         self.account.debit(self.tariff.charge(wh, utc, dt))
+        if self.tariff.rolled or m.rolled:  # an energy register passed 10^9 Wh and started again
+            self.emit(events.REGISTER_ROLLOVER, self.tariff.rolled + m.rolled)
+            self.tariff.rolled = m.rolled = 0
         if wh:
             self._uncommitted_wh += wh
         if self.tariff.activations != self._activations:
@@ -266,7 +309,7 @@ class Meter:
         if a.exhausted():
             # Friendly periods (nights, weekends, holidays) defer the credit disconnection; the
             # reason is set all the same, so the relay opens the moment the period ends.
-            self.relay.defer_credit(a.friendly.active(self.tariff.t.tz, self.clock.time()))
+            self.relay.defer_credit(a.friendly.active(self.tariff.t.tz, self.timesrc.bill_time(self.clock.time())))
             self.relay.set_reason(relay_mod.CREDIT)
         else:
             self.relay.defer_credit(False)
@@ -286,6 +329,14 @@ class Meter:
     # -- durability -------------------------------------------------------------
     def commit(self):
         """Commit the hot record. Returns False (and keeps the old record) if storage fails."""
+        if self.foreign:
+            self._uncommitted_wh = 0  # nothing to write over a newer firmware's record
+            self._last_commit = self.clock.ticks_ms()
+            self.relay.changed = False
+            return False
+        now = self.timesrc.lower()  # never what SNTP alone said (docs/time.md)
+        if now > self.time_floor and now >= timebase.SET_MIN:
+            self.time_floor = now
         record.pack(self.store.payload, self)
         try:
             self.store.commit()
@@ -296,6 +347,7 @@ class Meter:
             return False
         self._uncommitted_wh = 0
         self._last_commit = self.clock.ticks_ms()
+        self._floor_committed = self.time_floor
         self.relay.changed = False
         self.protection.committed()
         self.sync.outbox.checkpoint()
@@ -315,8 +367,13 @@ class Meter:
             # A retained command would replay on every reconnect: never act on one.
             self.emit(events.RETAINED_CMD, 0)
             return
-        verdict, doc, res = self.commands.check(payload, self.clock.time())
+        now = self.timesrc.lower()  # a time server cannot bring an expired command back
+        verdict, doc, res = self.commands.check(payload, now if now > self.time_floor else self.time_floor)
         if verdict == auth.REFUSED:
+            if res == "expired" and self.commands.expired_at > self._floor_committed:
+                # Refused as expired, but the floor on flash is older than its expiry: a power cut
+                # now would let it in again. Commit the floor (once per such command).
+                self.commit()
             self.sync.refused(doc, res, self, self.clock.ticks_ms())  # doc: the id, or 0
             return
         cid = doc["id"]
@@ -370,7 +427,7 @@ class Meter:
         return res
 
     def _token(self, text):
-        now = self.clock.time()
+        now = self.timesrc.lower()  # a lockout is not shortened by a time server's word
         tk = self.tokens
         v, typ, cid, amt, reason = tk.check(text, now)
         if v == token_mod.REFUSED:
@@ -432,7 +489,23 @@ class Meter:
         if op == "status":
             self.sync.telemetry(self, self.clock.time())
             return _APPLIED
+        if op == "resync":
+            return _APPLIED if self.commands.resync(doc) else _BAD_ARGS
         return self.remote.apply(doc)
+
+    def time_set(self):
+        """The clock was just set by an authority (the backend's signed `time`, the technician's
+        set_time): trusted, and the floor follows it, down as well as up."""
+        self.timesrc.authoritative()
+        self.time_floor = self.clock.time()
+
+    def _raise_clock(self, t):
+        """Move the wall clock forward to meter second t (the board's RTC when it has one)."""
+        hook = getattr(self.board, "set_time", None)
+        if hook is not None:
+            hook(timebase.to_unix(t))
+        elif hasattr(self.clock, "jump"):
+            self.clock.jump(t - self.clock.time())
 
     def _relay_op(self, op, doc):
         """Relay commands, rate limited (a refused one is an event and changes nothing)."""

@@ -28,6 +28,11 @@ class Commands:
         self.ids = array("I", bytes(4 * WINDOW))
         self.results = array("B", bytes(WINDOW))
         self.refused = 0
+        # The replay window was lost (both record slots unreadable): ids already applied cannot be
+        # told from new ones, so only a "resync" carrying `nonce` is accepted (persisted flag).
+        self.lost = False
+        self.nonce = 0
+        self.expired_at = 0  # meter second at which the last command refused as expired expired
 
     def check(self, payload, now_utc):
         """(verdict, body, stored result) or (REFUSED, command id or 0, reason). `now_utc` is
@@ -74,10 +79,30 @@ class Commands:
         if cid <= self.last_id:
             return self._refuse("stale_id", cid)
         if exp - EPOCH < now_utc:
+            self.expired_at = exp - EPOCH if -(1 << 30) < exp - EPOCH < 1 << 30 else now_utc
             return self._refuse("expired", cid)
         if type(doc.get("op")) is not str:
             return self._refuse("malformed", cid)
+        if self.lost and (doc["op"] != "resync" or doc.get("nonce") != self.nonce):
+            return self._refuse("replay_lost", cid)
         return OK, doc, None
+
+    def lose(self, nonce):
+        """The replay window is gone: refuse everything but a resync echoing `nonce` (30 bits,
+        new at every boot, so a resync captured on an earlier boot is no use)."""
+        self.lost = True
+        self.nonce = nonce
+
+    def resync(self, doc):
+        """Apply an authenticated resync: `last` is the backend's highest issued command id, so
+        every id up to it is stale from now on. False (nothing changes) when it does not fit."""
+        last = doc.get("last")
+        if not self.lost or doc.get("nonce") != self.nonce or type(last) is not int or not 0 <= last < 1 << 31:
+            return False
+        if last > self.last_id:
+            self.last_id = last
+        self.lost = False
+        return True
 
     def set_key(self, key):
         """Use a new key from now on; the old one can still fetch the answers of repeats."""
@@ -95,6 +120,8 @@ class Commands:
         (REFUSED, reason); changes nothing."""
         if type(cid) is not int or cid <= 0 or cid >= 1 << 31:
             return REFUSED, "malformed"
+        if self.lost:
+            return REFUSED, "replay_lost"
         for i in range(WINDOW):
             if self.ids[i] == cid:
                 return REPEAT, self.results[i]

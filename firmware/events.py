@@ -59,10 +59,22 @@ CHIP_UPSET = const(49)  # chip configuration changed without a reset (CRC check)
 # per commit, several times the wear of the meter image (docs/storage.md). Raised at every boot.
 STORE_FALLBACK = const(50)
 # Why the meter started (arg: machine.reset_cause() numbering: 1 power-on, 2 hard reset or panic,
-# 3 watchdog, 4 deep sleep, 5 soft reset; RESET_BROWNOUT for a brownout), raised at every boot.
+# 3 watchdog, 4 deep sleep, 5 soft reset), raised at every boot of a real board.
 RESET = const(51)
 BROWNOUT = const(52)  # the supply dipped below the brownout level and the ESP32 restarted
-RESET_BROWNOUT = const(6)  # a RESET cause of our own: the port reports brownouts as power-on
+# The hot record is of a newer layout than this firmware reads (arg: its version): the meter keeps
+# it untouched (no commit), relay open for safety, until the newer firmware is back.
+STORE_NEWER = const(53)
+# The replay window was lost with the record: money and relay commands are refused until the
+# backend answers with a signed "resync" echoing this boot's nonce (arg: the nonce).
+REPLAY_LOST = const(54)
+# The clock's trust changed (arg: timesource state, 0 uncertain .. 3 trusted; docs/time.md), and a
+# time server's answer that was not taken (it would have moved the clock back: arg 0).
+TIME_SET = const(55)
+TIME_REFUSED = const(56)
+# An energy register (per rate, per block, per channel) passed 10^9 Wh and rolled over to 0, as a
+# register with six kWh digits does (arg: how many rolled in this step; docs/storage.md).
+REGISTER_ROLLOVER = const(57)
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -79,6 +91,9 @@ NAMES = (
     "tamper_ln", "cal_invalid", "chip_upset",
     "store_fallback",
     "reset", "brownout",
+    "store_newer", "replay_lost",
+    "time_set", "time_refused",
+    "register_rollover",
 )
 
 

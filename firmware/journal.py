@@ -13,13 +13,20 @@ from micropython import const
 _SEG_BYTES = const(4096)  # aim for one erase block per segment
 _ENOENT = const(2)
 _ENOSPC = const(28)
+_EIO = const(5)
+# Entries a ring's directory may hold: the per-type rings share one (3 segments x ~60 types);
+# more means a directory listing that does not end (see _segments).
+_MAX_ENTRIES = const(1024)
 
 
 class Ring:
-    def __init__(self, path, rec_size, capacity, per_seg=0):
+    def __init__(self, path, rec_size, capacity, per_seg=0, prefix=""):
+        """path: the ring's directory; with `prefix`, the ring's segments are the files
+        `<path>/<prefix><seg>` and the directory may hold other rings (other prefixes)."""
         if type(rec_size) is not int or rec_size <= 0 or type(capacity) is not int or capacity <= 0:
             raise ValueError("rec_size and capacity must be positive ints")
         self.path = path
+        self._prefix = prefix
         self.rec_size = rec_size
         self.capacity = capacity
         self._len = rec_size + 8
@@ -38,14 +45,21 @@ class Ring:
 
     # -- files ------------------------------------------------------------------
     def _name(self, seg):
-        return "%s/%d" % (self.path, seg)
+        return "%s/%s%d" % (self.path, self._prefix, seg)
 
     def _segments(self):
         segs = []
+        p = self._prefix
+        k = len(p)
+        left = _MAX_ENTRIES
         for e in os.ilistdir(self.path):
+            # Bounded: on a flash returning errors littlefs can hand out the same entries forever.
+            left -= 1
+            if left < 0:
+                raise OSError(_EIO)
             n = e[0]
-            if n.isdigit():
-                segs.append(int(n))
+            if n[:k] == p and n[k:].isdigit():
+                segs.append(int(n[k:]))
         segs.sort()
         return segs
 

@@ -36,8 +36,8 @@ class KeyStore:
         self.key = None
 
     def load(self):
-        if not self._store.load():
-            return False
+        if not self._store.load() or self._store.length != _REC_SIZE:
+            return False  # no key record, or one of another layout: the provisioned key stands
         self.kid, self.rot_id, self.key = struct.unpack_from(_REC, self._store.payload, 0)
         return True
 

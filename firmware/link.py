@@ -162,6 +162,10 @@ class Link:
         self.sent = 0
         self.received = 0
         self.oversized = 0  # packets refused for size (each one cost a reconnect)
+        # A bounded network task of the app's (the time source's SNTP query): net_task(True) before
+        # each connect attempt, net_task(False) on each poll while up (it keeps its own schedule).
+        # The link phase is where the meter already spends bounded network waits.
+        self.net_task = None
         mqtt_module.socket = _SocketModule(self)
 
     def _rx(self):
@@ -224,6 +228,11 @@ class Link:
         now = clock.ticks_ms()
         if self.state == DOWN:
             if clock.ticks_diff(now, self._next_try) >= 0:
+                if self.net_task is not None:
+                    try:
+                        self.net_task(True)
+                    except Exception:  # noqa: BLE001 - whatever it did, the connect goes ahead
+                        pass
                 try:
                     self._connect()
                 except Exception:  # OSError, MQTTException, umqtt's asserts: all mean "not now"
@@ -233,6 +242,8 @@ class Link:
             for _ in range(_MAX_MSGS_PER_POLL):
                 if self._client.check_msg() is None:
                     break
+            if self.net_task is not None:
+                self.net_task(False)
             now = clock.ticks_ms()
             ka = self.keepalive_s * 1000
             if clock.ticks_diff(now, self._last_rx) > ka + ka // 2:

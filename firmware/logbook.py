@@ -14,6 +14,10 @@ from journal import Ring
 _QUARTER_S = const(900)
 _MIN_UTC = const(0)  # the meter epoch, 2025-01-01: before this the clock is not set, so no profile
 _PER_TYPE = const(10)
+# The per-type rings share one directory, in segments of 5 records (90 bytes): small enough to
+# stay inline in littlefs' metadata even on a stock image's root (limit 128), where a directory
+# and a block per segment for each event type cost 4-6 blocks a type.
+_PER_TYPE_SEG = const(5)
 
 EV_FMT = "<iiH"  # utc, arg, code
 EV_SIZE = struct.calcsize(EV_FMT)
@@ -21,7 +25,7 @@ EV_SIZE = struct.calcsize(EV_FMT)
 LP_FMT = "<iIIiBB"
 LP_SIZE = struct.calcsize(LP_FMT)
 LP_BOOT = const(1)  # the interval ending here contains a power-up (it may be short)
-# Defaults sized for the meter image's 1984 KiB "meter" partition: 419 of its 496 blocks when full
+# Defaults sized for the meter image's 1984 KiB "meter" partition: 247 of its 496 blocks when full
 # (boards/esp32_meter/partitions.csv, docs/storage.md).
 DEFAULTS = {"events": 128, "profile_days": 92, "daily": 400, "monthly": 240, "topups": 128}
 
@@ -38,6 +42,7 @@ class Logbook:
         self._by_type = {}
         self._ev_sent = 0  # next seq of the RAM event ring to persist
         self.events = self._ring("ev", EV_SIZE, c["events"])
+        self._drop_old_type_dirs()
         self.profile = self._ring("lp", LP_SIZE, c["profile_days"] * 96)
         self.sizes = c
         self._quarter = self._last_period(self.profile, _QUARTER_S)
@@ -47,13 +52,31 @@ class Logbook:
         """A ring in the log directory (capacity from the storage config by name), or None."""
         return self._ring(name, size, capacity or self.sizes[name])
 
-    def _ring(self, name, size, capacity):
+    def _drop_old_type_dirs(self):
+        # A firmware before the shared directory kept a directory per event type (log/t<code>):
+        # give their blocks back (once; a cut midway finishes at the next boot). The main event
+        # log keeps those events; only the per-type history starts afresh.
+        import os
+        try:
+            old = [e[0] for _, e in zip(range(256), os.ilistdir(self._dir))  # bounded (journal.py)
+                   if len(e[0]) > 1 and e[0][0] == "t" and e[0][1:].isdigit()]
+            for n in old:
+                d = self._dir + "/" + n
+                for f in [e[0] for _, e in zip(range(64), os.ilistdir(d))]:
+                    os.remove(d + "/" + f)
+                os.rmdir(d)
+        except OSError:
+            self.faults += 1
+
+    def _ring(self, name, size, capacity, prefix=""):
         import os
         try:
             try:
                 os.mkdir(self._dir)
             except OSError:
                 pass
+            if prefix:
+                return Ring(self._dir + "/" + name, size, capacity, _PER_TYPE_SEG, prefix)
             return Ring(self._dir + "/" + name, size, capacity)
         except OSError:
             self.faults += 1
@@ -100,7 +123,7 @@ class Logbook:
         self._append(self.events, rec)
         r = self._by_type.get(code)
         if r is None:
-            r = self._ring("t%d" % code, EV_SIZE, _PER_TYPE)
+            r = self._ring("t", EV_SIZE, _PER_TYPE, "%d." % code)
             if r is None:
                 return
             self._by_type[code] = r
@@ -110,7 +133,7 @@ class Logbook:
         """The retained events of one type, oldest first, as (utc, arg, code) tuples."""
         r = self._by_type.get(code)
         if r is None:
-            r = self._ring("t%d" % code, EV_SIZE, _PER_TYPE)
+            r = self._ring("t", EV_SIZE, _PER_TYPE, "%d." % code)
             if r is None:
                 return []
             self._by_type[code] = r

@@ -9,6 +9,8 @@ import events
 from meterchip import OK, RESET, UPSET
 
 _MAX_INIT_TRIES = const(3)
+# Per-channel registers roll over at 10^9 Wh, as the tariff's do (tariff.REG_MOD, docs/storage.md).
+_REG_MOD = const(1000000000)
 _LN_MIN_MA = const(200)  # live/neutral difference below this is noise, whatever the ratio
 _LN_POLLS = const(3)  # consecutive polls of mismatch before a tamper event
 # A chip that has not been in its configured state for this long is configured again: a flipped
@@ -48,6 +50,7 @@ class Metering:
         n = n if n > 1 else 0
         self.ch_wh = array("i", bytes(8 * n))
         self.ch_rem = array("i", bytes(8 * n))
+        self.rolled = 0  # per-channel register rollovers not yet reported (the app clears it)
         self.v_cv = 0  # RMS voltage of the first channel, centivolts
         self.i_ma = 0  # RMS current, all channels, milliamps
         self.p_w = 0  # active power, all channels, W (negative = export)
@@ -208,7 +211,11 @@ class Metering:
                         acc = ch_rem[k] + c * num
                         wh = acc // den
                         ch_rem[k] = acc - wh * den
-                        ch_wh[k] += wh
+                        wh += ch_wh[k]
+                        if wh >= _REG_MOD:
+                            wh -= _REG_MOD
+                            self.rolled += 1
+                        ch_wh[k] = wh
                 else:
                     good = False
         if not good:

@@ -122,6 +122,7 @@ class Remote:
             m.clock.jump(timebase.from_unix(utc) - m.clock.time())
         else:
             return BAD_ARGS
+        m.time_set()  # the backend is the authority: trusted, floor and all (docs/time.md)
         self.extra = ',"t":%d' % timebase.to_unix(m.clock.time())
         return APPLIED
 

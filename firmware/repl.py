@@ -408,6 +408,7 @@ def set_time(y, mo=None, d=None, h=0, mi=0, s=0):
         m.clock.jump(timebase.from_unix(utc) - m.clock.time())
     else:
         return _err("this board cannot set its clock")
+    m.time_set()  # the technician's time is trusted (docs/time.md)
     _out("clock set: %s" % utc_text(m.clock.time()))
     return timebase.to_unix(m.clock.time())
 

@@ -99,6 +99,9 @@ def remount(dev, path, rs=LFS_READ, ps=LFS_PROG):
     return False
 
 
+_LONGER = const(-3)  # _read(): a slot longer than this firmware's record
+
+
 class RecordStore:
     def __init__(self, path_a, path_b, size):
         self._paths = (path_a, path_b)
@@ -109,21 +112,31 @@ class RecordStore:
         self.commits = 0
         self.bytes_written = 0
         self.damaged = 0  # slots found unreadable or corrupt at the last load
+        # Payload bytes of the record load() found: a record written by another firmware version
+        # may be shorter (an older layout) or longer (a newer one: `length` is then past `size`).
+        self.length = 0
 
     def _read(self, path, into):
+        """(seq, payload length) of the slot at `path`, read into `into`; seq -2 when the slot
+        is missing or empty, -1 when it is damaged. A slot longer than `into` (a newer firmware's
+        record) reports its length with only its head read: the caller must not use it."""
         try:
             with open(path, "rb") as f:
                 n = f.readinto(into)
+                more = f.read(1) if n == len(into) else b""
         except OSError as e:
-            return -2 if e.args[0] == _ENOENT else -1  # missing, or unreadable (damaged)
+            return (-2 if e.args[0] == _ENOENT else -1), 0  # missing, or unreadable (damaged)
         if n == 0:
-            return -2  # created but never written: a first commit into this slot was cut short
-        if n != len(into):
-            return -1
-        seq, crc = struct.unpack_from(_TRAILER, into, self._size)
-        if crc32(memoryview(into)[: self._size + 4]) != crc:
-            return -1
-        return seq
+            return -2, 0  # created but never written: a first commit into this slot was cut short
+        if more:
+            return _LONGER, len(into) + 1
+        if n < 8:
+            return -1, 0
+        size = n - 8
+        seq, crc = struct.unpack_from(_TRAILER, into, size)
+        if crc32(memoryview(into)[: size + 4]) != crc:
+            return -1, 0
+        return seq, size
 
     def load(self):
         """Fill `payload` from the newest valid slot, falling back to the other one when the newest
@@ -139,13 +152,21 @@ class RecordStore:
         other = bytearray(len(self._buf))
         best = -1
         self.damaged = 0
+        self.length = 0
         for i in (0, 1):
-            seq = self._read(self._paths[i], other)
+            seq, n = self._read(self._paths[i], other)
             if seq == -1:
                 self.damaged += 1
+            elif seq == _LONGER:
+                # Not damage: a record too long for this firmware. Hand over its head, so the
+                # caller can tell a newer version and leave both slots alone.
+                self._buf[:] = other
+                self.length = n
+                return True
             elif seq > best:
                 best = seq
                 self._buf[:] = other
+                self.length = n
         if best < 0:
             return False
         self.seq = best

@@ -62,6 +62,8 @@ class Sync:
         self.link = None  # set by the app once the board has made it
         self.boot = 0  # boot epoch (meter second at boot), so a counter restart is visible to the backend
         self.kid = 0  # id of the command key in use
+        self.time = None  # the app's timesource.TimeSource: its state goes into the birth ("tq")
+        self.cmds = None  # the app's auth.Commands: a lost replay window goes into the birth ("rl")
         self._ev_sent = 0  # next event-ring seq to forward
         self.published = 0
         self.exception = False  # an event asked for an early telemetry report
@@ -76,8 +78,15 @@ class Sync:
         return self.outbox.seq
 
     def birth(self):
-        return self.status_topic, ('{"online":1,"v":%d,"boot":%d,"last":%d,"kid":%d}' % (
-            PROTOCOL, to_unix(self.boot), self.outbox.seq, self.kid)).encode()
+        # "tq": how far the meter trusts its clock (timesource.py, docs/time.md); below 3 the
+        # backend should send `time`.
+        # "rl": the nonce a resync must echo, while the replay window is lost (auth.py); retained,
+        # so a headend learns it whenever it looks.
+        ts = self.time
+        c = self.cmds
+        return self.status_topic, ('{"online":1,"v":%d,"boot":%d,"last":%d,"kid":%d,"tq":%d%s}' % (
+            PROTOCOL, to_unix(self.boot), self.outbox.seq, self.kid, 3 if ts is None else ts.state,
+            ',"rl":%d' % c.nonce if c is not None and c.lost else "")).encode()
 
     def will(self):
         return self.status_topic, b'{"online":0}'

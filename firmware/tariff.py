@@ -11,6 +11,10 @@ import timebase
 
 MAX_RATES = const(8)
 MAX_BLOCKS = const(7)  # six thresholds
+# Energy registers (per rate, per block) roll over at 10^9 Wh like a register with six kWh digits:
+# 2^31 would be passed by a 41.4 kW meter in six years, and past 2^30 every value is a big int on
+# the ESP32. The rollover is counted (`rolled`), and the app raises register_rollover for it.
+REG_MOD = const(1000000000)
 _MAX_SWITCHES = const(16)  # per day profile
 _MAX_PROFILES = const(16)
 _MAX_SEASONS = const(12)
@@ -232,6 +236,7 @@ class Engine:
         self.charged_minor = 0  # money charged by this engine, lifetime
         self.standing_s = 0  # seconds of standing charge accrued, lifetime (money = s x per_day / 86400)
         self.activations = 0
+        self.rolled = 0  # register rollovers not yet reported (the app clears it)
         self._lo = 1
         self._hi = 0
         self._rate = 0
@@ -355,7 +360,11 @@ class Engine:
         minor = 0
         if wh > 0:
             r = self._rate
-            self.rate_wh[r] += wh
+            v = self.rate_wh[r] + wh
+            if v >= REG_MOD:
+                v -= REG_MOD
+                self.rolled += 1
+            self.rate_wh[r] = v
             nb = t.nb
             thr = t.thr
             base = r * nb
@@ -371,7 +380,11 @@ class Engine:
                 m = acc // den
                 rem = acc - m * den
                 minor += m
-                self.block_wh[b] += take
+                v = self.block_wh[b] + take
+                if v >= REG_MOD:
+                    v -= REG_MOD
+                    self.rolled += 1
+                self.block_wh[b] = v
                 bwh += take
                 wh -= take
                 if b < nb - 1 and bwh >= thr[b]:

@@ -6,6 +6,8 @@ from micropython import const
 EPOCH = const(1735689600)  # 2025-01-01T00:00:00Z, a UTC midnight (so days and quarters align)
 EPOCH_DAYS = const(20089)  # days from 1970-01-01 to EPOCH
 _SPAN = const(0x3FFFFFFF)  # the small-int range on the ESP32: 1990 .. 2059 in Unix time
+SET_MIN = const(-31622400)  # 2024-01-01 in meter seconds: a clock below it was never set (or lost power)
+MAX_T = _SPAN  # the latest meter second (2059): a clock beyond it is no time at all
 MIN_UNIX = EPOCH - _SPAN
 MAX_UNIX = EPOCH + _SPAN
 

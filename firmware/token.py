@@ -124,7 +124,8 @@ class Tokens:
         d = self._mac.digest(mac_message(self.meter_id, typ, cid, af))
         want = ((d[0] << 12) | (d[1] << 4) | (d[2] >> 4)) & _MAC_MASK
         if not equal(struct.pack("<I", want), struct.pack("<I", mac)):
-            self.bad += 1
+            if self.bad < 255:  # persisted in a byte: saturate, so the lockout stays at its longest
+                self.bad += 1
             if self.bad >= _FREE_TRIES:
                 s = _LOCK_BASE_S << (self.bad - _FREE_TRIES) if self.bad - _FREE_TRIES < 12 else _LOCK_MAX_S
                 self.lock_until = now + (s if s < _LOCK_MAX_S else _LOCK_MAX_S)

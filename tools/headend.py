@@ -382,6 +382,8 @@ def hint(res, op):
         return " (the balance would pass the meter's maximum)"
     if res == "rate_limited":
         return " (the meter limits relay commands: a few at once, then one per refill period; try later)"
+    if res == "replay_lost":
+        return " (the meter lost its replay protection with its record: `headend resync` first)"
     if res == "bad_args" and op == "tariff":
         return " (the active tariff stays; a new tariff must keep the meter's active scale)"
     return ""
@@ -543,6 +545,8 @@ def cmd_watch(h, a):
                     line = show_tele(rec, d)
                 elif kind == "evt":
                     line = "%s  event %s (%d)" % (utc(d["t"]), d["ev"], d.get("a", 0))
+                    if d["ev"] == "replay_lost":
+                        line += ": it refuses all commands until `headend resync %s`" % mid
                 elif kind == "lp":
                     line = "%s  load profile: interval +%d Wh  import total %s kWh" % (
                         utc(d["t"]), d.get("de", 0), kwh(d["e"]))
@@ -556,6 +560,10 @@ def cmd_watch(h, a):
                     line = "reply to command %s: %s%s" % (d.get("id"), d.get("res"), " (repeat)" if d.get("rep") else "")
                 else:
                     line = "link %s%s" % ("online" if d.get("online") else "offline", " (retained)" if retain else "")
+                    if d.get("online") and d.get("tq", 3) < 3:
+                        line += ": its clock is not trusted since a power cut, `headend time %s` sets it" % mid
+                    if d.get("online") and "rl" in d:
+                        line += ": replay protection lost, it refuses all commands until `headend resync %s`" % mid
                 print("%-14s %s" % (mid, line), flush=True)
                 if rec and kind in meterproto.UPLINK and (kind == "status" or "seq" in d) and not a.no_record:
                     h.reg.record(mid, kind, d)  # births too: they tell a restarted numbering (protocol 5.1)
@@ -631,6 +639,42 @@ def cmd_retry(h, a):
     print("%s: command %d (%s) %s; balance %s, relay %s" % (
         a.meter, p["id"], p["op"], "had already been applied" if r.get("rep") else "applied now",
         fmt_money(r["b"], rec.get("decimals", 2)), relay_name(r["r"])))
+    return 0
+
+
+def cmd_resync(h, a):
+    """Answer a meter that lost its replay window (event replay_lost, docs/protocol.md 6.4): every
+    id this headend ever issued becomes stale at the meter, then commands flow again."""
+    rec = h.reg.get(a.meter)
+    nonce = a.nonce
+    if nonce is None:
+        # The meter's retained birth carries the nonce while it waits ("rl"); else its event.
+        bus = h.bus
+        t = meterproto.topic(a.meter, "status")
+        first = len(bus.msgs)
+        bus.subscribe(t)
+        got = bus.wait_for(lambda tp, d, r: tp == t and "online" in d, min(a.timeout, 3.0), first)
+        if got is not None and got[1].get("online") == 1 and "rl" in got[1]:
+            nonce = got[1]["rl"]
+        else:
+            lost = [d for d in h.reg.recorded(a.meter, "evt") if d.get("ev") == "replay_lost"]
+            if not lost:
+                raise CliError("%s does not say it lost its replay protection (no \"rl\" in its birth, no "
+                               "replay_lost event recorded); give --nonce from the meter's event" % a.meter)
+            nonce = lost[-1].get("a")
+    if type(nonce) is not int or not 0 < nonce < 1 << 30:
+        raise CliError("the nonce is a number from the meter's replay_lost event (1 .. 2^30-1), not %r" % (nonce,))
+    last = rec.get("next_cmd_id", 1) - 1  # the highest id issued (commands and tokens alike)
+    r = h.send(a.meter, "resync", last=last, nonce=nonce)
+    print("%s: resync applied (ids up to %d are stale from now on; command %d)" % (a.meter, last, r["cmd_id"]))
+    return 0
+
+
+def cmd_time(h, a):
+    """Set the meter's clock from ours (trusted: docs/time.md). Send it when a birth says tq < 3."""
+    now = int(time.time())
+    r = h.send(a.meter, "time", utc=now)
+    print("%s: clock set to %s UTC (command %d)" % (a.meter, utc(r.get("t", now)), r["cmd_id"]))
     return 0
 
 
@@ -869,6 +913,15 @@ def parser():
     s.add_argument("meter")
     s.add_argument("--drop", action="store_true", help="forget it instead")
     s.set_defaults(fn=cmd_retry)
+
+    s = sub.add_parser("resync", help="re-establish a meter's replay protection after it lost its record")
+    s.add_argument("meter")
+    s.add_argument("--nonce", type=int, help="the replay_lost event's number (default: the last one recorded)")
+    s.set_defaults(fn=cmd_resync)
+
+    s = sub.add_parser("time", help="set the meter's clock from this host's (trusted)")
+    s.add_argument("meter")
+    s.set_defaults(fn=cmd_time)
 
     s = sub.add_parser("disconnect", help="open the relay remotely")
     s.add_argument("meter")

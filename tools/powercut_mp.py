@@ -50,7 +50,7 @@ CONFIG = {
     # all act, so every relay change of the scenario is swept (the limit itself: docs/relay.md).
     "protection": {"relay": {"cmd_burst": 6}},
 }
-_HEAD = record._HEAD
+_HEAD = record.HEAD
 _REDELIVER_TICKS = 6
 _EXP = 1767225600 + 10 * 86400
 
@@ -66,6 +66,32 @@ class Backend:
         # backend sends the next command only once the one before is acknowledged
         self.next_id = 1000
         self.last_try = {}
+        self.entries = {}  # id -> the SCRIPT entry it was made from (to issue it again)
+        self.nonce = 0  # of the meter's last replay_lost event
+        self.resyncs = 0
+
+    def lost_window(self, cid):
+        """The meter refused `cid` with replay_lost: nothing it was sent before is applied any
+        more. Send a resync first, then every unanswered command again under a new id (the
+        resync makes the old ids stale), as docs/protocol.md 6.2 asks of a backend."""
+        again = [c for c in self.pending if c != cid]
+        if cid in self.cmds:
+            again.insert(0, cid)
+        again = [c for c in sorted(set(again)) if self.entries.get(c) is not None]
+        for c in list(self.pending):
+            self.pending.remove(c)
+        for c in again:
+            del self.cmds[c]
+        self.resyncs += 1
+        rid = self.next_id
+        self.next_id += 1
+        body = ('{"m":"%s","id":%d,"exp":%d,"op":"resync","last":%d,"nonce":%d}' % (
+            METER, rid, _EXP, rid - 1, self.nonce)).encode()
+        self.cmds[rid] = (hexlify(self.mac.digest(body)) + b" " + body, 0)
+        self.entries[rid] = None
+        self.pending.append(rid)
+        for c in again:
+            self.make(self.entries.pop(c))
 
     def make(self, entry):
         cid = self.next_id
@@ -82,6 +108,7 @@ class Backend:
             body = '{"m":"%s","id":%d,"exp":%d,"op":"%s"}' % (METER, cid, _EXP, op)
         body = body.encode()
         self.cmds[cid] = (hexlify(self.mac.digest(body)) + b" " + body, amt)
+        self.entries[cid] = entry
         self.pending.append(cid)
         return cid
 
@@ -289,9 +316,17 @@ class Run:
                 break
             ob.pop()
             if kind != 2:
+                if b'"replay_lost"' in payload:
+                    self.backend.nonce = json.loads(payload)["a"]
                 continue
             d = json.loads(payload)
             cid = d["id"]
+            if d["res"] == "replay_lost" and cid in self.backend.cmds:
+                birth = json.loads(self.m.sync.birth()[1])  # retained at every connect
+                if "rl" in birth:
+                    self.backend.nonce = birth["rl"]
+                self.backend.lost_window(cid)
+                continue
             # Every answer but store_fault is final (a refusal such as rate_limited is remembered
             # with its id: the backend would send a new command, not retry this one).
             if cid in self.backend.cmds and d["res"] != "store_fault":

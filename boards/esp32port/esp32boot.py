@@ -17,7 +17,7 @@ import esp32world as W
 # modules the emulators borrow constants from) is dropped again, so the firmware the ESP32 runs
 # comes from its own file system or its own frozen modules only.
 _KEEP = ("esp32boot", "esp32world", "esp32house", "esp32flash", "machine", "time", "select",
-         "network", "esp32", "flashbdev", "umqtt", "umqtt.simple")
+         "network", "esp32", "flashbdev", "umqtt", "umqtt.simple", "ntptime", "ssl")
 
 
 def _prepare():
@@ -26,6 +26,8 @@ def _prepare():
     import select  # noqa: F401
     import network  # noqa: F401
     import flashbdev  # noqa: F401
+    import ntptime  # noqa: F401 - frozen in both ESP32 images (micropython-lib)
+    import ssl  # noqa: F401 - the port's ssl, here only its certificate-date check (ssl.py)
     import umqtt.simple  # noqa: F401
     for name in list(sys.modules):
         if name not in _KEEP and not name.startswith("simhw"):
@@ -104,6 +106,10 @@ def boot():
     r = W.report()
     r.update(extra)
     r["harness_alloc"] = harness
+    import ssl
+    import ntptime
+    r["tls"] = {"handshakes": ssl.handshakes, "refused": ssl.refused}
+    r["ntp_queries"] = ntptime.queries
     gc.collect()
     r["live_alloc"] = gc.mem_alloc()  # everything still reachable when the board stopped
     r["meter"] = _meter_view()
@@ -121,6 +127,8 @@ def _meter_view():
         return {"imp_wh": m.metering.imp_wh, "balance": m.account.balance, "relay": m.relay.state,
                 "reasons": m.relay.reasons, "topups": m.topups, "step_errors": m.step_errors,
                 "last_error": repr(getattr(m, "last_error", None)),
+                "connects": m.sync.link.connects if m.sync.link is not None else 0,
+                "time_floor": m.time_floor, "time_state": m.timesrc.state,
                 "events": [list(m.events.get(k)[:2]) for k in range(m.events.oldest_seq(), m.events.seq)]}
     except Exception as e:  # noqa: BLE001 - a diagnostic only
         return {"error": repr(e)}

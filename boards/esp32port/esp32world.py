@@ -75,6 +75,8 @@ DEFAULTS = {
     "water": True,  # a water meter's reed contact on the board's first pulse input
     "inputs": {},  # GPIO -> level the outside drives (tamper switches), overriding the house defaults
     "wiring": {},  # pin overrides of the board's PINS (the circuit as built)
+    "sntp": None,  # the time server (ntptime.py): {"lie_s", "rtt_ms"} answers the true time; None never answers
+    "tls": None,  # the broker's certificate dates {"not_before", "not_after"} (Unix s) for ssl.py; None: any date
     "control": False,  # the harness steers the run over stdin: a line "cut" or "end" (or EOF) stops it
     "frozen": False,  # the image has the firmware frozen in (the meter image) rather than a stock one
     "runtime_frozen": False,  # this MicroPython has the firmware frozen in (the 32-bit host build)

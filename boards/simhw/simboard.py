@@ -43,6 +43,20 @@ class SimBoard:
         self.uid = b"sim%d" % seed  # stands in for machine.unique_id()
         self._load_cal(self.root + "/cal.json", name)
         self._broker = opts.get("broker")
+        # A fake time server (docs/time.md): the simulation's true time ("utc" at the start, by
+        # default utc_start; a board powered up after a cut starts its clock elsewhere) plus the
+        # time simulated, whatever the meter's clock was set to, off by "lie_s"; "down": no answer.
+        self._sntp = dict(opts.get("sntp") or {})
+        self._utc_start = self._sntp.get("utc", opts.get("utc_start", 1767225600))
+        self.sntp_queries = 0
+
+    def sntp(self):
+        """What ntptime.time() would say, in meter seconds; OSError when the server is down."""
+        import timebase
+        self.sntp_queries += 1
+        if self._sntp.get("down"):
+            raise OSError(110)  # ETIMEDOUT, as ntptime's socket raises it
+        return timebase.from_unix(self._utc_start) + self.clock.elapsed_s + self._sntp.get("lie_s", 0)
 
     def advance(self, ms):
         """Let `ms` of simulated time pass at the households' demand (nothing flows while the relay is open)."""

@@ -110,5 +110,5 @@ mptest.done()
 
 
 def test_esp32_clock_counts_meter_seconds_and_sets_the_rtc_from_unix_time(mpy):
-    res = mpy(ESP32_CLOCK)
+    res = mpy(ESP32_CLOCK, heap="128k")
     assert res.result["ok"] and res.result["checks"] >= 4

@@ -25,7 +25,7 @@ def boot_events(tmp_path, cause, rtc_set):
     (1, False, [[RESET, 1]]),  # power-on after a power cut: the RTC is back at 2000
     (3, True, [[RESET, 3]]),  # the watchdog: the RTC kept
     (2, True, [[RESET, 2]]),  # machine.reset() or a panic
-    (1, True, [[RESET, 6], [BROWNOUT, 0]]),  # "power-on" with the RTC still counting: a brownout
+    (1, True, [[RESET, 1], [BROWNOUT, 0]]),  # "power-on" with the RTC still counting: a brownout
 ])
 def test_every_boot_says_why_it_started(tmp_path, cause, rtc_set, expected):
     assert boot_events(tmp_path, cause, rtc_set) == expected

@@ -78,6 +78,9 @@ class Backend:
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="backend-" + meter_id)
         self.c.on_message = self._on_message
         self.c.on_connect = self._on_connect
+        # "connected" means subscribed: set on the broker's SUBACK, so nothing the meter publishes
+        # after a wait on it can reach the broker before the subscription does (a busy machine).
+        self.c.on_subscribe = lambda *a: self.connected.set()
         self.c.on_disconnect = lambda *a: self.connected.clear()
         self.c.reconnect_delay_set(0.1, 0.5)
         self.c.connect(host, port, keepalive=10)
@@ -86,8 +89,6 @@ class Backend:
 
     def _on_connect(self, client, userdata, flags, rc, props=None):
         client.subscribe(meterproto.topic(self.meter_id, "+"), qos=1)
-        time.sleep(0.05)
-        self.connected.set()
 
     def _on_message(self, client, userdata, msg):
         kind = msg.topic.rsplit("/", 1)[-1]

@@ -134,6 +134,33 @@ mptest.done()
     assert res.result["ok"]
 
 
+def test_per_type_logs_of_an_older_firmware_are_given_back(mpy):
+    # Firmware before the shared per-type directory kept log/t<code>/<seg>: a directory and blocks
+    # per event type. The first boot of this one removes them (the main event log keeps those
+    # events), and the per-type history goes on in log/t.
+    res = mpy(PRELUDE + """
+dev = CutBlockDevice(64)
+b, m = boot(dev)
+run(b, m, 3)
+for code in (1, 12, 51):
+    d = "/flash/log/t%d" % code
+    os.mkdir(d)
+    for seg in (0, 1):
+        with open(d + "/%d" % seg, "wb") as f:
+            f.write(b"x" * 180)
+os.mkdir("/flash/log/tx")  # not an event-type directory: left alone
+b, m = boot(dev, b)
+run(b, m, 3)  # events reach the logs once per step
+names = sorted(e[0] for e in os.ilistdir("/flash/log"))
+mptest.check(not [n for n in names if n[0] == "t" and n[1:].isdigit()], "old directories gone: %r" % names)
+mptest.check("tx" in names and "t" in names, "the shared directory, and what is not ours, stay")
+mptest.eq(m.log.faults, 0, "no fault")
+mptest.eq(len(m.log.last_of_type(events.BOOT)), 2, "boots of this firmware are kept per type")
+mptest.done()
+""", heap="2m")
+    assert res.result["ok"]
+
+
 def test_step_allocates_nothing_between_commits(mpy):
     res = mpy(PRELUDE + """
 cfg = dict(CFG)

@@ -111,3 +111,25 @@ mptest.check(not r.read(6, b), "rotated out")
 mptest.done()
 """)
     assert res.result["ok"]
+
+
+def test_rings_sharing_a_directory_by_prefix(mpy):
+    # The per-type event rings live in one directory, told apart by a prefix: each keeps its own
+    # window, rotation removes only its own segments, and "1." never takes "11."'s files.
+    res = mpy(PRELUDE + """
+rings = {c: Ring("/f/t", 10, 10, 5, "%d." % c) for c in (1, 11, 2)}
+for i in range(40):
+    for c, r in rings.items():
+        r.append(rec(c * 100 + i))
+for c in rings:
+    r = Ring("/f/t", 10, 10, 5, "%d." % c)  # reopened: its window comes from its own files
+    mptest.eq(r.next_seq, 40, "ring %d: seq" % c)
+    mptest.check(40 - r.first_seq >= 10, "ring %d keeps at least 10" % c)
+    ok = all(r.read(s, buf) and bytes(buf) == rec(c * 100 + s) for s in range(r.first_seq, 40))
+    mptest.check(ok, "ring %d reads its own records" % c)
+names = sorted(e[0] for e in os.ilistdir("/f/t"))
+mptest.eq(len(names), 9, "three segments of each of three rings: %r" % names)
+mptest.check(all(n.split(".")[0] in ("1", "11", "2") for n in names), "nothing else")
+mptest.done()
+""", heap="2m")
+    assert res.result["ok"]

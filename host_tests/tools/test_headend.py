@@ -479,3 +479,63 @@ def test_relay_reasons_are_named_by_the_firmwares_bits():
     assert headend.REASONS == tuple(n.strip().strip('"') for n in names.split(","))
     assert headend.reasons_text(16) == "remote" and headend.reasons_text(32 | 16) == "remote,credit"
     assert headend.reasons_text(0) == "none"
+
+
+def test_resync_brings_back_a_meter_that_lost_its_record(tmp_path, capsys, broker):
+    # A meter whose record slots were both lost refuses every command (replay_lost) until the
+    # headend answers the nonce of its event with a signed resync (docs/protocol.md 6.4).
+    import mprun
+    meter = "hx-0009"
+    addr = "%s:%d" % (broker.host, broker.port)
+    home = tmp_path / "home"
+    cli = Cli(home, addr, capsys)
+    assert headend.main(["--home", str(home), "--broker", addr, "provision", meter, "--board", "esp32-atm90e26"]) == 0
+    key = cli.rec(meter)["key"]
+    flash = tmp_path / "f.img"
+    proc = start_meter(meter, key, addr, flash)
+    try:
+        assert wait_online(broker.host, broker.port, meter), "simulated meter never reported"
+        rc, out, err = cli("topup", meter, "5.00", timeout=20)
+        assert rc == 0, err
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    res = mprun.run_mpy("""
+import sys, simkit
+b = simkit.board(sys.argv[1], meter_id="%s")
+import os
+for p in ("/flash/state.a", "/flash/state.b"):
+    with open(p, "wb") as f:
+        f.write(b"\\xff" * 64)
+os.umount("/flash")
+print('{"ok": true}')
+""" % meter, args=(str(flash),), heap=mprun.APP_HEAP)
+    assert res.returncode == 0, res.describe()
+    rc, out, err = cli("resync", meter)
+    assert rc == 2 and "does not say it lost its replay protection" in err, err
+    proc = start_meter(meter, key, addr, flash)
+    try:
+        assert wait_online(broker.host, broker.port, meter, timeout=30), "no telemetry after the reboot"
+        rc, out, err = cli("watch", meter, "--seconds", "1")
+        assert "replay protection lost" in out and "headend resync %s" % meter in out, out  # the retained birth
+        rc, out, err = cli("topup", meter, "1.00", timeout=20)
+        assert rc == 1 and "replay_lost" in err and "headend resync" in err, err
+        last = cli.rec(meter)["next_cmd_id"] - 1
+        rc, out, err = cli("resync", meter, timeout=20)
+        assert rc == 0 and "ids up to %d are stale" % last in out, err
+        rc, out, err = cli("topup", meter, "1.00", timeout=20)
+        assert rc == 0 and "top-up 1.00 applied" in out, err
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_time_sets_the_meters_clock(cli):
+    import time as _time
+    before = int(_time.time())
+    rc, out, err = cli("time", METER, timeout=20)
+    assert rc == 0 and "clock set to" in out, err
+    t = out.split("clock set to ")[1].split(" UTC")[0]
+    import calendar
+    set_to = calendar.timegm(_time.strptime(t, "%Y-%m-%d %H:%M:%S"))
+    assert before <= set_to <= int(_time.time()) + 1, (t, before)
