@@ -9,6 +9,7 @@ import app
 import events
 import relay as relay_mod
 import timebase
+import timesource
 
 __all__ = ("status", "selftest", "relay_test", "token", "log", "set_time", "config",
            "cal_read", "cal_check", "calibrate", "resume", "help_")
@@ -136,7 +137,12 @@ def status():
     dec = _dec(m)
     link = m.sync.link
     _out("meter     %s" % m.board.meter_id)
-    _out("time      %s" % utc_text(m.clock.time()))
+    ts = m.timesrc
+    _out("time      %s  (%s%s)" % (utc_text(m.clock.time()), timesource.NAMES[ts.state],
+                                   "" if ts.state == timesource.TRUSTED else
+                                   ": since a power cut; set_time(...) or the backend's time sets it"))
+    if m.commands.lost:
+        _out("commands  REFUSED: the record was lost; the backend must send resync (nonce %d)" % m.commands.nonce)
     _out("energy    import %s kWh   export %s kWh" % (_fixed(mt.imp_wh, 1000, 3), _fixed(mt.exp_wh, 1000, 3)))
     _out("now       %s V  %s A  %d W  %s Hz" % (_fixed(mt.v_cv, 100, 2), _fixed(mt.i_ma, 1000, 3), mt.p_w,
                                              _fixed(mt.f_chz, 100, 2)))

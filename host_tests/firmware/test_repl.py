@@ -36,6 +36,18 @@ def test_status_shows_units_and_matches_the_meter(mpy, tmp_path):
         assert unit in text, unit
     assert "relay     connected" in text
     assert "network   no broker configured" in text
+    assert any(ln.startswith("time") and ln.endswith("(trusted)") for ln in out["status()"]), text
+    assert "commands  REFUSED" not in text
+
+
+def test_status_says_when_the_clock_or_the_replay_window_cannot_be_trusted(mpy, tmp_path):
+    # After a power cut (the time source uncertain) and a lost record (replay_lost), the
+    # technician's status says what is wrong and what fixes it (docs/time.md, docs/protocol.md).
+    setup = "import app; app.current.timesrc.state = 0; app.current.commands.lose(12345)"
+    out, res = session(mpy, tmp_path, [setup, "status()"])
+    lines = out["status()"]
+    assert any(ln.startswith("time") and ": since a power cut; set_time(...)" in ln for ln in lines), lines
+    assert any(ln.startswith("commands  REFUSED") and "nonce 12345" in ln for ln in lines), lines
 
 
 def test_selftest_clicks_the_relay_and_confirms_with_current(mpy, tmp_path):
