@@ -14,7 +14,6 @@ PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 32, "
         "pulse1": 36, "pulse2": 39}  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
 SPI_ID = 2
 SPI_BAUD = 160000
-_RTC_SET_MIN = -31622400  # 2024-01-01 in meter seconds: an RTC below it was never set or lost power
 _ANCHOR_MS = 3600000  # the clock takes the RTC's seconds once an hour (see _Clock)
 _NTP_TIMEOUT_S = 1  # one SNTP query waits at most this long (in the link's connect phase)
 
@@ -87,8 +86,9 @@ class Board:
         self.net_clock = self.clock
         # Read before anything can reset: the RTC still counting after a power-on reset means the
         # power never went (these boards have no RTC battery; a power cut restarts it at 2000).
+        import timebase
         self._reset = machine.reset_cause()
-        self._rtc_kept = self.clock.time() >= _RTC_SET_MIN
+        self._rtc_kept = self.clock.time() >= timebase.SET_MIN  # below it: never set, or lost power
         self._wdt = WDT(timeout=30000)
         self._chip_id = machine.unique_id()
 

@@ -11,7 +11,6 @@ import auth
 import record
 import json
 import os
-import struct
 import timebase
 import timesource
 import tariff as tariff_mod
@@ -122,7 +121,7 @@ class Meter:
         try:
             ok = self.store.load()
             if ok and record.version(self.store.payload, self.store.length) == record.FOREIGN:
-                self.foreign = struct.unpack_from("<H", self.store.payload, 2)[0] or 1
+                self.foreign = record.written_version(self.store.payload) or 1
                 ok = False
             ok = ok and record.unpack(self.store.payload, self, self.store.length)
         except Exception:  # never a boot loop: an unexpected record is a damaged record
@@ -493,19 +492,31 @@ class Meter:
             return _APPLIED if self.commands.resync(doc) else _BAD_ARGS
         return self.remote.apply(doc)
 
-    def time_set(self):
-        """The clock was just set by an authority (the backend's signed `time`, the technician's
-        set_time): trusted, and the floor follows it, down as well as up."""
+    def set_time(self, utc):
+        """An authority sets the clock to Unix second `utc` (the backend's signed `time`, the
+        technician's set_time): trusted, and the floor follows it, down as well as up. False
+        when the board cannot set its clock (nothing changes)."""
+        if not self._set_wall(utc):
+            return False
         self.timesrc.authoritative()
         self.time_floor = self.clock.time()
+        return True
 
-    def _raise_clock(self, t):
-        """Move the wall clock forward to meter second t (the board's RTC when it has one)."""
+    def _set_wall(self, utc):
+        """Set the wall clock to Unix second `utc`: the board's RTC when it has one (boards take
+        Unix time), else the injected clock. False when neither can be set."""
         hook = getattr(self.board, "set_time", None)
         if hook is not None:
-            hook(timebase.to_unix(t))
+            hook(utc)
         elif hasattr(self.clock, "jump"):
-            self.clock.jump(t - self.clock.time())
+            self.clock.jump(timebase.from_unix(utc) - self.clock.time())
+        else:
+            return False
+        return True
+
+    def _raise_clock(self, t):
+        """The time source moves the wall clock to meter second t (the floor, or SNTP's answer)."""
+        self._set_wall(timebase.to_unix(t))
 
     def _relay_op(self, op, doc):
         """Relay commands, rate limited (a refused one is an event and changes nothing)."""

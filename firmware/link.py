@@ -168,6 +168,13 @@ class Link:
         self.net_task = None
         mqtt_module.socket = _SocketModule(self)
 
+    def _net(self, connecting):
+        if self.net_task is not None:
+            try:
+                self.net_task(connecting)
+            except Exception:  # noqa: BLE001 - whatever it did, the link goes on
+                pass
+
     def _rx(self):
         self._last_rx = self._clock.ticks_ms()
         self._pinged = False
@@ -228,11 +235,7 @@ class Link:
         now = clock.ticks_ms()
         if self.state == DOWN:
             if clock.ticks_diff(now, self._next_try) >= 0:
-                if self.net_task is not None:
-                    try:
-                        self.net_task(True)
-                    except Exception:  # noqa: BLE001 - whatever it did, the connect goes ahead
-                        pass
+                self._net(True)
                 try:
                     self._connect()
                 except Exception:  # OSError, MQTTException, umqtt's asserts: all mean "not now"
@@ -242,8 +245,7 @@ class Link:
             for _ in range(_MAX_MSGS_PER_POLL):
                 if self._client.check_msg() is None:
                     break
-            if self.net_task is not None:
-                self.net_task(False)
+            self._net(False)
             now = clock.ticks_ms()
             ka = self.keepalive_s * 1000
             if clock.ticks_diff(now, self._last_rx) > ka + ka // 2:

@@ -38,11 +38,11 @@ class _Layout:
         self.size = self.pulses + struct.calcsize(_PULSES)
 
 
-_V1 = _Layout(1)
-_L = _Layout(VERSION)
+_LAYOUTS = tuple(_Layout(v) for v in range(1, VERSION + 1))  # version v at v - 1
+_L = _LAYOUTS[VERSION - 1]
 SIZE = _L.size
 HEAD = _L.head  # this version's head format (tools/powercut_mp.py reads balance and relay from it)
-SIZE_V1 = _V1.size
+SIZE_V1 = _LAYOUTS[0].size
 
 
 def pack(buf, m):
@@ -91,9 +91,14 @@ def version(buf, length=None):
     if length < 4:
         return FOREIGN
     magic, v = struct.unpack_from("<HH", buf, 0)
-    if magic != _MAGIC or not 1 <= v <= VERSION or length < (_V1 if v == 1 else _L).size:
+    if magic != _MAGIC or not 1 <= v <= VERSION or length < _LAYOUTS[v - 1].size:
         return FOREIGN
     return v
+
+
+def written_version(buf):
+    """The version field as written, whatever wrote it (a newer firmware's, for its event)."""
+    return struct.unpack_from("<H", buf, 2)[0]
 
 
 def unpack(buf, m, length=None):
@@ -102,7 +107,7 @@ def unpack(buf, m, length=None):
     v = version(buf, length)
     if v == FOREIGN:
         return False
-    L = _V1 if v == 1 else _L
+    L = _LAYOUTS[v - 1]
     h = struct.unpack_from(L.head, buf, 0)
     a = m.account
     mt = m.metering

@@ -115,14 +115,8 @@ class Remote:
         if utc is None:
             return BAD_ARGS
         m = self._m
-        hook = getattr(m.board, "set_time", None)
-        if hook is not None:
-            hook(utc)  # boards take Unix time
-        elif hasattr(m.clock, "jump"):
-            m.clock.jump(timebase.from_unix(utc) - m.clock.time())
-        else:
+        if not m.set_time(utc):  # the backend is the authority: trusted, floor and all (docs/time.md)
             return BAD_ARGS
-        m.time_set()  # the backend is the authority: trusted, floor and all (docs/time.md)
         self.extra = ',"t":%d' % timebase.to_unix(m.clock.time())
         return APPLIED
 

@@ -16,7 +16,6 @@ __all__ = ("status", "selftest", "relay_test", "token", "log", "set_time", "conf
 
 _NO_LOAD_MA = 100  # below this the relay test cannot confirm anything from the current
 _SETTLE_MS = 1500  # the chip's RMS registers settle within about a second
-_SET_MIN = -31622400  # 2024-01-01 in meter seconds (timebase.py): an earlier clock was never set
 
 
 class ReplError(Exception):
@@ -265,8 +264,8 @@ def _check_clock(m):
     t0 = c.ticks_ms()
     _settle(m, 50)
     moved = c.ticks_diff(c.ticks_ms(), t0)
-    ok = t >= _SET_MIN and moved > 0  # after 2024-01-01 and ticking
-    why = "" if t >= _SET_MIN else "  (not set: use set_time(...))"
+    ok = t >= timebase.SET_MIN and moved > 0  # after 2024-01-01 and ticking
+    why = "" if t >= timebase.SET_MIN else "  (not set: use set_time(...))"
     return _result("clock", ok, "%s, ticks advance %d ms%s" % (utc_text(t), moved, why))
 
 
@@ -406,15 +405,8 @@ def set_time(y, mo=None, d=None, h=0, mi=0, s=0):
         utc = timebase.to_unix(t)
     if not 1704067200 <= utc < 2808950400:
         return _err("time must be between 2024 and 2058")  # the meter's clock ends in 2059 (timebase.py)
-    board = m.board
-    setter = getattr(board, "set_time", None)
-    if setter is not None:
-        setter(utc)  # boards take Unix time
-    elif hasattr(m.clock, "jump"):
-        m.clock.jump(timebase.from_unix(utc) - m.clock.time())
-    else:
+    if not m.set_time(utc):  # the technician's time is trusted (docs/time.md)
         return _err("this board cannot set its clock")
-    m.time_set()  # the technician's time is trusted (docs/time.md)
     _out("clock set: %s" % utc_text(m.clock.time()))
     return timebase.to_unix(m.clock.time())
 

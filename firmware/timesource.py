@@ -71,7 +71,7 @@ class TimeSource:
             self.still = self._clock.time()
             self.skew = 0
         elif kept is not None and len(kept) == KEEP_SIZE and kept[:4] == _TAG:
-            tag, state, skew = struct.unpack(_KEEP_FMT, kept)
+            _, state, skew = struct.unpack(_KEEP_FMT, kept)
             self.state = state if state <= TRUSTED else NETWORK
             self.skew = skew if 0 <= skew <= now - floor else now - floor
             self.still = now
@@ -84,7 +84,7 @@ class TimeSource:
         if self.state == UNCERTAIN:
             if now - self.still < _STILL_MAX_S:
                 return self.still
-            self._to(ESTIMATED, 0)  # a day without any source: the clock is all we have
+            self._to(ESTIMATED)  # a day without any source: the clock is all we have
         return now
 
     def lower(self):
@@ -126,16 +126,16 @@ class TimeSource:
             return False
         self._set(t)
         self.skew = self._clock.time() - low
-        self._to(NETWORK, t - low)
+        self._to(NETWORK)
         return True
 
     def authoritative(self):
         """The clock was just set by an authority (the backend's signed `time`, the technician):
         everything it says is trusted, including a time below the old floor."""
         self.skew = 0
-        self._to(TRUSTED, 0)
+        self._to(TRUSTED)
 
-    def _to(self, state, arg):
+    def _to(self, state):
         if state != self.state or state == TRUSTED:
             self.state = state
             self._save()

@@ -68,28 +68,16 @@ class Backend:
         self.last_try = {}
         self.entries = {}  # id -> the SCRIPT entry it was made from (to issue it again)
         self.nonce = 0  # of the meter's last replay_lost event
-        self.resyncs = 0
 
     def lost_window(self, cid):
         """The meter refused `cid` with replay_lost: nothing it was sent before is applied any
         more. Send a resync first, then every unanswered command again under a new id (the
         resync makes the old ids stale), as docs/protocol.md 6.2 asks of a backend."""
-        again = [c for c in self.pending if c != cid]
-        if cid in self.cmds:
-            again.insert(0, cid)
-        again = [c for c in sorted(set(again)) if self.entries.get(c) is not None]
-        for c in list(self.pending):
-            self.pending.remove(c)
+        again = sorted(c for c in set(self.pending) | {cid} if self.entries[c][0] != "resync")
+        self.pending = []
         for c in again:
             del self.cmds[c]
-        self.resyncs += 1
-        rid = self.next_id
-        self.next_id += 1
-        body = ('{"m":"%s","id":%d,"exp":%d,"op":"resync","last":%d,"nonce":%d}' % (
-            METER, rid, _EXP, rid - 1, self.nonce)).encode()
-        self.cmds[rid] = (hexlify(self.mac.digest(body)) + b" " + body, 0)
-        self.entries[rid] = None
-        self.pending.append(rid)
+        self.make(("resync",))
         for c in again:
             self.make(self.entries.pop(c))
 
@@ -101,6 +89,9 @@ class Backend:
         if op == "topup":
             amt = entry[1]
             body = '{"m":"%s","id":%d,"exp":%d,"op":"topup","amt":%d}' % (METER, cid, _EXP, amt)
+        elif op == "resync":  # every id issued so far becomes stale at the meter
+            body = '{"m":"%s","id":%d,"exp":%d,"op":"resync","last":%d,"nonce":%d}' % (
+                METER, cid, _EXP, cid - 1, self.nonce)
         elif op == "reconnect":
             body = '{"m":"%s","id":%d,"exp":%d,"op":"reconnect","direct":%s}' % (
                 METER, cid, _EXP, "true" if entry[1] else "false")

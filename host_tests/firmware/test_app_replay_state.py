@@ -9,7 +9,7 @@ Each case replays captured, signed commands, as an attacker on the broker or the
 import mprun
 
 PRELUDE = r"""
-import os, mptest, simkit, app, events, timebase, sim_atm90e26
+import mptest, simkit, events
 from simkit import sign, TEST_KEY as KEY
 FLASH = simkit.fresh_flash("/tmp/pm-replay.img")
 Y2000 = 946684800
@@ -17,23 +17,10 @@ CFG = {"opening_balance": 1000, "credit": {"max_balance": 10 ** 7}}
 
 
 def boot(utc=None):
-    try:
-        os.umount("/flash")
-    except OSError:
-        pass
-    opts = {"meter_id": "t-0001", "key": KEY, "flash": FLASH, "seed": 1, "config": CFG}
-    if utc is not None:
-        opts["utc_start"] = utc
-    b = sim_atm90e26.build(opts)
-    m = app.Meter(b)
-    m.boot()
-    return b, m
+    return simkit.meter(FLASH, config=CFG, utc_start=utc)  # utc: the RTC at power-up
 
 
-def run(b, m, n):
-    for _ in range(n):
-        b.advance(10000)
-        m.step()
+run = simkit.run
 
 
 def send(m, payload):

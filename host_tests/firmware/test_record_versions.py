@@ -54,16 +54,10 @@ def slots():
 
 
 def boot(cfg=None):
-    b = simkit.board(FLASH, config=cfg or {"opening_balance": 100000})
-    m = app.Meter(b)
-    m.boot()
-    return b, m
+    return simkit.meter(FLASH, config=cfg or {"opening_balance": 100000})
 
 
-def run(b, m, n):
-    for _ in range(n):
-        b.advance(10000)
-        m.step()
+run = simkit.run
 
 
 def codes(m):
@@ -185,17 +179,9 @@ def test_energy_registers_roll_over_at_10_9_wh_with_an_event(mpy):
     # Per-rate, per-block and per-channel registers would pass 2^31 within a 41.4 kW meter's life
     # (and 2^30, a big int on the ESP32, sooner): they roll over at 10^9 Wh, counted and reported.
     res = mpy(PRELUDE + r"""
-import sim_atm90e32, tariff
+import tariff
 def boot3():
-    try:
-        os.umount("/flash")
-    except OSError:
-        pass
-    b = sim_atm90e32.build({"meter_id": "t-0001", "key": KEY, "flash": FLASH, "seed": 1,
-                            "config": {"opening_balance": 10 ** 6}})
-    m = app.Meter(b)
-    m.boot()
-    return b, m
+    return simkit.meter(FLASH, config={"opening_balance": 10 ** 6}, name="sim-atm90e32")
 b, m = boot3()
 run(b, m, 30)
 t, mt = m.tariff, m.metering

@@ -43,7 +43,7 @@ EDGES = {
     "record.py": {"unpack"},  # a record written by the firmware that kept Unix seconds
     "localtime.py": {"_transition", "update"},  # day numbers since 1970 <-> meter seconds
     "repl.py": {"utc_text", "_epoch_offset", "set_time"},  # the technician's display and input
-    "app.py": {"_raise_clock"},  # the board's set_time takes Unix seconds, as the time command gives them
+    "app.py": {"_raise_clock", "_set_wall"},  # the board's set_time takes Unix seconds, as the time command gives them
 }
 _NAMES = {"to_unix", "from_unix", "EPOCH", "EPOCH_DAYS", "MIN_UNIX", "MAX_UNIX"}
 # Integer literals that look like Unix seconds (2008..2099): only validators at the edges.

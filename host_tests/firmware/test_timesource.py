@@ -151,7 +151,6 @@ def test_timesource_state_machine(mpy):
 
 APP = r"""
 import sys, os, json, mptest, simkit, app, events, timebase
-import sim_atm90e26
 import timesource as T
 from billtest import utc, mt
 from simkit import sign, TEST_KEY as KEY
@@ -166,18 +165,11 @@ Y2000 = 946684800
 
 
 def board(start, sntp=None):
-    try:
-        os.umount("/flash")
-    except OSError:
-        pass
-    return sim_atm90e26.build({"meter_id": "t-0001", "key": KEY, "flash": FLASH, "seed": 3, "config": CFG,
-                               "utc_start": start, "sntp": sntp, "broker": ("127.0.0.1", 9)})
+    return simkit.board(FLASH, config=CFG, seed=3, utc_start=start, sntp=sntp, broker=("127.0.0.1", 9))
 
 
 def run(m, n):
-    for _ in range(n):
-        m.board.advance(10000)
-        m.step()
+    simkit.run(m.board, m, n)
 
 
 def power_cut_then(sntp):

@@ -17,15 +17,35 @@ def fresh_flash(path):
     return path
 
 
-def board(flash, key=TEST_KEY, meter_id="t-0001", config=None, seed=1, name="sim-atm90e26"):
-    """A sim board; name picks the chip (sim-atm90e26, sim-atm90e32, sim-ade7953)."""
+def board(flash, key=TEST_KEY, meter_id="t-0001", config=None, seed=1, name="sim-atm90e26", **opts):
+    """A sim board; name picks the chip (sim-atm90e26, sim-atm90e32, sim-ade7953); further
+    options go to the board as given (utc_start, sntp, broker; None leaves the board's default)."""
     try:
         os.umount("/flash")  # a test may boot several meters in one process
     except OSError:
         pass
     mod = sim_atm90e26 if name == "sim-atm90e26" else __import__(name.replace("-", "_"))
-    return mod.build({"meter_id": meter_id, "key": key, "flash": flash, "seed": seed,
-                      "config": config or {}})
+    o = {"meter_id": meter_id, "key": key, "flash": flash, "seed": seed, "config": config or {}}
+    for k, v in opts.items():
+        if v is not None:
+            o[k] = v
+    return mod.build(o)
+
+
+def meter(flash, **kw):
+    """(board, app.Meter) booted on a sim board (arguments as board())."""
+    import app
+    b = board(flash, **kw)
+    m = app.Meter(b)
+    m.boot()
+    return b, m
+
+
+def run(b, m, n, ms=10000):
+    """n loop steps, `ms` of simulated time before each."""
+    for _ in range(n):
+        b.advance(ms)
+        m.step()
 
 
 def unix_now(b):
