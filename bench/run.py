@@ -50,6 +50,10 @@ FIGURES = [
     ("spi_us_poll_atm90e32", "us", "", "bus time of one poll at 200 kHz (frames x 32 bits)"),
     ("spi_us_poll_ade7953", "us", "", "bus time of one poll at 1 MHz"),
     ("year_sim_s", "s", "", "a simulated household year, metering layer + emulator, 5 min ticks"),
+    ("quiet_flash_bytes_per_hour", "B", "", "flash programmed in an hour with no refused commands (no load, 6 top-ups)"),
+    ("flood_flash_bytes_per_hour", "B", "<= 2x quiet", "same hour with 100 refused commands/s, 32-bit build"),
+    ("flood1000_flash_bytes_per_hour", "B", "<= 2x quiet", "same at 1000/s (15 min, scaled to an hour)"),
+    ("flood_us_per_message", "us", "", "host time per refused command, 32-bit build"),
 ]
 
 # Benchmarks: (name, command, runtime, renames). MicroPython ones ("mpy") run on the unix port
@@ -65,7 +69,7 @@ BENCHES = [
     ("devheap_mpy", ["py", "bench/device_heap.py", "mpy", "24"], "micropython32", {}),
     ("meter_chips", ["mpy", "bench/meter_chips.py"], "micropython", {}),
 ]
-OPTIONAL = ["wire", "latency", "boot"]  # bench/<name>.py, run with CPython if present
+OPTIONAL = ["wire", "latency", "boot", "flood"]  # bench/<name>.py, run with CPython if present
 
 
 def storage_figures(r):

@@ -65,7 +65,7 @@ class Meter:
         self._undo = bytearray(record.SIZE)
         storage = cfg.get("storage", {})
         self.sync = Sync(board.meter_id, board.clock, storage.get("outbox", outbox_mod.CAPACITY),
-                         board.root + "/outbox")
+                         board.root + "/outbox", refusal_s=cfg.get("refusal_report_s", 3600))
         self.log = logbook.Logbook(board.root, storage)
         self.log.on_error = self.sync.outbox.on_error = self.storage_error
         # Billing decides what the snapshots and the top-up journal hold; the logbook keeps them.
@@ -215,7 +215,7 @@ class Meter:
         self._button(now)
         self.protection.step(now)
         self.relay_cmds.tick(now)  # buckets refill on the tick: no stamp outlives 2^29 ms
-        self.sync.anon.tick(now)
+        self.sync.tick(now)  # answer budgets refill; the refusals' summary once an interval
         if (self.relay.changed or self.protection.changed() or self._uncommitted_wh >= self.commit_wh
                 or clock.ticks_diff(now, self._last_commit) >= self.commit_ms):
             self.commit()
@@ -364,7 +364,7 @@ class Meter:
         link = self.sync.link
         if link is not None and link.retained:
             # A retained command would replay on every reconnect: never act on one.
-            self.emit(events.RETAINED_CMD, 0)
+            self.sync.refused(0, "retained", self, self.clock.ticks_ms())
             return
         now = self.timesrc.lower()  # a time server cannot bring an expired command back
         verdict, doc, res = self.commands.check(payload, now if now > self.time_floor else self.time_floor)
@@ -377,7 +377,7 @@ class Meter:
             return
         cid = doc["id"]
         if verdict == auth.REPEAT:
-            self.sync.reply(cid, RESULTS[res], self, True)
+            self.sync.repeated(cid, RESULTS[res], self, self.clock.ticks_ms())
             return
         # Apply, then commit before acknowledging; if the commit fails, undo everything.
         record.pack(self._undo, self)

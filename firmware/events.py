@@ -75,6 +75,12 @@ TIME_REFUSED = const(56)
 # An energy register (per rate, per block, per channel) passed 10^9 Wh and rolled over to 0, as a
 # register with six kWh digits does (arg: how many rolled in this step; docs/storage.md).
 REGISTER_ROLLOVER = const(57)
+# Refused commands (and repeats of applied ones) counted in RAM since the first of an interval
+# (arg: how many; the uplink message says how many by reason): one per interval whatever arrives.
+CMD_REFUSALS = const(58)
+# The broker dropped the meter's session soon after each of several connects in a row (another
+# client with its client id, or an access list that refuses it): the meter backs off (arg: count).
+LINK_UNSTABLE = const(59)
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -94,6 +100,7 @@ NAMES = (
     "store_newer", "replay_lost",
     "time_set", "time_refused",
     "register_rollover",
+    "cmd_refusals", "link_unstable",
 )
 
 

@@ -27,6 +27,10 @@ _IPPROTO_TCP = const(6)  # the same on lwIP and Linux; MicroPython's socket modu
 _TCP_NODELAY = const(1)
 _MAX_READ = const(2048)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
 _DNS_RETRY_FAILS = const(4)  # resolve the broker again on every 4th failed connect
+# A session the broker ends sooner than this after the connect counts as a failed connect: the
+# back-off keeps growing, so a client taking over our client id (or an access list refusing our
+# subscription) cannot make the meter reconnect in a tight loop.
+_STABLE_MS = const(60000)
 
 
 class LinkError(OSError):
@@ -162,6 +166,9 @@ class Link:
         self.sent = 0
         self.received = 0
         self.oversized = 0  # packets refused for size (each one cost a reconnect)
+        self.short = 0  # sessions in a row that ended within _STABLE_MS of their connect
+        self._up_at = now
+        self._young = False  # the session is younger than _STABLE_MS (decided on the poll)
         # A bounded network task of the app's (the time source's SNTP query): net_task(True) before
         # each connect attempt, net_task(False) on each poll while up (it keeps its own schedule).
         # The link phase is where the meter already spends bounded network waits.
@@ -195,6 +202,8 @@ class Link:
         self._client = None
         if self.state == UP:
             self.drops += 1
+            if self._young:
+                self.short += 1
         self.state = DOWN
         self._close_sock()
         self._schedule_retry()
@@ -219,7 +228,8 @@ class Link:
         for t in self._subs:
             c.subscribe(t, 1)
         self.state = UP
-        self._fails = 0
+        self._up_at = self._clock.ticks_ms()  # _fails is cleared once the session proves stable
+        self._young = True
         self.connects += 1
         self._rx()
         if self._birth:
@@ -247,6 +257,11 @@ class Link:
                     break
             self._net(False)
             now = clock.ticks_ms()
+            if self._young and clock.ticks_diff(now, self._up_at) >= _STABLE_MS:
+                # Polled every loop, so the stamp is judged long before ticks_diff could wrap.
+                self._young = False
+                self._fails = 0
+                self.short = 0
             ka = self.keepalive_s * 1000
             if clock.ticks_diff(now, self._last_rx) > ka + ka // 2:
                 self._drop()  # no PINGRESP or anything else for 1.5 x keepalive: half-open link

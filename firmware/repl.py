@@ -163,8 +163,9 @@ def status():
         _out("network   %s:%d %s   connects %d   outbox %d   sent %d   dropped %d" % (
             link.host, link.port, "up" if link.state else "down", link.connects, m.sync.outbox.count,
             m.sync.published, m.sync.outbox.dropped))
-    _out("commands  last id %d   refused %d   key %s" % (
-        m.commands.last_id, m.commands.refused, "set" if m.board.key else "MISSING"))
+    t = m.sync.tally  # refusals and repeats counted since the interval's first (firmware/refusals.py)
+    _out("commands  last id %d   refused %d   key %s   this interval %d   unanswered %d" % (
+        m.commands.last_id, m.commands.refused, "set" if m.board.key else "MISSING", t.total, m.sync.suppressed))
     return {"balance": a.balance, "imp_wh": mt.imp_wh, "relay": relay_mod.STATE_NAMES[r.state]}
 
 

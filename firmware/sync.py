@@ -3,15 +3,20 @@
 # are queued in the outbox and sent a few per loop while the link is up.
 # Topic tree (docs/protocol.md):  pm/v1/<meter>/{status,tele,evt,reply,lp,snap}  and  .../cmd (downlink)
 # Every message that goes through the outbox carries "seq", the outbox's own running number,
-# so the backend can see gaps and ask for a backfill (replay_from).
+# so the backend can see gaps and ask for a backfill (replay_from). Answers to refused and
+# repeated commands do not: anyone can provoke them at will, so they live in RAM only (a few,
+# from token buckets, sent at QoS 0 on the next poll) and cost no flash; the backend re-sends
+# a command until it sees an answer anyway (docs/protocol.md 6.2).
 from micropython import const
 import events
 import time
 from timebase import to_unix  # wall times are meter seconds inside, Unix seconds on the wire
 from outbox import Outbox  # on flash when given a path (firmware/outbox.py)
 from bucket import TokenBucket
+import refusals
 
 PROTOCOL = const(1)
+REVISION = const(2)  # 2: answers to refused and repeated commands are unnumbered (protocol.md 1)
 TELE = const(0)
 EVT = const(1)
 REPLY = const(2)
@@ -24,6 +29,13 @@ _SENDS_PER_POLL = const(2)
 # count rides on the next such answer ("sup").
 _ANON_BURST = const(8)
 _ANON_REFILL_MS = const(10000)
+# Answers to authentic commands refused or repeated (a backend's retries, or replays of a captured
+# command): a budget of their own, so garbage cannot starve them.
+_AUTH_BURST = const(8)
+_AUTH_REFILL_MS = const(1000)
+_ANSWERS = const(8)  # unnumbered answers waiting in RAM for the link (a burst)
+_UP = const(1)  # link.UP
+_UNSTABLE = const(3)  # short sessions in a row that make a link_unstable event
 # Events that make the telemetry policy report at once (report.py).
 _EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTED, events.RELAY_OPEN,
                 events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
@@ -53,7 +65,8 @@ def _metering_extra(mt):
 
 
 class Sync:
-    def __init__(self, meter_id, clock, outbox_capacity=64, outbox_path=None, outbox=None):
+    def __init__(self, meter_id, clock, outbox_capacity=64, outbox_path=None, outbox=None,
+                 refusal_s=3600):
         base = b"pm/v1/" + meter_id.encode() + b"/"
         self.topics = tuple(base + n for n in _NAMES)
         self.status_topic = base + b"status"
@@ -69,9 +82,14 @@ class Sync:
         self.exception = False  # an event asked for an early telemetry report
         self.emit = None  # the app's event hook, for what only the link can see
         self._oversized = 0
-        # answers to unauthenticated commands (the app ticks it every step)
+        self._unstable = False
+        self._clock = clock
+        # budgets of the answers to unauthenticated and to authentic commands (ticked every step)
         self.anon = TokenBucket(clock, _ANON_BURST, _ANON_REFILL_MS)
-        self.suppressed = 0  # refusals not yet answered one by one
+        self.authed = TokenBucket(clock, _AUTH_BURST, _AUTH_REFILL_MS)
+        self.answers = []  # unnumbered answers (bytes), RAM only
+        self.suppressed = 0  # refusals and repeats not answered one by one
+        self.tally = refusals.Tally(clock, refusal_s * 1000)
 
     @property
     def seq(self):
@@ -84,8 +102,8 @@ class Sync:
         # so a headend learns it whenever it looks.
         ts = self.time
         c = self.cmds
-        return self.status_topic, ('{"online":1,"v":%d,"boot":%d,"last":%d,"kid":%d,"tq":%d%s}' % (
-            PROTOCOL, to_unix(self.boot), self.outbox.seq, self.kid, 3 if ts is None else ts.state,
+        return self.status_topic, ('{"online":1,"v":%d,"rev":%d,"boot":%d,"last":%d,"kid":%d,"tq":%d%s}' % (
+            PROTOCOL, REVISION, to_unix(self.boot), self.outbox.seq, self.kid, 3 if ts is None else ts.state,
             ',"rl":%d' % c.nonce if c is not None and c.lost else "")).encode()
 
     def will(self):
@@ -116,7 +134,11 @@ class Sync:
                 code, arg, utc = e
                 if code in _EXCEPTIONAL:
                     self.exception = True
-                self._put(EVT, '{"seq":%d,"t":%d,"ev":"%s","a":%d}', (to_unix(utc), events.name(code), arg))
+                more = ""
+                if code == events.CMD_REFUSALS:  # raised in this step: the tally's last summary
+                    t = self.tally
+                    more = ',"since":%d,"by":{%s}' % (to_unix(t.last_since), t.by_reason(t.last))
+                self._put(EVT, '{"seq":%d,"t":%d,"ev":"%s","a":%d%s}', (to_unix(utc), events.name(code), arg, more))
         if ring.oldest_seq() > self._ev_sent:
             self._ev_sent = ring.oldest_seq()
 
@@ -124,21 +146,46 @@ class Sync:
         """A frozen billing snapshot (firmware/billing.py to_json), sent on the snap topic."""
         self._put(SNAP, '{"seq":%d,' + text.replace("%", "%%"), ())
 
-    def reply(self, cid, result, m, repeat=False, extra=""):
-        """extra: more compact JSON members, starting with a comma (e.g. ',"from":12')."""
-        self._put(REPLY, '{"seq":%d,"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}', (
-            cid, result, 1 if repeat else 0, m.account.balance, m.relay.state, extra))
+    def reply(self, cid, result, m, extra=""):
+        """The numbered reply to a command acted on (applied, or refused by the op itself).
+        extra: more compact JSON members, starting with a comma (e.g. ',"from":12')."""
+        self._put(REPLY, '{"seq":%d,"id":%d,"res":"%s","rep":0,"b":%d,"r":%d%s}', (
+            cid, result, m.account.balance, m.relay.state, extra))
+
+    def tick(self, now):
+        """Every step: refill the answer budgets; log the summary of an interval of refusals."""
+        self.anon.tick(now)
+        self.authed.tick(now)
+        n = self.tally.due(now)
+        if n and self.emit is not None:
+            self.emit(events.CMD_REFUSALS, n)
 
     def refused(self, cid, reason, m, now):
-        """Answer and log a refused command (cid 0: not authentic, so rate-limited)."""
-        if cid == 0 and not self.anon.take(now):
+        """Count a refused command (cid 0: not authentic) and answer it from the budget; the
+        first refusal of an interval is logged at once, the rest in the interval's summary."""
+        i = refusals.index(reason)
+        self._count(i, cid)
+        if i != refusals.RETAINED:  # a retained command is never answered: it is not new
+            self._answer(cid, reason, 0, m, now)
+
+    def repeated(self, cid, result, m, now):
+        """Answer a repeat of an applied command again, with its stored result."""
+        self.tally.note(refusals.REPEAT, self._clock.time())
+        self._answer(cid, result, 1, m, now)
+
+    def _count(self, i, cid):
+        if self.tally.note(i, self._clock.time()) and self.emit is not None:
+            self.emit(events.RETAINED_CMD if i == refusals.RETAINED else events.CMD_REFUSED, cid)
+
+    def _answer(self, cid, result, rep, m, now):
+        bucket = self.authed if cid > 0 else self.anon
+        if len(self.answers) >= _ANSWERS or not bucket.take(now):
             self.suppressed += 1
             return
         sup = self.suppressed
         self.suppressed = 0
-        if self.emit is not None:
-            self.emit(events.CMD_REFUSED, cid)
-        self.reply(cid, reason, m, False, ',"sup":%d' % sup if sup else "")
+        self.answers.append(('{"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}' % (
+            cid, result, rep, m.account.balance, m.relay.state, ',"sup":%d' % sup if sup else "")).encode())
 
     def wait(self, ms):
         """Idle until the next tick: on the link's socket when there is one."""
@@ -152,11 +199,15 @@ class Sync:
         if link is None:
             return
         link.poll()
-        if link.oversized != self._oversized:
-            # A packet too big to read was dropped with its connection: log it as a refusal.
-            self._oversized = link.oversized
-            if self.emit is not None:
-                self.emit(events.CMD_REFUSED, -1)
+        while self._oversized != link.oversized:
+            # A packet too big to read was dropped with its connection: a refusal.
+            self._oversized += 1
+            self._count(refusals.OVERSIZED, -1)
+        self._watch(link)
+        if self.answers and link.state == _UP:
+            while self.answers:
+                if not link.publish(self.topics[REPLY], self.answers.pop(0), 0):
+                    break
         for _ in range(_SENDS_PER_POLL):
             if not self.outbox.count:
                 break
@@ -168,3 +219,13 @@ class Sync:
                 break
             self.outbox.pop()
             self.published += 1
+
+    def _watch(self, link):
+        """One link_unstable event per run of sessions the broker dropped soon after connect."""
+        short = getattr(link, "short", 0)
+        if short >= _UNSTABLE and not self._unstable:
+            self._unstable = True
+            if self.emit is not None:
+                self.emit(events.LINK_UNSTABLE, short)
+        elif short == 0:
+            self._unstable = False

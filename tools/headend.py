@@ -335,13 +335,14 @@ class Headend:
         bus.subscribe(*[meterproto.topic(meter_id, k) for k in meterproto.UPLINK])
         self.keep(meter_id, first)  # the retained birth: the meter's newest number at its last connect
         start = len(bus.msgs)
-        # A refusal of a command that was not authentic carries id 0, so only its number can tell
-        # it from an older id-0 reply sent again (a backfill re-sends everything from its `from`,
-        # and before its own reply): an answer to this command is newer than anything seen so far.
+        # A refusal of a command that was not authentic carries id 0. From revision 2 on it is an
+        # unnumbered answer (no "seq", never re-sent), so one that arrives after our publish is
+        # new; from older meters only its number can tell it from an id-0 reply that a backfill
+        # sent again: it must be newer than anything seen so far.
         known = self.reg.seq_high(meter_id)
         bus.publish(meterproto.topic(meter_id, "cmd"), pending["payload"].encode())
         got = bus.wait_for(lambda t, d, r: t == reply_t and (d.get("id") == cid or (
-            d.get("id") == 0 and isinstance(d.get("seq"), int) and d["seq"] > known)),
+            d.get("id") == 0 and ("seq" not in d or isinstance(d["seq"], int) and d["seq"] > known))),
             self.a.timeout, start, idle=(op == "backfill"))
         self.keep(meter_id, start)  # what arrived meanwhile (a backfill's re-sent messages) is recorded
         if got is None:

@@ -74,6 +74,7 @@ import link as link_mod
 class FakeClient:
     made = []
     fail = True
+    kick = False
     def __init__(self, cid, host, port, user, password, keepalive):
         self.pid = 0
         self.sock = None
@@ -86,6 +87,10 @@ class FakeClient:
             raise OSError(111)
     def subscribe(self, t, q): self.sub = t
     def publish(self, *a): self.pid += 1
+    def check_msg(self):
+        if FakeClient.kick:
+            raise OSError(104)  # the broker closed the session (another client took our id)
+    def ping(self): pass
 
 class FakeMod:
     MQTTClient = FakeClient
@@ -109,7 +114,36 @@ mptest.eq(draws, [100, 200, 400, 800, 1600, 3000, 3000, 3000, 3000, 3000], "capp
 FakeClient.fail = False
 L.poll()
 mptest.eq(L.state, link_mod.UP, "connected")
-mptest.eq(L._fails, 0, "backoff reset after a connect")
+mptest.eq(L._fails, 10, "the back-off is kept until the session proves stable")
+clk.t += 59000
+L.poll()
+mptest.eq(L._fails, 10, "not yet stable at 59 s")
+clk.t += 1000
+L.poll()
+mptest.eq((L.state, L._fails, L.short), (link_mod.UP, 0, 0), "backoff reset after a minute up")
+# Client-id takeover: each session is closed by the broker right after the connect. The
+# back-off grows as if the connects had failed, so the meter does not reconnect in a loop.
+del draws[:]
+FakeClient.kick = True
+for i in range(8):
+    L.poll()  # up: kicked off on its first poll
+    clk.t = L._next_try
+    L.poll()  # connects again
+mptest.eq(draws, [100, 200, 400, 800, 1600, 3000, 3000, 3000], "kicked sessions back off")
+mptest.eq((L.short, L.connects), (7, 9), "short sessions counted (the first kick ended a stable one)")
+FakeClient.kick = False
+clk.t += 60000
+L.poll()
+mptest.eq((L.state, L._fails, L.short), (link_mod.UP, 0, 0), "a stable session ends the run")
+# Uptime past the tick wrap: an old session dropped after days is not a short one.
+clk.t += 1 << 30
+L.poll()
+FakeClient.kick = True
+L.poll()
+mptest.eq((L.state, L.short), (link_mod.DOWN, 0), "a drop after days is not short")
+FakeClient.kick = False
+clk.t = L._next_try
+L.poll()
 mptest.eq(FakeClient.made[-1].clean, True, "clean session")
 mptest.eq(FakeClient.made[-1].sub, b"t", "resubscribed")
 sm = FakeMod.socket

@@ -60,7 +60,8 @@ def sign(key, doc):
 
 
 class Replies:
-    """Collects what the app queued for the backend (tele/evt/reply) from its outbox."""
+    """Collects what the app queued for the backend (tele/evt/reply) from its outbox, then the
+    unnumbered answers (to refused and repeated commands) it holds in RAM for the link."""
 
     def __init__(self, meter):
         self.m = meter
@@ -72,6 +73,9 @@ class Replies:
             kind, payload = ob.peek()
             ob.pop()
             out.append((kind, json.loads(payload)))
+        a = self.m.sync.answers
+        while a:
+            out.append((2, json.loads(a.pop(0))))
         return out
 
     def replies(self):
