@@ -12,6 +12,9 @@ from timebase import EPOCH
 
 MAX_PAYLOAD = const(1024)
 WINDOW = const(8)
+# A new id may pass the last applied one by at most this much: one bad message from a buggy or
+# compromised backend (id 2^31-1) must not make every later command stale.
+MAX_ADVANCE = const(1 << 16)
 
 # Verdicts, and the reason strings sent back in replies.
 OK = const(0)
@@ -78,6 +81,8 @@ class Commands:
             return self._refuse("old_key", cid)
         if cid <= self.last_id:
             return self._refuse("stale_id", cid)
+        if cid - self.last_id > MAX_ADVANCE and not self.lost:  # a lost window takes its resync
+            return self._refuse("id_jump", cid)
         if exp - EPOCH < now_utc:
             self.expired_at = exp - EPOCH if -(1 << 30) < exp - EPOCH < 1 << 30 else now_utc
             return self._refuse("expired", cid)
@@ -127,6 +132,8 @@ class Commands:
                 return REPEAT, self.results[i]
         if cid <= self.last_id:
             return REFUSED, "stale_id"
+        if cid - self.last_id > MAX_ADVANCE:
+            return REFUSED, "id_jump"
         return OK, None
 
     def remember(self, cid, result):

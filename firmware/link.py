@@ -26,6 +26,11 @@ _MAX_MSGS_PER_POLL = const(4)
 _IPPROTO_TCP = const(6)  # the same on lwIP and Linux; MicroPython's socket module omits them
 _TCP_NODELAY = const(1)
 _MAX_READ = const(2048)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
+# A bigger topic or payload is read past in chunks and dropped, so a broker without a packet limit
+# (a retained oversized command comes back at every subscribe) cannot make the meter reconnect in a
+# loop; beyond _MAX_SKIP the link is dropped instead (the short-session back-off then applies).
+_MAX_SKIP = const(1 << 20)
+_SKIP_CHUNK = const(256)
 _DNS_RETRY_FAILS = const(4)  # resolve the broker again on every 4th failed connect
 # A session the broker ends sooner than this after the connect counts as a failed connect: the
 # back-off keeps growing, so a client taking over our client id (or an access list refusing our
@@ -74,8 +79,18 @@ class _BoundedSocket:
 
     def read(self, n):
         if n > _MAX_READ:
-            self._link.oversized += 1
-            raise LinkError(90)  # EMSGSIZE: drop the link rather than allocate it
+            link = self._link
+            link.oversized += 1
+            if n > _MAX_SKIP:
+                raise LinkError(90)  # EMSGSIZE: drop the link rather than read it
+            link.skip = True  # umqtt hands the packet on: the link drops it (_deliver)
+            while n:
+                d = self._s.read(n if n < _SKIP_CHUNK else _SKIP_CHUNK)
+                if not d:
+                    raise OSError(110)  # timed out inside the packet: the stream is unusable
+                n -= len(d)
+                link._rx()
+            return b""
         d = self._s.read(n)
         if d:
             if n == 1:
@@ -165,7 +180,8 @@ class Link:
         self.drops = 0
         self.sent = 0
         self.received = 0
-        self.oversized = 0  # packets refused for size (each one cost a reconnect)
+        self.oversized = 0  # packets refused for size (read past and dropped; the biggest cost a reconnect)
+        self.skip = False  # the packet being delivered was too big: not handed to the app
         self.short = 0  # sessions in a row that ended within _STABLE_MS of their connect
         self._up_at = now
         self._young = False  # the session is younger than _STABLE_MS (decided on the poll)
@@ -238,6 +254,9 @@ class Link:
 
     def _deliver(self, topic, msg):
         self.received += 1
+        if self.skip:
+            self.skip = False
+            return
         self._on_message(topic, msg)
 
     def poll(self):

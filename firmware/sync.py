@@ -99,11 +99,13 @@ class Sync:
         # "tq": how far the meter trusts its clock (timesource.py, docs/time.md); below 3 the
         # backend should send `time`.
         # "rl": the nonce a resync must echo, while the replay window is lost (auth.py); retained,
-        # so a headend learns it whenever it looks.
+        # so a headend learns it whenever it looks. "lid": the last command id applied (a new id
+        # may pass it by at most auth.MAX_ADVANCE).
         ts = self.time
         c = self.cmds
-        return self.status_topic, ('{"online":1,"v":%d,"rev":%d,"boot":%d,"last":%d,"kid":%d,"tq":%d%s}' % (
-            PROTOCOL, REVISION, to_unix(self.boot), self.outbox.seq, self.kid, 3 if ts is None else ts.state,
+        return self.status_topic, ('{"online":1,"v":%d,"rev":%d,"boot":%d,"last":%d,"kid":%d,"lid":%d,"tq":%d%s}' % (
+            PROTOCOL, REVISION, to_unix(self.boot), self.outbox.seq, self.kid, 0 if c is None else c.last_id,
+            3 if ts is None else ts.state,
             ',"rl":%d' % c.nonce if c is not None and c.lost else "")).encode()
 
     def will(self):

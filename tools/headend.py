@@ -383,6 +383,9 @@ def hint(res, op):
         return " (the balance would pass the meter's maximum)"
     if res == "rate_limited":
         return " (the meter limits relay commands: a few at once, then one per refill period; try later)"
+    if res == "id_jump":
+        return (" (its id is more than 65 536 past the last id the meter applied, the `lid` of its birth:"
+                " issue it again under a nearer id)")
     if res == "replay_lost":
         return " (the meter lost its replay protection with its record: `headend resync` first)"
     if res == "bad_args" and op == "tariff":

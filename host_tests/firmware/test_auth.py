@@ -42,3 +42,47 @@ mptest.done()
 def test_old_key_only_answers_repeats(mpy):
     r = mpy(ROTATE_REPEAT).result
     assert r["ok"] and r["checks"] > 0
+
+
+BOUNDS = r'''
+import mptest
+import auth
+from hmac256 import HmacSha256
+from binascii import hexlify
+from timebase import EPOCH
+K = b"k" * 32
+NOW = 100000000  # meter seconds
+EXP = NOW + EPOCH + 3600  # an hour ahead, in Unix seconds
+def s(body): return hexlify(HmacSha256(K).digest(body)) + b" " + body
+def cmd(cid, exp=EXP, op="topup"):
+    return s(b'{"m":"m1","id":%d,"exp":%d,"op":"%s","amt":1}' % (cid, exp, op))
+c = auth.Commands("m1", K)
+def run(p):
+    v, doc, res = c.check(p, NOW)
+    if v == auth.OK:
+        c.remember(doc["id"], 0)
+        return "ok"
+    return res
+mptest.eq(run(cmd(2 ** 31 - 1)), "id_jump", "a poison id is refused")
+mptest.eq(run(cmd(5)), "ok", "and the meter goes on taking commands")
+mptest.eq(run(cmd(5 + auth.MAX_ADVANCE)), "ok", "an advance of MAX_ADVANCE is fine")
+mptest.eq(run(cmd(6 + 2 * auth.MAX_ADVANCE)), "id_jump", "one more is not")
+mptest.eq(c.last_id, 5 + auth.MAX_ADVANCE, "nothing moved by the refusal")
+mptest.eq(c.seen(c.last_id + auth.MAX_ADVANCE + 1), (auth.REFUSED, "id_jump"), "a typed token too")
+mptest.eq(c.seen(c.last_id + 1), (auth.OK, None), "a near one is fine")
+# A lost window: the resync may carry any id (the backend's counter), and sets the base.
+c2 = auth.Commands("m1", K)
+c2.lose(77)
+v, doc, res = c2.check(s(b'{"m":"m1","id":900000,"exp":%d,"op":"resync","nonce":77,"last":899999}' % EXP), NOW)
+mptest.eq(v, auth.OK, "a resync far ahead is taken while the window is lost")
+mptest.check(c2.resync(doc), "resync applied")
+c2.remember(900000, 0)
+v, _, res = c2.check(s(b'{"m":"m1","id":900001,"exp":%d,"op":"topup","amt":1}' % EXP), NOW)
+mptest.eq(v, auth.OK, "and the next id after it")
+mptest.done()
+'''
+
+
+def test_ids_may_advance_only_a_bounded_step(mpy):
+    r = mpy(BOUNDS).result
+    assert r["ok"] and r["checks"] >= 10, r

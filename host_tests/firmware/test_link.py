@@ -185,12 +185,13 @@ class L:
     timeout_s = 1
     retained = 0
     oversized = 0
+    skip = False
     ssl_context = None
     def _rx(self): pass
     def _tx(self): pass
 
 l = L()
-s = S(b"\x31\x05ab")
+s = S(b"\x31" + b"y" * 5000 + b"ab")
 p = link_mod._BoundedSocket(s, 1, l)
 mptest.eq(s.t, 1, "timeout applied at creation")
 p.settimeout(None)
@@ -199,8 +200,11 @@ p.read(1)
 p.setblocking(True)
 mptest.eq(s.t, 1, "setblocking(True) means the bound, not forever")
 mptest.eq(l.retained, 1, "RETAIN bit of the fixed header seen")
-mptest.raises(OSError, p.read, 5000)
-mptest.eq(l.oversized, 1, "oversized read refused before allocating")
+mptest.eq(p.read(5000), b"", "an oversized topic or payload is read past, never allocated")
+mptest.eq((l.oversized, l.skip, s.data), (1, True, b"ab"), "counted, marked to be dropped, stream in step")
+l.skip = False
+mptest.raises(OSError, p.read, (1 << 20) + 1)  # past what the link reads through: dropped
+mptest.eq(l.oversized, 2, "counted too")
 mptest.raises(OSError, p.read, 10)  # short read inside a packet: the stream is unusable
 mptest.done()
 '''

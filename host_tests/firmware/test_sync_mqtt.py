@@ -308,13 +308,21 @@ def test_garbage_through_the_broker_is_answered_and_changes_nothing(rig_env):
     reasons = {d["res"] for d in b.replies[0]}
     assert reasons <= {"malformed", "bad_mac", "oversized"}
     assert untouched(st0, st)
-    # A packet too big to read at all: the link drops it with the connection, logs it, comes back.
+    # A packet too big for a command, on a broker without a packet limit, retained so that it comes
+    # back at every subscribe: read past and dropped, the session stays up (no reconnect loop), and
+    # a top-up right after it is applied.
+    connects = st["connects"]
     rig.send(do="run", ms=100, adv=100)
-    b.publish(b"y" * 5000)
+    b.publish(b"y" * 5000, retain=True)
     rig.result()
-    st = run_until(rig, lambda st: st["oversized"] == 1 and st["link"] == 1, 4000)
-    assert st["oversized"] == 1 and st["connects"] == 2 and untouched(st0, st)
-    assert st["events"].get("cmd_refused", 0) >= 1
+    st = run_until(rig, lambda st: st["oversized"] == 1, 4000)
+    assert st["oversized"] == 1 and st["connects"] == connects and st["link"] == 1 and untouched(st0, st)
+    cid, p = b.command("topup", amt=77)
+    st = call(rig, b, p)
+    assert b.wait(lambda: cid in b.replies) and b.replies[cid][0]["res"] == "applied"
+    st = rig("run", ms=500, adv=100)
+    assert st["connects"] == connects and st["oversized"] == 1, st
+    b.publish(b"", retain=True)
 
 
 def test_overflowing_outage_shows_gaps_and_backfill_says_what_is_left(rig_env, broker):
