@@ -80,6 +80,7 @@ class Meter:
             self.topup_log = billing_mod.TopupLog(tops)
         self.remote = Remote(self)
         self.sync.emit = emit
+        self.sync.set_key(board.key)  # replies are signed (remote.py re-keys it after a rotation)
         # Wall time's source and trust (docs/time.md): raised to the floor after a power cut, SNTP
         # in the link's connect phase, the backend's `time` as the authority.
         self.timesrc = timesource.TimeSource(self.clock, self._raise_clock, getattr(board, "sntp", None),

@@ -47,6 +47,7 @@ class Remote:
             return
         self._key = ks.key
         m.commands.set_key(ks.key)
+        m.sync.set_key(ks.key)
         m.sync.kid = ks.kid
         c = m.commands
         if ks.rot_id > c.last_id:
@@ -148,6 +149,7 @@ class Remote:
             return STORE_FAULT
         self._key = new
         m.commands.set_key(new)
+        m.sync.set_key(new)
         m.sync.kid = kid
         self.extra = ',"kid":%d' % kid
         return APPLIED

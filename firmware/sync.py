@@ -13,6 +13,8 @@ import time
 from timebase import to_unix  # wall times are meter seconds inside, Unix seconds on the wire
 from outbox import Outbox  # on flash when given a path (firmware/outbox.py)
 from bucket import TokenBucket
+from hmac256 import HmacSha256
+from binascii import hexlify
 import refusals
 
 PROTOCOL = const(1)
@@ -36,6 +38,11 @@ _AUTH_REFILL_MS = const(1000)
 _ANSWERS = const(8)  # unnumbered answers waiting in RAM for the link (a burst)
 _UP = const(1)  # link.UP
 _UNSTABLE = const(3)  # short sessions in a row that make a link_unstable event
+# Replies, answers and the birth end with "mac": the first 8 bytes of HMAC-SHA256 under a key
+# derived from the meter key, over the message as it would read without that member, so a
+# backend can tell the meter's word from anyone's who can publish on its topics (protocol.md 6.4).
+_UPLINK_LABEL = b"pm-uplink-v1"
+_MAC_HEX = const(16)
 # Events that make the telemetry policy report at once (report.py).
 _EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTED, events.RELAY_OPEN,
                 events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
@@ -90,6 +97,18 @@ class Sync:
         self.answers = []  # unnumbered answers (bytes), RAM only
         self.suppressed = 0  # refusals and repeats not answered one by one
         self.tally = refusals.Tally(clock, refusal_s * 1000)
+        self._up = None  # the uplink MAC (set_key)
+
+    def set_key(self, key):
+        """The meter key in force (at boot, after a rotation): replies are signed under it."""
+        self._up = HmacSha256(HmacSha256(key).digest(_UPLINK_LABEL)) if key else None
+
+    def signed(self, text):
+        """The JSON object `text` with its "mac" member added, as bytes."""
+        b = text.encode()
+        if self._up is None:
+            return b
+        return b[:-1] + b',"mac":"' + hexlify(self._up.digest(b))[:_MAC_HEX] + b'"}'
 
     @property
     def seq(self):
@@ -103,17 +122,18 @@ class Sync:
         # may pass it by at most auth.MAX_ADVANCE).
         ts = self.time
         c = self.cmds
-        return self.status_topic, ('{"online":1,"v":%d,"rev":%d,"boot":%d,"last":%d,"kid":%d,"lid":%d,"tq":%d%s}' % (
+        return self.status_topic, self.signed('{"online":1,"v":%d,"rev":%d,"boot":%d,"last":%d,"kid":%d,"lid":%d,"tq":%d%s}' % (
             PROTOCOL, REVISION, to_unix(self.boot), self.outbox.seq, self.kid, 0 if c is None else c.last_id,
             3 if ts is None else ts.state,
-            ',"rl":%d' % c.nonce if c is not None and c.lost else "")).encode()
+            ',"rl":%d' % c.nonce if c is not None and c.lost else ""))
 
     def will(self):
         return self.status_topic, b'{"online":0}'
 
     def _put(self, kind, fmt, args):
         # The payload carries the number the outbox is about to give it.
-        self.outbox.put(kind, (fmt % ((self.outbox.seq + 1,) + args)).encode())
+        text = fmt % ((self.outbox.seq + 1,) + args)
+        self.outbox.put(kind, self.signed(text) if kind == REPLY else text.encode())
 
     def telemetry(self, m, utc):
         mt = m.metering
@@ -186,8 +206,8 @@ class Sync:
             return
         sup = self.suppressed
         self.suppressed = 0
-        self.answers.append(('{"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}' % (
-            cid, result, rep, m.account.balance, m.relay.state, ',"sup":%d' % sup if sup else "")).encode())
+        self.answers.append(self.signed('{"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}' % (
+            cid, result, rep, m.account.balance, m.relay.state, ',"sup":%d' % sup if sup else "")))
 
     def wait(self, ms):
         """Idle until the next tick: on the link's socket when there is one."""

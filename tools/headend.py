@@ -260,8 +260,9 @@ class Bus:
         info.wait_for_publish(5)
 
     def wait_for(self, pred, timeout, start=0, idle=False):
-        """First message from index `start` on, as (topic, doc, retain), satisfying pred; None after
-        timeout. With `idle`, the timeout counts from the last message received (any topic)."""
+        """First message from index `start` on, as (topic, doc, retain), satisfying
+        pred(topic, doc, retain, payload bytes); None after timeout. With `idle`, the timeout counts
+        from the last message received (any topic)."""
         deadline = time.monotonic() + timeout
         seen = start
         with self.cond:
@@ -275,7 +276,7 @@ class Bus:
                         doc = json.loads(payload)
                     except ValueError:
                         continue
-                    if pred(topic, doc, retain):
+                    if pred(topic, doc, retain, payload):
                         return topic, doc, retain
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -340,11 +341,28 @@ class Headend:
         # new; from older meters only its number can tell it from an id-0 reply that a backfill
         # sent again: it must be newer than anything seen so far.
         known = self.reg.seq_high(meter_id)
+        key = bytes.fromhex(self.reg.get(meter_id)["key"])
+        forged = []
+
+        def answer(t, d, r, raw):
+            if t != reply_t or not (d.get("id") == cid or (d.get("id") == 0 and (
+                    "seq" not in d or isinstance(d["seq"], int) and d["seq"] > known))):
+                return False
+            if not meterproto.verify_uplink(key, raw):
+                forged.append(d)  # not signed with this meter's key: anyone's word, never believed
+                return False
+            return True
+
         bus.publish(meterproto.topic(meter_id, "cmd"), pending["payload"].encode())
-        got = bus.wait_for(lambda t, d, r: t == reply_t and (d.get("id") == cid or (
-            d.get("id") == 0 and ("seq" not in d or isinstance(d["seq"], int) and d["seq"] > known))),
-            self.a.timeout, start, idle=(op == "backfill"))
+        got = bus.wait_for(answer, self.a.timeout, start, idle=(op == "backfill"))
         self.keep(meter_id, start)  # what arrived meanwhile (a backfill's re-sent messages) is recorded
+        if got is None and forged:
+            raise Refused("no reply from %s signed with the key on record within %gs. %d reply(ies) without a"
+                          " valid mac were ignored (they said: %s): forged by someone who can publish on its"
+                          " topics, or the meter holds another key (re-provisioned, rotated). The command stays"
+                          " pending: `headend retry %s` re-sends it, `--drop` forgets it" % (
+                              meter_id, self.a.timeout, len(forged),
+                              ", ".join(sorted({str(d.get("res")) for d in forged})), meter_id))
         if got is None:
             raise Refused("no reply from %s within %gs (offline?). The command is valid until %s UTC: "
                           "`headend retry %s` re-sends it; it is applied at most once" % (
@@ -365,12 +383,17 @@ class Headend:
         bus = self.bus
         with bus.cond:
             batch = bus.msgs[start:]
+        key = None
         for topic, payload, retain in batch:
             try:
                 mid, kind, doc = meterproto.parse_uplink(topic, payload)
             except ValueError:
                 continue
             if mid == meter_id and (kind == "status" or "seq" in doc):
+                if kind in meterproto.SIGNED and doc.get("online") != 0:
+                    key = key or bytes.fromhex(self.reg.get(meter_id)["key"])
+                    if not meterproto.verify_uplink(key, payload):
+                        continue  # a forged reply or birth is not part of the meter's record
                 self.reg.record(meter_id, kind, doc)
 
 
@@ -502,7 +525,7 @@ def cmd_status(h, a):
     bus.subscribe(tele_t)
     start = len(bus.msgs)
     reply = h.send(a.meter, "status")
-    got = bus.wait_for(lambda t, d, r: t == tele_t and "e" in d, a.timeout, start)
+    got = bus.wait_for(lambda t, d, r, raw: t == tele_t and "e" in d, a.timeout, start)
     print("%s: balance %s, relay %s" % (a.meter, fmt_money(reply["b"], rec.get("decimals", 2)), relay_name(reply["r"])))
     if got:
         d = got[1]
@@ -545,6 +568,12 @@ def cmd_watch(h, a):
                     except CliError:
                         recs[mid] = {}
                 rec = recs[mid]
+                if (kind in meterproto.SIGNED and isinstance(d, dict) and d.get("online") != 0 and rec
+                        and not meterproto.verify_uplink(bytes.fromhex(rec["key"]), payload)):
+                    # Anyone who can publish on the meter's topics could have sent it: shown, never believed.
+                    print("%-14s NOT FROM THE METER (no valid mac), ignored: %s" % (mid, payload[:120].decode(
+                        "utf-8", "replace")), flush=True)
+                    continue
                 if kind == "tele":
                     line = show_tele(rec, d)
                 elif kind == "evt":
@@ -657,7 +686,7 @@ def cmd_resync(h, a):
         t = meterproto.topic(a.meter, "status")
         first = len(bus.msgs)
         bus.subscribe(t)
-        got = bus.wait_for(lambda tp, d, r: tp == t and "online" in d, min(a.timeout, 3.0), first)
+        got = bus.wait_for(lambda tp, d, r, raw: tp == t and "online" in d, min(a.timeout, 3.0), first)
         if got is not None and got[1].get("online") == 1 and "rl" in got[1]:
             nonce = got[1]["rl"]
         else:

@@ -62,6 +62,31 @@ def rotate_key(old_key, meter_id, cmd_id, exp, kid, new_key):
 
 # -- uplink -------------------------------------------------------------------
 
+UPLINK_LABEL = b"pm-uplink-v1"
+SIGNED = ("reply", "status")  # kinds a meter signs (its last will, {"online":0}, excepted)
+_MAC_TAIL = len(b',"mac":"') + 16 + len(b'"}')
+
+
+def uplink_key(key):
+    """The key a meter signs its replies, answers and births with (protocol.md 6.4)."""
+    return hmac.new(key, UPLINK_LABEL, hashlib.sha256).digest()
+
+
+def sign_uplink(key, text):
+    """`text` (a JSON object, bytes) with the meter's "mac" member added: what a meter sends."""
+    mac = hmac.new(uplink_key(key), text, hashlib.sha256).hexdigest()[:16].encode()
+    return text[:-1] + b',"mac":"' + mac + b'"}'
+
+
+def verify_uplink(key, payload):
+    """True when `payload` (bytes) carries a "mac" made with this meter key: the meter's word.
+    False when it has none or a wrong one (anyone who can publish on the meter's topics)."""
+    if len(payload) <= _MAC_TAIL or not payload.endswith(b'"}') or payload[-_MAC_TAIL:-18] != b',"mac":"':
+        return False
+    text = payload[:-_MAC_TAIL] + b"}"
+    return hmac.compare_digest(sign_uplink(key, text), payload)
+
+
 def parse_uplink(topic_name, payload):
     """(meter id, kind, document) of an uplink message; ValueError if it is not one."""
     parts = topic_name.split("/")

@@ -112,5 +112,49 @@ mptest.done()
 
 
 def test_idle_sync_allocates_nothing(mpy):
-    r = mpy(IDLE).result
+    r = mpy(IDLE, heap="96k").result  # compiling sync and what it imports from source needs the room
     assert r["ok"] and r["checks"] > 0
+
+
+SIGNED = r'''
+import json, mptest
+from sync import Sync
+from simhw.clock import SimClock
+class A: balance = 120
+class R: state = 0
+class M: account = A(); relay = R()
+ck = SimClock(1767225600)
+s = Sync("m-1", ck, 16)
+out = []
+s.set_key(bytes(range(32)))
+s.reply(7, "applied", M(), extra=',"from":3')
+s.refused(0, "bad_mac", M(), ck.ticks_ms())
+s.repeated(7, "applied", M(), ck.ticks_ms())
+out.append(s.birth()[1])
+s.set_key(bytes(range(1, 33)))  # after a rotation
+s.reply(8, "applied", M())
+while s.outbox.count:
+    out.append(s.outbox.peek()[1])
+    s.outbox.pop()
+out += s.answers
+s.set_key(None)
+out.append(s.signed('{"id":9}'))
+mptest.done(msgs=[m.decode() for m in out])
+'''
+
+
+def test_replies_answers_and_births_are_signed_with_the_meter_key(mpy):
+    import json
+    import meterproto
+    r = mpy(SIGNED).result
+    assert r["ok"]
+    birth, r7, r8, ans, rep, unsigned = [m.encode() for m in r["msgs"]]
+    k1, k2 = bytes(range(32)), bytes(range(1, 33))
+    for m in (birth, r7, ans, rep):
+        assert meterproto.verify_uplink(k1, m) and not meterproto.verify_uplink(k2, m), m
+    assert meterproto.verify_uplink(k2, r8) and not meterproto.verify_uplink(k1, r8)
+    assert json.loads(r7)["from"] == 3 and json.loads(ans)["res"] == "bad_mac" and json.loads(rep)["rep"] == 1
+    assert json.loads(birth)["online"] == 1
+    # Any change to a signed message breaks its mac; a message without one never verifies.
+    assert not meterproto.verify_uplink(k1, r7.replace(b'"b":120', b'"b":999'))
+    assert unsigned == b'{"id":9}' and not meterproto.verify_uplink(k1, unsigned)

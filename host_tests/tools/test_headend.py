@@ -164,7 +164,50 @@ def test_command_with_wrong_key_is_refused_with_reason(cli):
         rec = cli.rec()
         rec["key"] = good
         (cli.home / "meters" / (METER + ".json")).write_text(json.dumps(rec))
-    assert rc == 1 and "bad_mac" in err
+    # The meter's answer is signed with its own key, which the headend no longer has: reported
+    # (with what it said), never believed, and the command stays pending.
+    assert rc == 1 and "bad_mac" in err and "without a valid mac" in err, err
+    assert cli.rec()["pending"]["op"] == "disconnect"
+    rc, out, err = cli("retry", METER, "--drop")
+    assert rc == 0 and "pending" not in cli.rec(), err
+
+
+def test_a_forged_reply_is_reported_never_believed(cli, live):
+    """No meter runs; someone who can publish on its reply topic answers every command, as the
+    meter would (a broker without an access list lets anyone)."""
+    import paho.mqtt.client as mqtt
+    ghost = "hx-ghost"
+    assert cli("provision", ghost, "--board", "esp32-atm90e26")[0] == 0
+    cid = cli.rec(ghost)["next_cmd_id"]
+    forger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="forger")
+    forger.connect(live.broker.host, live.broker.port)
+
+    def on_message(c, u, msg):
+        doc = json.loads(msg.payload.split(b" ", 1)[1])
+        for seq in (10 ** 6, None):  # a numbered reply and an unnumbered answer
+            fake = {"seq": seq, "id": doc["id"], "res": "applied", "rep": 0, "b": 999999, "r": 0,
+                    "mac": "0123456789abcdef"}
+            if seq is None:
+                del fake["seq"]
+            c.publish("pm/v1/%s/reply" % ghost, json.dumps(fake, separators=(",", ":")), qos=1)
+
+    forger.on_message = on_message
+    forger.subscribe("pm/v1/%s/cmd" % ghost, qos=1)
+    forger.loop_start()
+    try:
+        import time
+        time.sleep(0.3)  # the forger's SUBACK
+        rc, out, err = cli("topup", ghost, "50.00", timeout=3)
+    finally:
+        forger.loop_stop()
+        forger.disconnect()
+    assert rc == 1 and "without a valid mac" in err and "applied" in err, (out, err)
+    assert "9999.99" not in out
+    rec = cli.rec(ghost)
+    assert rec["pending"]["id"] == cid, "the command's fate is unknown: it stays pending"
+    data = cli.home / "data" / (ghost + ".jsonl")
+    assert not data.exists() or "999999" not in data.read_text(), "a forged reply was recorded"
+    assert headend.Registry(cli.home).seq_high(ghost) < 10 ** 6
 
 
 def test_disconnect_then_reconnect_then_direct(cli):
@@ -232,8 +275,8 @@ def test_tariff_push_reaches_the_meter(cli, tmp_path):
 
 
 def test_backfill_asks_for_the_first_gap_in_what_was_recorded(cli):
-    # A refusal of a non-authentic command is an id-0 reply; the backfill below re-sends it (before
-    # its own reply), and the headend must not take it for the answer to the backfill.
+    # A refusal of a non-authentic command is answered unnumbered, outside the outbox, so the
+    # backfill below cannot re-send it and be taken for the backfill's own answer. Make one anyway.
     rec = cli.rec()
     good = rec["key"]
     rec["key"] = "00" * 32
@@ -244,6 +287,7 @@ def test_backfill_asks_for_the_first_gap_in_what_was_recorded(cli):
         rec = cli.rec()
         rec["key"] = good
         (cli.home / "meters" / (METER + ".json")).write_text(json.dumps(rec))
+    assert cli("retry", METER, "--drop")[0] == 0
     data = cli.home / "data" / (METER + ".jsonl")
     saved = data.read_text()
     try:
