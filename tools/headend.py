@@ -215,7 +215,7 @@ def check_id(meter_id):
 class Bus:
     """A paho client that collects messages per topic and turns connection trouble into CliError."""
 
-    def __init__(self, broker, user=None, password=None, timeout=5.0):
+    def __init__(self, broker, user=None, password=None, timeout=5.0, cafile=None):
         import paho.mqtt.client as mqtt
 
         host, _, port = broker.rpartition(":")
@@ -227,14 +227,22 @@ class Bus:
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="headend-" + secrets.token_hex(4))
         if user:
             self.c.username_pw_set(user, password)
+        if cafile:
+            # TLS as the generated broker speaks it (broker.md): the chain and the name are checked.
+            import ssl
+            try:
+                self.c.tls_set(ca_certs=cafile, cert_reqs=ssl.CERT_REQUIRED)
+            except (OSError, ssl.SSLError, ValueError) as e:
+                raise CliError("cannot use CA file %s: %s" % (cafile, getattr(e, "strerror", None) or e))
         self.c.on_message = self._on_message
         self._connected = threading.Event()
         self._rc = None
         self.c.on_connect = self._on_connect
         try:
             self.c.connect(host, int(port), keepalive=30)
-        except (OSError, ValueError) as e:
-            raise CliError("cannot reach broker %s: %s" % (broker, getattr(e, "strerror", None) or e))
+        except (OSError, ValueError) as e:  # ssl.SSLError (a certificate refused) is an OSError
+            raise CliError("cannot reach broker %s%s: %s" % (broker, " over TLS" if cafile else "",
+                                                             getattr(e, "strerror", None) or e))
         self.c.loop_start()
         if not self._connected.wait(timeout) or self._rc != 0:
             self.close()
@@ -256,8 +264,18 @@ class Bus:
         time.sleep(0.2)  # the SUBACK round trip: messages published after this are seen
 
     def publish(self, topic, payload):
-        info = self.c.publish(topic, payload, qos=1)
-        info.wait_for_publish(5)
+        """Hand the message to the broker (PUBACK). CliError when the broker is gone: the command
+        then stays pending (`headend retry`), whether or not it got through."""
+        try:
+            info = self.c.publish(topic, payload, qos=1)
+            info.wait_for_publish(5)
+            ok = info.is_published()
+        except (RuntimeError, ValueError, OSError) as e:
+            raise CliError("lost the broker %s while sending (%s): the command stays pending, "
+                           "`headend retry` re-sends it" % (self.broker, e))
+        if not ok:
+            raise CliError("the broker %s did not take the command within 5 s: it stays pending, "
+                           "`headend retry` re-sends it" % self.broker)
 
     def wait_for(self, pred, timeout, start=0, idle=False):
         """First message from index `start` on, as (topic, doc, retain), satisfying
@@ -301,7 +319,7 @@ class Headend:
     @property
     def bus(self):
         if self._bus is None:
-            self._bus = Bus(self.a.broker, self.a.user, self.a.password)
+            self._bus = Bus(self.a.broker, self.a.user, self.a.password, cafile=self.a.cafile)
         return self._bus
 
     def close(self):
@@ -907,6 +925,10 @@ def parser():
     p.add_argument("--broker", default=os.environ.get("PM_BROKER", "127.0.0.1:1883"))
     p.add_argument("--user", default=os.environ.get("PM_MQTT_USER"))
     p.add_argument("--password", default=os.environ.get("PM_MQTT_PASSWORD"))
+    p.add_argument("--cafile", default=os.environ.get("PM_MQTT_CAFILE"),
+                   help="CA certificate of the broker: connect over TLS and verify it (broker.md)")
+    p.add_argument("--credentials", help="the backend.json that tools/broker_config.py wrote: broker, "
+                   "user, password and CA from it (TLS)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a meter's reply")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -989,8 +1011,26 @@ def parser():
     return p
 
 
+def credentials(a):
+    """Fill the broker options from --credentials (broker_config.py's backend.json)."""
+    if not a.credentials:
+        return
+    try:
+        with open(a.credentials) as f:
+            c = json.load(f)
+        a.broker = "%s:%d" % (c["host"], int(c["port"]))
+        a.user, a.password, a.cafile = c["user"], c["password"], c["ca"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CliError("cannot read credentials %s: %s" % (a.credentials, getattr(e, "strerror", None) or e))
+
+
 def main(argv=None):
     a = parser().parse_args(argv)
+    try:
+        credentials(a)
+    except CliError as e:
+        print("headend: error: %s" % e, file=sys.stderr)
+        return 2
     h = Headend(a)
     try:
         return a.fn(h, a)

@@ -138,3 +138,26 @@ def test_firmware_link_speaks_tls_and_verifies_the_broker(fleet, mpy):
     finally:
         b.loop_stop()
         b.disconnect()
+
+
+def test_headend_speaks_tls_with_the_generated_credentials(fleet, tmp_path, capsys):
+    import headend
+    out, port, users, other = fleet
+    creds = out / "backend" / "backend.json"
+    home = tmp_path / "home"
+    rc = headend.main(["--home", str(home), "--credentials", str(creds), "watch", "--seconds", "0.5"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    # The same credentials with another fleet's CA: the broker's certificate is refused, one line.
+    bad = json.loads(creds.read_text())
+    bad["ca"] = str(other / "broker" / "ca.crt")
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    rc = headend.main(["--home", str(home), "--credentials", str(tmp_path / "bad.json"), "watch", "--seconds", "0.5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "over TLS" in err and len(err.strip().splitlines()) == 1, err
+    # Plain TCP to the TLS listener is not a connection either.
+    rc = headend.main(["--home", str(home), "--broker", "127.0.0.1:%d" % port, "--user", "backend",
+                       "--password", users["backend"], "watch", "--seconds", "0.5"])
+    assert rc == 2 and "Traceback" not in capsys.readouterr().err
+    rc = headend.main(["--home", str(home), "--credentials", str(tmp_path / "missing.json"), "watch"])
+    assert rc == 2 and "cannot read credentials" in capsys.readouterr().err

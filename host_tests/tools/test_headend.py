@@ -588,3 +588,23 @@ def test_time_sets_the_meters_clock(cli):
     import calendar
     set_to = calendar.timegm(_time.strptime(t, "%Y-%m-%d %H:%M:%S"))
     assert before <= set_to <= int(_time.time()) + 1, (t, before)
+
+
+def test_broker_dying_during_a_command_gives_one_line_and_keeps_it_pending(tmp_path, capsys, monkeypatch):
+    b = mpbroker.Broker()
+    try:
+        c = Cli(tmp_path, "%s:%d" % (b.host, b.port), capsys)
+        assert c("provision", "hx-dies", "--board", "esp32-atm90e26")[0] == 0
+        subscribe = headend.Bus.subscribe
+
+        def then_die(self, *topics):
+            subscribe(self, *topics)
+            b.stop()  # the broker goes away between the subscription and the command
+
+        monkeypatch.setattr(headend.Bus, "subscribe", then_die)
+        rc, out, err = c("topup", "hx-dies", "1.00", timeout=2)
+        assert rc in (1, 2) and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "broker" in err or "no reply" in err, err
+        assert c.rec("hx-dies")["pending"]["op"] == "topup", "the command's fate is unknown: pending"
+    finally:
+        b.close()
