@@ -171,6 +171,22 @@ class Board:
                     will=will, birth=birth, user=self._mqtt_user, password=self._mqtt_password,
                     ssl_context=ctx)
 
+    def store_key(self, key):
+        """A rotated command key replaces the provisioned one in /secrets.json (written aside and
+        renamed over it: a power cut leaves the old file or the new one), so the old key does not
+        stay on the board (firmware/remote.py)."""
+        import json
+        import os
+        from binascii import hexlify
+
+        with open("/secrets.json") as f:
+            s = json.load(f)
+        s["key"] = hexlify(key).decode()
+        with open("/secrets.json.tmp", "w") as f:
+            json.dump(s, f)
+        os.rename("/secrets.json.tmp", "/secrets.json")
+        self.key = bytes(key)
+
     def set_time(self, utc):
         """Set the RTC from a Unix time (the backend's set-time command; TLS needs a sane clock)."""
         import machine

@@ -15,6 +15,9 @@ BAD_ARGS = const(4)
 STORE_FAULT = const(5)
 
 _MAX_MONEY = const(0x3FFFFFFF)  # small-int range on the ESP32
+# After a rotation, offline tokens made with the key before are still taken this long (meter
+# seconds): paper tokens a utility already handed out stay good (docs/tokens.md).
+TOKEN_GRACE_S = const(30 * 86400)
 _UTC_MIN = const(1577836800)  # 2020-01-01: a meter clock is never set before this
 _UTC_MAX = const(0x7FFFFFFF)
 # Short names of the common credit rules: (command field, key of the credit configuration,
@@ -48,11 +51,24 @@ class Remote:
         self._key = ks.key
         m.commands.set_key(ks.key)
         m.sync.set_key(ks.key)
+        m.tokens.set_key(ks.key, ks.prev, ks.at + TOKEN_GRACE_S if ks.prev else 0)
         m.sync.kid = ks.kid
+        self._forget_provisioned(ks.key)
         c = m.commands
         if ks.rot_id > c.last_id:
             c.remember(ks.rot_id, APPLIED)
             m.commit()
+
+    def _forget_provisioned(self, key):
+        """The board's provisioned copy of the key (a real board's /secrets.json) follows the
+        rotation, so the old key does not outlive it there. After the key store's commit: a power
+        cut in between is repaired at the next boot."""
+        hook = getattr(self._m.board, "store_key", None)
+        if hook is not None and self._m.board.key != key:
+            try:
+                hook(key)
+            except OSError:
+                pass  # the key store is the authority; the next boot tries again
 
     def take_extra(self):
         """The reply members of the last op applied here, once (then "")."""
@@ -143,13 +159,16 @@ class Remote:
         new = keys.unwrap(self._key, m.commands.meter_id, doc["id"], wrapped)
         if keys.kcv(new) != kc:
             return BAD_ARGS
+        now = m.clock.time()
         try:
-            self.keystore.save(kid, doc["id"], new)  # the commit point of the rotation
+            self.keystore.save(kid, doc["id"], new, self._key, now)  # the commit point of the rotation
         except OSError:
             return STORE_FAULT
+        m.tokens.set_key(new, self._key, now + TOKEN_GRACE_S)
         self._key = new
         m.commands.set_key(new)
         m.sync.set_key(new)
         m.sync.kid = kid
+        self._forget_provisioned(new)
         self.extra = ',"kid":%d' % kid
         return APPLIED

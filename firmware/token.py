@@ -88,11 +88,24 @@ class Tokens:
     def __init__(self, meter_id, meter_key, commands):
         self.meter_id = meter_id
         self._mac = HmacSha256(derive_key(meter_key)) if meter_key else None
+        self._old = None  # the token MAC under the key before the last rotation
+        self.old_until = 0  # meter second until which its tokens are still taken
         self.commands = commands  # auth.Commands: the one replay window
         self.bad = 0  # consecutive bad tokens (persisted)
         self.lock_until = 0  # meter second until which entry is locked out (persisted)
         self.accepted = 0
         self.refused = 0
+
+    def set_key(self, key, prev=None, until=0):
+        """A rotated key: tokens made with it from now on; those made with `prev` are taken until
+        meter second `until` (a utility's paper tokens already handed out), then refused old_key."""
+        self._mac = HmacSha256(derive_key(key))
+        self._old = HmacSha256(derive_key(prev)) if prev else None
+        self.old_until = until
+
+    def _tag(self, mac, typ, cid, af):
+        d = mac.digest(mac_message(self.meter_id, typ, cid, af))
+        return ((d[0] << 12) | (d[1] << 4) | (d[2] >> 4)) & _MAC_MASK
 
     def locked(self, now):
         if self.lock_until > now + _LOCK_MAX_S:
@@ -121,9 +134,9 @@ class Tokens:
         af = (v >> 20) & 0xFFFF
         mac = v & _MAC_MASK
         cid = full_id(low, self.commands.last_id)
-        d = self._mac.digest(mac_message(self.meter_id, typ, cid, af))
-        want = ((d[0] << 12) | (d[1] << 4) | (d[2] >> 4)) & _MAC_MASK
-        if not equal(struct.pack("<I", want), struct.pack("<I", mac)):
+        got = struct.pack("<I", mac)
+        current = equal(struct.pack("<I", self._tag(self._mac, typ, cid, af)), got)
+        if not current and (self._old is None or not equal(struct.pack("<I", self._tag(self._old, typ, cid, af)), got)):
             if self.bad < 255:  # persisted in a byte: saturate, so the lockout stays at its longest
                 self.bad += 1
             if self.bad >= _FREE_TRIES:
@@ -131,6 +144,8 @@ class Tokens:
                 self.lock_until = now + (s if s < _LOCK_MAX_S else _LOCK_MAX_S)
             return self._refuse("bad_mac")
         self.bad = 0
+        if not current and now >= self.old_until:
+            return self._refuse("old_key", typ, cid)  # genuine, but its grace after the rotation is over
         if typ >= len(TYPE_NAMES):
             return self._refuse("unknown_type", typ, cid)
         verdict, res = self.commands.seen(cid)

@@ -192,6 +192,20 @@ class Esp32Host:
             raise HostError("install failed (exit %s):\n%s\n%s" % (p.returncode, out[-3000:], err[-3000:]))
         return r
 
+    def read_root(self, *names):
+        """{name: text or None} of files on the board's root file system, read as a powered-off
+        board's flash (and "_listing": every name there)."""
+        code = "import esp32boot; esp32boot.read_root(%r)" % (list(names),)
+        path = self.dir / "world-read.json"
+        path.write_text(json.dumps({"flash": str(self.flash), "partitions": self.partitions,
+                                    "runtime_frozen": self.runtime == "micropython32"}))
+        p = self._start(code, {"PM_ESP32_WORLD": str(path)})
+        out, err = p.communicate(timeout=300)
+        r = mprun.parse_result(out)
+        if p.returncode != 0 or not r or r.get("reason") != "read":
+            raise HostError("read failed (exit %s):\n%s\n%s" % (p.returncode, out[-3000:], err[-3000:]))
+        return r["files"]
+
     def setup(self):
         """Provision, stage and install: a board ready to power up."""
         self.provision()

@@ -93,6 +93,24 @@ def install(stage, remove=()):
     _report({"reason": "installed", "files": listing})
 
 
+def read_root(names):
+    """Report the text of files on the root file system (what mpremote cat would show), for
+    tests that check what the firmware left there; a missing file reads as None."""
+    _prepare()
+    if not _mount_root("/flash"):
+        raise OSError("no vfs partition, or it holds something that is not a file system")
+    files = {}
+    for name in names:
+        try:
+            with open("/flash/" + name) as f:
+                files[name] = f.read()
+        except OSError:
+            files[name] = None
+    files["_listing"] = sorted(os.listdir("/flash"))
+    vfs.umount("/flash")
+    _report({"reason": "read", "files": files})
+
+
 def boot():
     _prepare()
     import gc

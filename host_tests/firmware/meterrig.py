@@ -73,6 +73,7 @@ class Backend:
         self.lock = threading.RLock()
         self.msgs = []  # (kind, doc, retain)
         self.replies = {}
+        self.raw = []
         self.next_id = 1
         self.connected = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="backend-" + meter_id)
@@ -97,6 +98,7 @@ class Backend:
         doc = json.loads(msg.payload) if msg.payload else {}
         with self.lock:
             self.msgs.append((kind, doc, msg.retain))
+            self.raw.append((kind, msg.payload))  # as sent: signatures are checked on these bytes
             if kind == "reply":
                 self.replies.setdefault(doc["id"], []).append(doc)
 

@@ -27,3 +27,28 @@ def test_unwrap_matches_backend_wrap(mpy, tmp_path):
     assert bytes.fromhex(wk) != NEW
     res = mpy(UNWRAP, OLD.hex(), wk, meterproto.kcv(NEW), str(tmp_path))
     assert res.result["new"] == NEW.hex()
+
+
+LAYOUTS = r'''
+import sys, struct, mptest, keys
+from store import RecordStore
+d = sys.argv[1]
+old, new = bytes(range(32)), bytes(range(100, 132))
+# A key record written by the firmware before the previous key was kept (40 bytes).
+s = RecordStore(d + "/key.a", d + "/key.b", 40)
+struct.pack_into("<II32s", s.payload, 0, 2, 17, new)
+s.commit()
+ks = keys.KeyStore(d)
+mptest.check(ks.load(), "an older record loads")
+mptest.eq((ks.kid, ks.rot_id, ks.key, ks.prev, ks.at), (2, 17, new, None, 0), "without a previous key")
+ks.save(3, 18, old, new, 123456)
+ks2 = keys.KeyStore(d)
+mptest.check(ks2.load(), "the new layout loads")
+mptest.eq((ks2.kid, ks2.rot_id, ks2.key, ks2.prev, ks2.at), (3, 18, old, new, 123456), "with the key it replaced")
+mptest.done()
+'''
+
+
+def test_key_record_keeps_the_replaced_key_and_reads_the_older_layout(mpy, tmp_path):
+    r = mpy(LAYOUTS, str(tmp_path)).result
+    assert r["ok"] and r["checks"] >= 4, r

@@ -102,3 +102,37 @@ def _tokens():
 def test_tokens_under_micropython(mpy):
     res = mpy(SCRIPT, stdin=json.dumps(_tokens()), heap="256k")
     assert res.result["ok"] and res.result["checks"] > 200
+
+
+ROTATION = r'''
+import sys, json, token, auth, mptest
+T = json.loads(sys.stdin.read())
+k1, k2 = bytes(range(1, 33)), bytes(range(2, 34))
+cmds = auth.Commands("m-0042", k1)
+tk = token.Tokens("m-0042", k1, cmds)
+now = 1000
+mptest.eq(tk.check(T["old1"], now)[0], token.OK, "before the rotation: the provisioned key")
+cmds.remember(1, 0)
+tk.set_key(k2, k1, now + 86400)  # rotated, a day of grace for the old key's tokens
+mptest.eq(tk.check(T["new2"], now)[0], token.OK, "a token made with the new key")
+cmds.remember(2, 0)
+mptest.eq(tk.check(T["old3"], now + 3600)[0], token.OK, "one made with the old key, within the grace")
+cmds.remember(3, 0)
+mptest.eq(tk.check(T["old1"], now + 3600)[0], token.USED, "the same replay window for both keys")
+v = tk.check(T["old4"], now + 86400)
+mptest.eq((v[0], v[4]), (token.REFUSED, "old_key"), "after the grace: refused old_key")
+mptest.eq(tk.bad, 0, "a genuine old token does not count towards the lockout")
+mptest.eq(tk.check(T["other5"], now)[4], "bad_mac", "a third key is still a bad MAC")
+tk.set_key(bytes(range(3, 35)))  # a second rotation without a previous key (unknown): no grace
+mptest.eq(tk.check(T["new6"], now)[4], "bad_mac", "tokens of a replaced key, grace over")
+mptest.done()
+'''
+
+
+def test_key_rotation_takes_new_tokens_and_old_ones_for_a_grace_period(mpy):
+    k1, k2, k3 = KEY, OTHER, bytes(range(5, 37))
+    t = {"old1": token_issue.issue(k1, MID, 1, 100), "new2": token_issue.issue(k2, MID, 2, 100),
+         "old3": token_issue.issue(k1, MID, 3, 100), "old4": token_issue.issue(k1, MID, 4, 100),
+         "other5": token_issue.issue(k3, MID, 5, 100), "new6": token_issue.issue(k2, MID, 6, 100)}
+    r = mpy(ROTATION, stdin=json.dumps(t), heap="256k").result
+    assert r["ok"] and r["checks"] >= 8, r
