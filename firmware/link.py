@@ -23,6 +23,12 @@ UP = const(1)
 
 _MAX_PID = const(0xFFF0)
 _MAX_MSGS_PER_POLL = const(4)
+# Incoming messages wait in a small inbox and are handed to the app at the end of a poll, a few at
+# a time: umqtt delivers whatever arrives while a QoS 1 publish waits for its PUBACK, and a flood
+# must cost the loop reading it, never acting on it. What does not fit is dropped and counted
+# (the backend re-sends its commands until answered).
+_INBOX = const(8)
+_DISPATCH = const(8)
 _IPPROTO_TCP = const(6)  # the same on lwIP and Linux; MicroPython's socket module omits them
 _TCP_NODELAY = const(1)
 _MAX_READ = const(2048)  # no MQTT packet to a meter is bigger; umqtt would try to allocate any size
@@ -78,6 +84,11 @@ class _BoundedSocket:
             self._s = ctx.wrap_socket(self._s, server_hostname=self._link.host)
 
     def read(self, n):
+        link = self._link
+        if link._deadline is not None and link._clock.ticks_diff(link._clock.ticks_ms(), link._deadline) > 0:
+            # A publish has waited its whole budget for its PUBACK behind inbound traffic: give up
+            # the session rather than the loop's tick (the message stays queued for the next one).
+            raise LinkError(110)
         if n > _MAX_READ:
             link = self._link
             link.oversized += 1
@@ -182,6 +193,10 @@ class Link:
         self.received = 0
         self.oversized = 0  # packets refused for size (read past and dropped; the biggest cost a reconnect)
         self.skip = False  # the packet being delivered was too big: not handed to the app
+        self._inbox = []  # (topic, message, retained) received, not yet handed to the app
+        self.overflow = 0  # messages dropped because the inbox was full
+        self._deadline = None  # ticks by which a publish must have its PUBACK
+        self.stalled = 0  # publishes given up at their deadline
         self.short = 0  # sessions in a row that ended within _STABLE_MS of their connect
         self._up_at = now
         self._young = False  # the session is younger than _STABLE_MS (decided on the poll)
@@ -257,9 +272,30 @@ class Link:
         if self.skip:
             self.skip = False
             return
-        self._on_message(topic, msg)
+        if len(self._inbox) >= _INBOX:
+            self.overflow += 1
+            return
+        self._inbox.append((topic, msg, self.retained))
+
+    def _dispatch(self):
+        """Hand the app at most _DISPATCH received messages (link.retained tells each one's flag)."""
+        n = _DISPATCH
+        box = self._inbox
+        while box and n:
+            topic, msg, self.retained = box.pop(0)
+            n -= 1
+            try:
+                self._on_message(topic, msg)
+            finally:
+                self.retained = 0
 
     def poll(self):
+        try:
+            self._poll()
+        finally:
+            self._dispatch()  # what was received, even on a link that has just dropped
+
+    def _poll(self):
         clock = self._clock
         now = clock.ticks_ms()
         if self.state == DOWN:
@@ -302,11 +338,17 @@ class Link:
         c = self._client
         if c.pid >= _MAX_PID:
             c.pid = 0  # umqtt never wraps its packet id; 0 is illegal, so the next one is 1
+        clock = self._clock
+        self._deadline = clock.ticks_add(clock.ticks_ms(), int(self.timeout_s * 1000))
         try:
             c.publish(topic, msg, retain, qos)
-        except Exception:
+        except Exception as e:
+            if isinstance(e, LinkError) and e.args and e.args[0] == 110:
+                self.stalled += 1
             self._drop()
             return False
+        finally:
+            self._deadline = None
         self.sent += 1
         return True
 

@@ -10,10 +10,11 @@ from array import array
 # Why commands were refused (auth.py's reasons, the link's and the app's), and repeats of applied
 # commands (answered again, not refused, but a replayed capture is one too).
 REASONS = ("no_key", "oversized", "malformed", "bad_mac", "wrong_meter", "old_key", "stale_id",
-           "expired", "replay_lost", "retained", "repeat", "id_jump")
+           "expired", "replay_lost", "retained", "repeat", "id_jump", "overflow")
 OVERSIZED = const(1)
 RETAINED = const(9)
 REPEAT = const(10)
+OVERFLOW = const(12)  # dropped unread: the link's inbox was full (link.py)
 _HALF = const(1 << 29)
 
 
@@ -41,13 +42,14 @@ class Tally:
         self.ever = 0  # counted since boot
         self._logged = False  # the interval's first refusal was logged
 
-    def note(self, i, utc):
-        """Count one of reason number `i` at meter second `utc`. True for the first refusal of
-        an interval (the caller logs it at once; a repeat is never logged on its own)."""
-        self.counts[i] += 1
-        self.ever += 1
-        self.total += 1
-        if self.total == 1:
+    def note(self, i, utc, n=1):
+        """Count n of reason number `i` at meter second `utc`. True for the first refusal of an
+        interval (the caller logs it at once; a repeat is never logged on its own)."""
+        first = not self.total
+        self.counts[i] += n
+        self.ever += n
+        self.total += n
+        if first:
             self.since = utc
             self._start = self._clock.ticks_ms()
         if i == REPEAT or self._logged:

@@ -89,6 +89,7 @@ class Sync:
         self.exception = False  # an event asked for an early telemetry report
         self.emit = None  # the app's event hook, for what only the link can see
         self._oversized = 0
+        self._overflow = 0
         self._unstable = False
         self._clock = clock
         # budgets of the answers to unauthenticated and to authentic commands (ticked every step)
@@ -195,8 +196,8 @@ class Sync:
         self.tally.note(refusals.REPEAT, self._clock.time())
         self._answer(cid, result, 1, m, now)
 
-    def _count(self, i, cid):
-        if self.tally.note(i, self._clock.time()) and self.emit is not None:
+    def _count(self, i, cid, n=1):
+        if self.tally.note(i, self._clock.time(), n) and self.emit is not None:
             self.emit(events.RETAINED_CMD if i == refusals.RETAINED else events.CMD_REFUSED, cid)
 
     def _answer(self, cid, result, rep, m, now):
@@ -221,10 +222,14 @@ class Sync:
         if link is None:
             return
         link.poll()
-        while self._oversized != link.oversized:
-            # A packet too big to read was dropped with its connection: a refusal.
-            self._oversized += 1
-            self._count(refusals.OVERSIZED, -1)
+        if self._oversized != link.oversized:
+            # Packets too big to read, read past and dropped (link.py): refusals.
+            self._count(refusals.OVERSIZED, -1, link.oversized - self._oversized)
+            self._oversized = link.oversized
+        n = getattr(link, "overflow", 0) - self._overflow
+        if n:  # dropped unread: the link's inbox was full (a flood)
+            self._count(refusals.OVERFLOW, 0, n)
+            self._overflow += n
         self._watch(link)
         if self.answers and link.state == _UP:
             while self.answers:

@@ -58,6 +58,7 @@ def state():
             "link": link.state if link else -1, "connects": link.connects if link else 0,
             "drops": link.drops if link else 0, "sent": link.sent if link else 0,
             "received": link.received if link else 0, "oversized": link.oversized if link else 0,
+            "overflow": getattr(link, "overflow", 0) if link else 0,
             "pid": link._client.pid if link and link._client else -1,
             "published": m.sync.published, "record": hexlify(_rec).decode(),
             "events": names, "ev_total": ev.seq, "max_step_ms": max_step_ms, "steps": steps,

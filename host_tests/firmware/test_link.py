@@ -187,6 +187,7 @@ class L:
     oversized = 0
     skip = False
     ssl_context = None
+    _deadline = None  # no publish waiting
     def _rx(self): pass
     def _tx(self): pass
 
@@ -269,3 +270,73 @@ mptest.done()
 def test_wait_idles_on_the_socket_and_nagle_is_off(mpy, broker):
     r = mpy(WAIT, broker.host, broker.port).result
     assert r["ok"] and r["checks"] >= 6, r
+
+
+FLOODED_PUBLISH = r'''
+import mptest
+import link as link_mod
+from umqtt import simple
+
+class Clock:
+    t = 0
+    def ticks_ms(self): return self.t
+    def ticks_diff(self, a, b): return a - b
+    def ticks_add(self, a, d): return a + d
+clk = Clock()
+
+FLOOD = b"\x30\x0e\x00\x06pm/cmd" + b"garbage!"  # a QoS 0 PUBLISH of 8 bytes on the command topic
+
+class Sock:
+    """A broker that answers the connect and the subscription, then floods the meter with
+    messages and never gets round to the PUBACK. Reading a packet costs 1 ms of the device's time."""
+    def __init__(self, *a):
+        self.buf = b"\x20\x02\x00\x00" + b"\x90\x03\x00\x01\x01"
+        self.flooding = False
+        self.sent = 0
+    def settimeout(self, t): pass
+    def setblocking(self, f): pass
+    def setsockopt(self, *a): pass
+    def connect(self, addr): pass
+    def write(self, b, n=None):
+        if b[0] == 0x32:  # a QoS 1 PUBLISH from the meter: from now on the flood
+            self.flooding = True
+        return len(b) if n is None else n
+    def read(self, n):
+        if not self.buf and self.flooding:
+            self.buf = FLOOD
+            self.sent += 1
+            clk.t += 1
+        d, self.buf = self.buf[:n], self.buf[n:]
+        return d
+    def close(self): pass
+
+class FakeSocketModule:
+    socket = Sock
+    @staticmethod
+    def getaddrinfo(h, p, *a): return [(0, 0, 0, "", (h, p))]
+
+link_mod._socket = FakeSocketModule
+got = []
+L = link_mod.Link(simple, clk, lambda n: 0, "pm-x", "h", 1883, lambda t, m: got.append(m), (b"pm/cmd",),
+                  timeout_ms=2000)
+L.poll()
+mptest.eq(L.state, link_mod.UP, "connected")
+sock = L._sock._s
+t0 = clk.t
+ok = L.publish(b"pm/tele", b"{}", 1)
+mptest.eq(ok, False, "a publish whose PUBACK is stuck behind a flood gives up")
+mptest.check(clk.t - t0 <= 2001, "at its deadline: %d ms" % (clk.t - t0))
+mptest.eq((L.stalled, L.state), (1, link_mod.DOWN), "counted; the session is dropped (the message stays queued)")
+mptest.eq(got, [], "nothing acted on inside the publish")
+mptest.eq((len(L._inbox), L.overflow), (8, L.received - 8), "eight kept for the app, the rest dropped and counted")
+mptest.check(L.received >= sock.sent - 1 > 1000, "all read but the one cut off at the deadline")
+L.poll()
+mptest.eq(len(got), 8, "handed to the app on the next poll, at most eight")
+mptest.eq(len(L._inbox), 0, "inbox empty")
+mptest.done()
+'''
+
+
+def test_a_publish_stuck_behind_a_flood_gives_up_at_its_deadline_and_acts_on_nothing(mpy):
+    r = mpy(FLOODED_PUBLISH, heap="256k").result
+    assert r["ok"] and r["checks"] >= 7, r

@@ -132,5 +132,5 @@ mptest.done()
 
 
 def test_link_unstable_once_per_run_and_oversized_packets_counted(mpy):
-    r = mpy(UNSTABLE).result
+    r = mpy(UNSTABLE, heap="96k").result
     assert r["ok"] and r["checks"] >= 3, r
