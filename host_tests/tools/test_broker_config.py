@@ -30,7 +30,8 @@ def fleet(tmp_path_factory):
     out = tmp_path_factory.mktemp("fleet")
     port = mpbroker.free_port()
     users, keys = broker_config.generate(out, ["m-1", "m-2"], host="127.0.0.1", port=port, bind="127.0.0.1",
-                                         run_as="root" if os.geteuid() == 0 else None)
+                                         run_as="root" if os.geteuid() == 0 else None,
+                                         backend_port=mpbroker.free_port())
     other = tmp_path_factory.mktemp("other")
     broker_config.generate(other, ["m-1"], host="127.0.0.1", port=port, certs=True)  # a foreign CA
     proc = subprocess.Popen([mpbroker.find_mosquitto(), "-c", str(out / "broker" / "mosquitto.conf")],
@@ -161,3 +162,55 @@ def test_headend_speaks_tls_with_the_generated_credentials(fleet, tmp_path, caps
     assert rc == 2 and "Traceback" not in capsys.readouterr().err
     rc = headend.main(["--home", str(home), "--credentials", str(tmp_path / "missing.json"), "watch"])
     assert rc == 2 and "cannot read credentials" in capsys.readouterr().err
+
+
+def test_a_meter_login_cannot_take_over_another_meters_session(fleet):
+    """Client-id takeover (broker.md): on the meters' listener the broker replaces every client id
+    by the username, so a client logged in as m-2 that presents m-1's client id gets its own
+    session ("m-2") and m-1 stays connected. The backend's processes, on their own listener,
+    keep distinct client ids and do not displace each other."""
+    out, port, users, _ = fleet
+    drops = []
+    up = threading.Event()
+    m1 = _client(out, port, "m-1", users["m-1"])
+    m1._client_id = b"pm-m-1"
+    m1.on_connect = lambda *a: up.set()
+    m1.on_disconnect = lambda *a: drops.append("m-1")
+    m1.connect("127.0.0.1", port)
+    m1.loop_start()
+    assert up.wait(5)
+    intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pm-m-1")  # m-1's id
+    intruder.tls_set(ca_certs=str(out / "broker" / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
+    intruder.username_pw_set("m-2", users["m-2"])
+    got = threading.Event()
+    intruder.on_connect = lambda c, u, f, rc, p=None: got.set()
+    intruder.connect("127.0.0.1", port)
+    intruder.loop_start()
+    try:
+        assert got.wait(5), "the intruder's own login works"
+        time.sleep(1.0)
+        assert drops == [], "m-1 was knocked off by a client presenting its id"
+        # Two backend processes on the backend listener, both logged in as "backend".
+        creds = json.loads((out / "backend" / "backend.json").read_text())
+        assert creds["host"] == "127.0.0.1" and creds["port"] != port
+        bdrops = []
+        clients = []
+        for i in range(2):
+            ev = threading.Event()
+            c = _client(out, creds["port"], "backend", users["backend"])
+            c._client_id = ("backend-%d" % i).encode()
+            c.on_connect = lambda *a, ev=ev: ev.set()
+            c.on_disconnect = lambda *a, i=i: bdrops.append(i)
+            c.connect("127.0.0.1", creds["port"])
+            c.loop_start()
+            assert ev.wait(5)
+            clients.append(c)
+        time.sleep(0.5)
+        assert bdrops == [], "backend processes displaced each other"
+        for c in clients:
+            c.loop_stop()
+            c.disconnect()
+    finally:
+        for c in (intruder, m1):
+            c.loop_stop()
+            c.disconnect()
