@@ -1,8 +1,9 @@
 """A flood on the command topic against the real esp32-atm90e26 board file on the ESP32 stand-ins
 (the frozen meter image, its partition table, umqtt and the link over a real Mosquitto): half a
-virtual hour with garbage, forged and replayed commands arriving as fast as a client can publish
-them erases no more flash than the same half hour without them, and a genuine top-up sent in the
-middle of the flood is applied and answered. tools/flood_mp.py measures the same at exact rates
+virtual hour with garbage, forged and replayed commands arriving at about 2000 a second erases no
+more flash than the same half hour without them, the watchdog is fed throughout (the board would
+reset otherwise: the run must end by its own end), and a genuine top-up sent in the middle of the
+flood is applied and answered. tools/flood_mp.py measures the same at exact rates
 (100 and 1000 a second) for simulated hours; this test shows it holds on the device's own path."""
 import json
 import os
@@ -30,8 +31,8 @@ def flood(be, stop, payloads, counter):
         be.c.publish(be.topic_cmd, payloads[i % len(payloads)], qos=0)
         i += 1
         counter[0] = i
-        if i % 50 == 0:
-            stop.wait(0.05)  # about 1000 a second: what the meter on this host can read
+        if i % 100 == 0:
+            stop.wait(0.05)  # about 2000 a second (less when paho's thread falls behind)
 
 
 def session(h, be, flooding):
@@ -51,7 +52,7 @@ def session(h, be, flooding):
         payloads = [captured, forged, os.urandom(64), b"x" * 1100, forged, captured, os.urandom(200)]
         t = threading.Thread(target=flood, args=(be, stop, payloads, sent), daemon=True)
         t.start()
-        assert be.wait(lambda: sent[0] >= 5000, WAIT)
+        assert be.wait(lambda: sent[0] >= 10000, WAIT)
     try:
         cid2, p2 = be.command("topup", amt=250)
         be.publish(p2)
@@ -84,7 +85,7 @@ def test_a_flood_of_refused_commands_erases_no_more_than_a_quiet_half_hour(tmp_p
         answers = [d for d in be.replies.get(0, []) if "seq" not in d]
         print("flash erases, half an hour: quiet %d, flood %d (%d messages, %d answered with id 0)" % (
             quiet["flash_erases"], fl["flash_erases"], sent, len(answers)))
-        assert sent >= 5000 and answers, (sent, len(answers))
+        assert sent >= 10000 and answers, (sent, len(answers))
         assert fl["flash_erases"] <= 2 * max(quiet["flash_erases"], 1), (quiet["flash_erases"], fl["flash_erases"])
         # One event for the whole flood (the first refusal; the summary comes once an hour).
         evs = [d["ev"] for d in be.of("evt")]

@@ -146,7 +146,7 @@ ARGS = ("amt", "direct", "tariff", "low1", "low2", "hyst", "maxb", "rth", "utc",
         "credit", "activate_at")
 wild_crashes = 0
 wild_unanswered = 0
-cid = 100000
+cid = 20000  # within auth.MAX_ADVANCE of the last id applied
 for i in range(1000):
     cid += 1
     d = {"m": MID, "id": cid, "exp": NOW + 3600 + 100000, "op": random.choice(OPS)}
