@@ -66,6 +66,9 @@ DEFAULTS = {
     "end_ms": None,  # EndOfRun this many virtual ms after power-up
     "cut_ms": None,  # PowerCut this many virtual ms after power-up
     "speed": 0,  # at most this many virtual ms per real ms while idle (0: as fast as it goes)
+    # The firmware's own work takes time too: each real ms it runs (between idle waits) lets this
+    # many virtual ms pass, a device so many times slower than this host (0: work takes no time).
+    "cpu_scale": 0,
     "seed": 1,
     "mac": None,  # 12 hex digits; default from the seed
     "timer_quiet_ms": 1000,  # fast periodic timers run once per this while inputs are quiet (0: always exact)
@@ -126,6 +129,10 @@ last_input = ms  # when the outside world last changed an input
 _speed = 0
 _budget = 0
 _real = utime.ticks_ms()
+_cpu = 0  # cfg cpu_scale
+_cpu_mark = 0  # utime.ticks_us() when the firmware's work was last charged
+_cpu_frac = 0  # virtual microseconds not charged yet
+_charging = False
 
 
 def tdiff(a, b):
@@ -150,6 +157,7 @@ def setup(conf=None):
     global cfg, ms, us, sub_us, up_s, up_ms, rtc_s, rtc_ms, rtc_memory, day0, reset_cause
     global _stop_s, _stop_ms, _stop_exc, wdt_timeout, wlan_due, wlan_done, house, flash
     global last_input, _speed, _budget, _real, ext, hooks, irqs, timers, all_timers, straps_used, _control
+    global _cpu, _cpu_frac, _cpu_mark
     if conf is None:
         import os
         path = os.getenv("PM_ESP32_WORLD")
@@ -187,6 +195,8 @@ def setup(conf=None):
     ext, hooks, irqs, straps_used = {}, {}, {}, []
     last_input = tadd(ms, -cfg["settle_ms"])
     _speed, _budget, _real = cfg["speed"], 0, utime.ticks_ms()
+    _cpu, _cpu_frac = cfg["cpu_scale"], 0
+    _cpu_mark = utime.ticks_us() if _cpu else 0
     flash = None
     if cfg["flash"]:
         import esp32flash
@@ -209,11 +219,39 @@ def mac():
 
 
 # -- the clock ------------------------------------------------------------------------------
+def charge():
+    """With cfg cpu_scale: the real time the firmware worked since the last charge passes, scaled,
+    in virtual time (whatever falls due meanwhile happens, a watchdog reset included). The world's
+    own work while it does so is not charged."""
+    global _cpu_mark, _cpu_frac, _charging
+    if not _cpu or _charging:
+        return
+    now = utime.ticks_us()
+    t = _cpu_frac + utime.ticks_diff(now, _cpu_mark) * _cpu
+    _cpu_mark = now
+    _cpu_frac = t % 1000
+    if t >= 1000:
+        _charging = True
+        try:
+            advance(t // 1000)
+        finally:
+            _charging = False
+            _cpu_mark = utime.ticks_us()
+
+
+def _idle_done():
+    global _cpu_mark
+    if _cpu:
+        _cpu_mark = utime.ticks_us()  # idle real time is not work
+
+
 def ticks_ms():
+    charge()
     return ms
 
 
 def ticks_us():
+    charge()
     return tadd(us, sub_us)
 
 
@@ -380,10 +418,13 @@ def pace(n):
 
 def sleep_ms(n):
     if n > 0:
+        charge()
         w = pace(n)
         if w:
             utime.sleep_ms(w)
+        _idle_done()
         advance(n)
+        _idle_done()
 
 
 def sleep_us(n):
@@ -401,17 +442,21 @@ def wait(n, poller):
     as the real wait took; unpaced, 1 ms: handling what arrived takes the device some time too,
     and a socket that stays readable must not stop the clock (the watchdog, the half-open check)."""
     global _budget
+    charge()
     w = pace(n)
     t0 = utime.ticks_ms()
     r = poller.poll(w)
+    _idle_done()
     if r:
         v = utime.ticks_diff(utime.ticks_ms(), t0) * _speed if _speed else 0
         v = 1 if v < 1 else (v if v < n else n)
         if _speed:
             _budget += n - v
         advance(v)
+        _idle_done()
         return r
     advance(n)
+    _idle_done()
     return r
 
 

@@ -133,3 +133,42 @@ mptest.eq(n[0], 220, "the timer ran meanwhile")
 mptest.done()
 """)
     assert r["ok"], r["failures"]
+
+
+def test_cpu_scale_lets_the_firmwares_own_work_take_virtual_time(esp32):
+    """World option cpu_scale: a device that many times slower than the host. Work between idle
+    waits passes as virtual time (scaled), so the watchdog sees a loop that works too long; idle
+    time is not work."""
+    r = esp32("""
+import mptest, time, utime
+import esp32world as W
+import machine
+
+def busy(real_ms):
+    t = utime.ticks_ms()
+    while utime.ticks_diff(utime.ticks_ms(), t) < real_ms:
+        pass
+
+W.setup({})
+t0 = time.ticks_ms()
+busy(20)
+mptest.eq(time.ticks_ms(), t0, "without it, work takes no virtual time")
+W.setup({"cpu_scale": 100})
+t0 = time.ticks_ms()
+busy(20)
+d = time.ticks_diff(time.ticks_ms(), t0)
+mptest.check(1900 <= d < 20000, "20 ms of host work at scale 100: %d virtual ms" % d)
+t0 = time.ticks_ms()
+time.sleep_ms(5000)  # idle: exactly what was asked, whatever the host took
+mptest.check(5000 <= time.ticks_diff(time.ticks_ms(), t0) < 5100, "idle is not work")
+wdt = machine.WDT(timeout=1000)
+try:
+    busy(50)  # 5 s of device time without feeding it
+    time.ticks_ms()
+    reset = False
+except W.WatchdogReset:
+    reset = True
+mptest.check(reset, "a loop that works too long without feeding the watchdog resets the board")
+mptest.done()
+""")
+    assert r["ok"], r["failures"]
