@@ -48,6 +48,10 @@ class LinkError(OSError):
     pass
 
 
+class _PastDeadline(LinkError):
+    pass  # a publish waited its whole budget for its PUBACK
+
+
 class _BoundedSocket:
     def __init__(self, sock, timeout_s, link):
         self._s = sock  # what we read and write: the TLS socket once wrapped
@@ -88,7 +92,7 @@ class _BoundedSocket:
         if link._deadline is not None and link._clock.ticks_diff(link._clock.ticks_ms(), link._deadline) > 0:
             # A publish has waited its whole budget for its PUBACK behind inbound traffic: give up
             # the session rather than the loop's tick (the message stays queued for the next one).
-            raise LinkError(110)
+            raise _PastDeadline(110)
         if n > _MAX_READ:
             link = self._link
             link.oversized += 1
@@ -169,6 +173,7 @@ class Link:
         self._subs = subscriptions
         self.keepalive_s = keepalive_s
         self.timeout_s = timeout_ms / 1000
+        self._timeout_ms = timeout_ms  # the publish deadline: an int, no float per publish
         self._will = will  # (topic, msg), retained
         self._birth = birth  # callable returning (topic, msg), retained
         self._user = user
@@ -339,11 +344,11 @@ class Link:
         if c.pid >= _MAX_PID:
             c.pid = 0  # umqtt never wraps its packet id; 0 is illegal, so the next one is 1
         clock = self._clock
-        self._deadline = clock.ticks_add(clock.ticks_ms(), int(self.timeout_s * 1000))
+        self._deadline = clock.ticks_add(clock.ticks_ms(), self._timeout_ms)
         try:
             c.publish(topic, msg, retain, qos)
         except Exception as e:
-            if isinstance(e, LinkError) and e.args and e.args[0] == 110:
+            if isinstance(e, _PastDeadline):
                 self.stalled += 1
             self._drop()
             return False

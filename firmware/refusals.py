@@ -14,6 +14,7 @@ REASONS = ("no_key", "oversized", "malformed", "bad_mac", "wrong_meter", "old_ke
 OVERSIZED = const(1)
 RETAINED = const(9)
 REPEAT = const(10)
+_MALFORMED = const(2)
 OVERFLOW = const(12)  # dropped unread: the link's inbox was full (link.py)
 _HALF = const(1 << 29)
 
@@ -23,7 +24,7 @@ def index(reason):
     for i in range(len(REASONS)):
         if REASONS[i] == reason:
             return i
-    return 2
+    return _MALFORMED
 
 
 class Tally:

@@ -193,7 +193,7 @@ class Sync:
 
     def repeated(self, cid, result, m, now):
         """Answer a repeat of an applied command again, with its stored result."""
-        self.tally.note(refusals.REPEAT, self._clock.time())
+        self._count(refusals.REPEAT, cid)  # counted, never logged on its own (refusals.py)
         self._answer(cid, result, 1, m, now)
 
     def _count(self, i, cid, n=1):

@@ -181,30 +181,26 @@ class Esp32Host:
         # What `make deploy` removes first: stale sources, or on the meter image every module a
         # stock deploy left, as they would shadow the frozen ones.
         remove = deploy.stale_files(argparse.Namespace(frozen=self.frozen), names)
-        code = "import esp32boot; esp32boot.install(%r, %r)" % (str(stage), remove)
-        path = self.dir / "world-install.json"
-        path.write_text(json.dumps({"flash": str(self.flash), "partitions": self.partitions,
-                                    "runtime_frozen": self.runtime == "micropython32"}))
-        p = self._start(code, {"PM_ESP32_WORLD": str(path)})
-        out, err = p.communicate(timeout=300)
-        r = mprun.parse_result(out)
-        if p.returncode != 0 or not r or r.get("reason") != "installed":
-            raise HostError("install failed (exit %s):\n%s\n%s" % (p.returncode, out[-3000:], err[-3000:]))
-        return r
+        return self._offline("install(%r, %r)" % (str(stage), remove), "installed")
 
     def read_root(self, *names):
         """{name: text or None} of files on the board's root file system, read as a powered-off
         board's flash (and "_listing": every name there)."""
-        code = "import esp32boot; esp32boot.read_root(%r)" % (list(names),)
-        path = self.dir / "world-read.json"
+        return self._offline("read_root(%r)" % (list(names),), "read")["files"]
+
+    def _offline(self, call, reason):
+        """Run esp32boot.<call> on the powered-off board's flash image, as mpremote reaches it;
+        its report, which must give `reason`."""
+        path = self.dir / ("world-%s.json" % reason)
         path.write_text(json.dumps({"flash": str(self.flash), "partitions": self.partitions,
                                     "runtime_frozen": self.runtime == "micropython32"}))
-        p = self._start(code, {"PM_ESP32_WORLD": str(path)})
+        p = self._start("import esp32boot; esp32boot." + call, {"PM_ESP32_WORLD": str(path)})
         out, err = p.communicate(timeout=300)
         r = mprun.parse_result(out)
-        if p.returncode != 0 or not r or r.get("reason") != "read":
-            raise HostError("read failed (exit %s):\n%s\n%s" % (p.returncode, out[-3000:], err[-3000:]))
-        return r["files"]
+        if p.returncode != 0 or not r or r.get("reason") != reason:
+            raise HostError("%s failed (exit %s):\n%s\n%s" % (call.split("(")[0], p.returncode, out[-3000:],
+                                                             err[-3000:]))
+        return r
 
     def setup(self):
         """Provision, stage and install: a board ready to power up."""

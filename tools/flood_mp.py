@@ -86,7 +86,7 @@ class Backend:
         return cid, self.sign('{"m":"%s","id":%d,"exp":%d,"op":"%s"%s}' % (METER, cid, exp, op, extra))
 
 
-def flood_payloads(be, captured, expired, seed):
+def flood_payloads(captured, expired, seed):
     """The flood's repertoire (payload, retained); None stands for an oversized MQTT packet."""
     rnd = seed
     out = []
@@ -126,7 +126,7 @@ def run(mode, rate, seconds, load_w):
         captured.append(p)
         link.queue.append((p, 0))
     _, expired = be.command("topup", exp=1767225600 - 1, amt=10)
-    repertoire = flood_payloads(be, captured, expired, 7)
+    repertoire = flood_payloads(captured, expired, 7)
 
     def second(flood):
         for _ in range(POLLS_PER_TICK):
@@ -161,18 +161,16 @@ def run(mode, rate, seconds, load_w):
     flood = mode == "flood"
     pos[0] = 0
     for s in range(seconds):
-        if s % TOPUP_EVERY_S == 60:
+        topup = s % TOPUP_EVERY_S == 60
+        if topup:
             cid, p = be.command("topup", amt=1000)
             link.queue.insert(len(link.queue) // 2, (p, 0))  # in the middle of whatever is queued
             sent_topups += 1
-            want = m.topups + 1
-            t0 = time.ticks_us()
-            us = second(flood)
-            if m.topups != want or link.sent.get("reply", 0) < sent_topups:
-                late += 1  # not applied and answered within the second it arrived
-        else:
-            t0 = time.ticks_us()
-            us = second(flood)
+        want = m.topups + 1
+        t0 = time.ticks_us()
+        us = second(flood)
+        if topup and (m.topups != want or link.sent.get("reply", 0) < sent_topups):
+            late += 1  # not applied and answered within the second it arrived
         total = time.ticks_diff(time.ticks_us(), t0)
         if us > max_step_us:
             max_step_us = us

@@ -408,10 +408,9 @@ class Headend:
             except ValueError:
                 continue
             if mid == meter_id and (kind == "status" or "seq" in doc):
-                if kind in meterproto.SIGNED and doc.get("online") != 0:
-                    key = key or bytes.fromhex(self.reg.get(meter_id)["key"])
-                    if not meterproto.verify_uplink(key, payload):
-                        continue  # a forged reply or birth is not part of the meter's record
+                key = key or bytes.fromhex(self.reg.get(meter_id)["key"])
+                if meterproto.forged(key, kind, doc, payload):
+                    continue  # a forged reply or birth is not part of the meter's record
                 self.reg.record(meter_id, kind, doc)
 
 
@@ -586,8 +585,7 @@ def cmd_watch(h, a):
                     except CliError:
                         recs[mid] = {}
                 rec = recs[mid]
-                if (kind in meterproto.SIGNED and isinstance(d, dict) and d.get("online") != 0 and rec
-                        and not meterproto.verify_uplink(bytes.fromhex(rec["key"]), payload)):
+                if rec and isinstance(d, dict) and meterproto.forged(bytes.fromhex(rec["key"]), kind, d, payload):
                     # Anyone who can publish on the meter's topics could have sent it: shown, never believed.
                     print("%-14s NOT FROM THE METER (no valid mac), ignored: %s" % (mid, payload[:120].decode(
                         "utf-8", "replace")), flush=True)

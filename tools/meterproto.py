@@ -64,7 +64,9 @@ def rotate_key(old_key, meter_id, cmd_id, exp, kid, new_key):
 
 UPLINK_LABEL = b"pm-uplink-v1"
 SIGNED = ("reply", "status")  # kinds a meter signs (its last will, {"online":0}, excepted)
-_MAC_TAIL = len(b',"mac":"') + 16 + len(b'"}')
+_MAC_HEX = 16  # hex digits of the uplink mac (the first 8 bytes of the HMAC)
+_MAC_HEAD = b',"mac":"'
+_MAC_TAIL = len(_MAC_HEAD) + _MAC_HEX + len(b'"}')
 
 
 def uplink_key(key):
@@ -74,17 +76,24 @@ def uplink_key(key):
 
 def sign_uplink(key, text):
     """`text` (a JSON object, bytes) with the meter's "mac" member added: what a meter sends."""
-    mac = hmac.new(uplink_key(key), text, hashlib.sha256).hexdigest()[:16].encode()
-    return text[:-1] + b',"mac":"' + mac + b'"}'
+    mac = hmac.new(uplink_key(key), text, hashlib.sha256).hexdigest()[:_MAC_HEX].encode()
+    return text[:-1] + _MAC_HEAD + mac + b'"}'
 
 
 def verify_uplink(key, payload):
     """True when `payload` (bytes) carries a "mac" made with this meter key: the meter's word.
     False when it has none or a wrong one (anyone who can publish on the meter's topics)."""
-    if len(payload) <= _MAC_TAIL or not payload.endswith(b'"}') or payload[-_MAC_TAIL:-18] != b',"mac":"':
+    if len(payload) <= _MAC_TAIL:
         return False
-    text = payload[:-_MAC_TAIL] + b"}"
-    return hmac.compare_digest(sign_uplink(key, text), payload)
+    # Signed again without its tail: equal only if the tail was this key's mac of the rest.
+    return hmac.compare_digest(sign_uplink(key, payload[:-_MAC_TAIL] + b"}"), payload)
+
+
+def forged(key, kind, doc, payload):
+    """True when an uplink message of a kind the meter signs has no valid mac under `key`: not
+    the meter's word. The last will ({"online":0}, published by the broker) cannot carry one, and
+    the unsigned kinds (telemetry, events, ...) are never called forged here."""
+    return kind in SIGNED and doc.get("online") != 0 and not verify_uplink(key, payload)
 
 
 def parse_uplink(topic_name, payload):

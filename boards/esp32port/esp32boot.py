@@ -68,12 +68,17 @@ def _mount_root(at):
     return True
 
 
-def install(stage, remove=()):
-    """Copy every file of the host folder `stage` to the root file system, after removing the
-    names in `remove` (stale sources that would shadow the new files), as deploy's mpremote does."""
+def _root_mounted():
+    """The powered-off board's root file system at /flash, as mpremote reaches it."""
     _prepare()
     if not _mount_root("/flash"):
         raise OSError("no vfs partition, or it holds something that is not a file system")
+
+
+def install(stage, remove=()):
+    """Copy every file of the host folder `stage` to the root file system, after removing the
+    names in `remove` (stale sources that would shadow the new files), as deploy's mpremote does."""
+    _root_mounted()
     for name in remove:
         try:
             os.remove("/flash/" + name)
@@ -96,9 +101,7 @@ def install(stage, remove=()):
 def read_root(names):
     """Report the text of files on the root file system (what mpremote cat would show), for
     tests that check what the firmware left there; a missing file reads as None."""
-    _prepare()
-    if not _mount_root("/flash"):
-        raise OSError("no vfs partition, or it holds something that is not a file system")
+    _root_mounted()
     files = {}
     for name in names:
         try:

@@ -191,12 +191,14 @@ def test_a_forged_reply_is_reported_never_believed(cli, live):
                 del fake["seq"]
             c.publish("pm/v1/%s/reply" % ghost, json.dumps(fake, separators=(",", ":")), qos=1)
 
+    import threading
+    subscribed = threading.Event()
     forger.on_message = on_message
+    forger.on_subscribe = lambda *a: subscribed.set()
     forger.subscribe("pm/v1/%s/cmd" % ghost, qos=1)
     forger.loop_start()
     try:
-        import time
-        time.sleep(0.3)  # the forger's SUBACK
+        assert subscribed.wait(10), "the forger's SUBACK"
         rc, out, err = cli("topup", ghost, "50.00", timeout=3)
     finally:
         forger.loop_stop()
