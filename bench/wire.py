@@ -32,6 +32,7 @@ for _ in range(days * 86400000 // tick):
     while o.count:
         k, p = o.peek()
         o.pop()
+        p = m.sync.signed(p)  # as it goes out: signed when sent (sync.poll)
         t = m.sync.topics[k]
         n, by, pb = per.get(t.decode(), (0, 0, 0))
         rl = 2 + len(t) + 2 + len(p)

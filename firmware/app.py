@@ -368,7 +368,8 @@ class Meter:
             self.sync.refused(0, "retained", self, self.clock.ticks_ms())
             return
         now = self.timesrc.lower()  # a time server cannot bring an expired command back
-        verdict, doc, res = self.commands.check(payload, now if now > self.time_floor else self.time_floor)
+        verdict, doc, res = self.commands.check(payload, now if now > self.time_floor else self.time_floor,
+                                                self.timesrc.state == timesource.TRUSTED)
         if verdict == auth.REFUSED:
             if res == "expired" and self.commands.expired_at > self._floor_committed:
                 # Refused as expired, but the floor on flash is older than its expiry: a power cut

@@ -15,6 +15,10 @@ WINDOW = const(8)
 # A new id may pass the last applied one by at most this much: one bad message from a buggy or
 # compromised backend (id 2^31-1) must not make every later command stale.
 MAX_ADVANCE = const(1 << 16)
+# An expiry may lie at most this far past a trusted clock: a signed command stays usable for a
+# bounded time, whatever a buggy backend wrote. Not judged on a clock the meter does not trust
+# (after a power cut it runs behind the truth, and every command would look far ahead).
+MAX_AHEAD_S = const(31 * 86400)
 
 # Verdicts, and the reason strings sent back in replies.
 OK = const(0)
@@ -37,9 +41,10 @@ class Commands:
         self.nonce = 0
         self.expired_at = 0  # meter second at which the last command refused as expired expired
 
-    def check(self, payload, now_utc):
+    def check(self, payload, now_utc, trusted=False):
         """(verdict, body, stored result) or (REFUSED, command id or 0, reason). `now_utc` is
-        in meter seconds; "exp" arrives in Unix seconds.
+        in meter seconds; "exp" arrives in Unix seconds. `trusted`: the clock is the backend's
+        (or the technician's), so an expiry too far ahead of it is refused.
         Nothing here changes state: the caller applies, then calls remember()."""
         if self._mac is None:
             return self._refuse("no_key")
@@ -86,6 +91,8 @@ class Commands:
         if exp - EPOCH < now_utc:
             self.expired_at = exp - EPOCH if -(1 << 30) < exp - EPOCH < 1 << 30 else now_utc
             return self._refuse("expired", cid)
+        if trusted and exp - EPOCH - now_utc > MAX_AHEAD_S:
+            return self._refuse("exp_far", cid)
         if type(doc.get("op")) is not str:
             return self._refuse("malformed", cid)
         if self.lost and (doc["op"] != "resync" or doc.get("nonce") != self.nonce):

@@ -10,7 +10,8 @@ from array import array
 # Why commands were refused (auth.py's reasons, the link's and the app's), and repeats of applied
 # commands (answered again, not refused, but a replayed capture is one too).
 REASONS = ("no_key", "oversized", "malformed", "bad_mac", "wrong_meter", "old_key", "stale_id",
-           "expired", "replay_lost", "retained", "repeat", "id_jump", "overflow")
+           "expired", "replay_lost", "retained", "repeat", "id_jump", "overflow",
+           "exp_far")
 OVERSIZED = const(1)
 RETAINED = const(9)
 REPEAT = const(10)

@@ -18,7 +18,9 @@ from binascii import hexlify
 import refusals
 
 PROTOCOL = const(1)
-REVISION = const(2)  # 2: answers to refused and repeated commands are unnumbered (protocol.md 1)
+# 2: answers to refused and repeated commands are unnumbered; 3: they carry the meter's clock "t",
+# and an expiry too far past a trusted clock is refused (protocol.md 1)
+REVISION = const(3)
 TELE = const(0)
 EVT = const(1)
 REPLY = const(2)
@@ -38,11 +40,15 @@ _AUTH_REFILL_MS = const(1000)
 _ANSWERS = const(8)  # unnumbered answers waiting in RAM for the link (a burst)
 _UP = const(1)  # link.UP
 _UNSTABLE = const(3)  # short sessions in a row that make a link_unstable event
-# Replies, answers and the birth end with "mac": the first 8 bytes of HMAC-SHA256 under a key
-# derived from the meter key, over the message as it would read without that member, so a
+# Every uplink message but the last will ends with "mac": the first 8 bytes of HMAC-SHA256 under
+# a key derived from the meter key, over the message as it would read without that member, so a
 # backend can tell the meter's word from anyone's who can publish on its topics (protocol.md 6.4).
+# Queued messages are signed when sent, under the key in force then: the outbox record stays
+# 256 bytes of message (a 3-phase telemetry message nearly fills it).
 _UPLINK_LABEL = b"pm-uplink-v1"
 _MAC_HEX = const(16)
+_MAC_HEAD = b',"mac":"'
+_MAC_TAIL = const(26)  # len(',"mac":"') + _MAC_HEX + len('"}')
 # Events that make the telemetry policy report at once (report.py).
 _EXCEPTIONAL = (events.LOW_CREDIT_1, events.LOW_CREDIT_2, events.CREDIT_EXHAUSTED, events.RELAY_OPEN,
                 events.RELAY_CLOSED, events.RELAY_ARMED, events.REVERSE_ENERGY, getattr(events, "TAMPER", -1))
@@ -99,17 +105,20 @@ class Sync:
         self.suppressed = 0  # refusals and repeats not answered one by one
         self.tally = refusals.Tally(clock, refusal_s * 1000)
         self._up = None  # the uplink MAC (set_key)
+        self._src = None  # the outbox message last signed for sending ...
+        self._out = None  # ... and its signed form (a retry while the link is down signs nothing)
 
     def set_key(self, key):
         """The meter key in force (at boot, after a rotation): replies are signed under it."""
         self._up = HmacSha256(HmacSha256(key).digest(_UPLINK_LABEL)) if key else None
+        self._src = None  # what is still queued goes out under this key
 
     def signed(self, text):
-        """The JSON object `text` with its "mac" member added, as bytes."""
-        b = text.encode()
-        if self._up is None:
-            return b
-        return b[:-1] + b',"mac":"' + hexlify(self._up.digest(b))[:_MAC_HEX] + b'"}'
+        """The JSON object `text` (str or bytes) with its "mac" member added, as bytes."""
+        b = text.encode() if isinstance(text, str) else text
+        if self._up is None or b[-_MAC_TAIL:-_MAC_HEX - 2] == _MAC_HEAD:
+            return b  # no key; or queued signed by an older firmware (revision 2 replies)
+        return b[:-1] + _MAC_HEAD + hexlify(self._up.digest(b))[:_MAC_HEX] + b'"}'
 
     @property
     def seq(self):
@@ -134,7 +143,7 @@ class Sync:
     def _put(self, kind, fmt, args):
         # The payload carries the number the outbox is about to give it.
         text = fmt % ((self.outbox.seq + 1,) + args)
-        self.outbox.put(kind, self.signed(text) if kind == REPLY else text.encode())
+        self.outbox.put(kind, text.encode())  # signed when sent (poll): the record keeps its size
 
     def telemetry(self, m, utc):
         mt = m.metering
@@ -207,8 +216,11 @@ class Sync:
             return
         sup = self.suppressed
         self.suppressed = 0
-        self.answers.append(self.signed('{"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d%s}' % (
-            cid, result, rep, m.account.balance, m.relay.state, ',"sup":%d' % sup if sup else "")))
+        # "t": the meter's clock, so a backend whose command was refused as expired or too far
+        # ahead (exp_far) can sign it again in the meter's time.
+        self.answers.append(self.signed('{"id":%d,"res":"%s","rep":%d,"b":%d,"r":%d,"t":%d%s}' % (
+            cid, result, rep, m.account.balance, m.relay.state, to_unix(self._clock.time()),
+            ',"sup":%d' % sup if sup else "")))
 
     def wait(self, ms):
         """Idle until the next tick: on the link's socket when there is one."""
@@ -242,7 +254,10 @@ class Sync:
                 kind, payload = self.outbox.peek()
             except IndexError:  # the rest of the queue was unreadable (counted in dropped)
                 break
-            if not link.publish(self.topics[kind], payload, 1):
+            if payload is not self._src:  # peek() returns the same object until the head moves
+                self._src = payload
+                self._out = self.signed(payload)
+            if not link.publish(self.topics[kind], self._out, 1):
                 break
             self.outbox.pop()
             self.published += 1

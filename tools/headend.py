@@ -39,6 +39,7 @@ import meterproto  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 METER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 CMD_TTL_S = 3600  # a command not applied within an hour of meter time is refused as expired
+MAX_TTL_S = 31 * 86400  # firmware/auth.py MAX_AHEAD_S: an expiry further ahead is refused (exp_far)
 MAX_CMD_BYTES = 1024  # firmware/auth.py MAX_PAYLOAD
 
 
@@ -47,7 +48,11 @@ class CliError(Exception):
 
 
 class Refused(Exception):
-    """The meter refused or did not answer: exit status 1."""
+    """The meter refused or did not answer: exit status 1. `answer`: the meter's signed answer."""
+
+    def __init__(self, text, answer=None):
+        super().__init__(text)
+        self.answer = answer
 
 
 # -- money ----------------------------------------------------------------------------------
@@ -126,11 +131,22 @@ class Registry:
 
         return self.update(meter_id, take)
 
-    def note_time(self, meter_id, t):
-        rec = self.get(meter_id)
-        if t > rec.get("meter_time", 0):
-            rec["meter_time"] = t
-            self.put(rec)
+    def note_time(self, meter_id, t, force=False):
+        """Keep the meter's newest clock reading and when we saw it: commands expire in the
+        meter's time (meter_now). `force`: the meter's own signed word that its clock reads t
+        now (an answer), taken even when it is below what we had."""
+        def change(rec):
+            if force or t > rec.get("meter_time", 0):
+                rec["meter_time"] = t
+                rec["meter_time_at"] = int(time.time())
+        self.update(meter_id, change)
+
+    def meter_now(self, rec):
+        """The meter's clock now, as far as we know: its last reading plus the time since."""
+        now = int(time.time())
+        if "meter_time_at" not in rec:
+            return max(now, rec.get("meter_time", 0))  # a record from before meter_time_at
+        return rec["meter_time"] + max(0, now - rec["meter_time_at"])
 
     def seq_high(self, meter_id):
         """Newest uplink number this headend has seen from the meter (0: none yet)."""
@@ -160,6 +176,10 @@ class Registry:
         with open(self.data / (meter_id + ".jsonl"), "a") as f:
             f.write(json.dumps({"k": kind, "rx": int(time.time()), "d": doc}, sort_keys=True) + "\n")
         self._note_seq(meter_id, kind, doc)
+        if isinstance(doc.get("t"), int):
+            self.note_time(meter_id, doc["t"])
+        if kind == "status" and doc.get("online") == 1 and doc.get("rev", 1) != self.get(meter_id).get("rev"):
+            self.update(meter_id, lambda r: r.__setitem__("rev", doc.get("rev", 1)))  # what it signs
 
     def _scan(self, meter_id):
         """(era, kind, doc) of every readable recorded line, in file order. The era counts the
@@ -336,9 +356,22 @@ class Headend:
             raise CliError("command %d (%s) to %s is still unanswered: `headend retry %s` re-sends it "
                            "(applied at most once), `headend retry %s --drop` forgets it" % (
                                p["id"], p["op"], meter_id, meter_id, meter_id))
+        try:
+            return self._send(meter_id, op, args)
+        except Refused as e:
+            t = (e.answer or {}).get("t")
+            if e.answer is None or e.answer.get("res") not in ("exp_far", "expired") or not isinstance(t, int):
+                raise
+            # Our idea of the meter's clock was wrong (a meter that was set by hand, a simulated
+            # one): its signed answer says what it reads, so sign once more in its time.
+            self.reg.note_time(meter_id, t, force=True)
+            return self._send(meter_id, op, args)
+
+    def _send(self, meter_id, op, args):
         cid, rec = self.reg.next_id(meter_id)
-        # Expiry counts in the meter's time: the later of ours and the last time it reported.
-        exp = max(int(time.time()), rec.get("meter_time", 0)) + CMD_TTL_S
+        # Expiry counts in the meter's time (the meter refuses one more than 31 days past a
+        # trusted clock: exp_far), from its last reading.
+        exp = self.reg.meter_now(rec) + self.a.ttl
         payload = meterproto.command(bytes.fromhex(rec["key"]), meter_id, cid, exp, op, **args)
         if len(payload) > MAX_CMD_BYTES:
             raise CliError("command is %d bytes, the meter takes at most %d" % (len(payload), MAX_CMD_BYTES))
@@ -389,9 +422,9 @@ class Headend:
         # Any answer settles the command: applied, or refused for good.
         self.reg.update(meter_id, lambda r: r.pop("pending", None))
         if doc["id"] == 0:
-            raise Refused("%s refused command %d: %s%s" % (meter_id, cid, doc.get("res"), hint(doc.get("res"), op)))
+            raise Refused("%s refused command %d: %s%s" % (meter_id, cid, doc.get("res"), hint(doc.get("res"), op)), doc)
         if doc.get("res") != "applied":
-            raise Refused("%s refused %s: %s%s" % (meter_id, op, doc.get("res"), hint(doc.get("res"), op)))
+            raise Refused("%s refused %s: %s%s" % (meter_id, op, doc.get("res"), hint(doc.get("res"), op)), doc)
         doc["cmd_id"] = cid
         return doc
 
@@ -401,17 +434,36 @@ class Headend:
         bus = self.bus
         with bus.cond:
             batch = bus.msgs[start:]
-        key = None
+        rec = None
         for topic, payload, retain in batch:
             try:
                 mid, kind, doc = meterproto.parse_uplink(topic, payload)
             except ValueError:
                 continue
             if mid == meter_id and (kind == "status" or "seq" in doc):
-                key = key or bytes.fromhex(self.reg.get(meter_id)["key"])
-                if meterproto.forged(key, kind, doc, payload):
-                    continue  # a forged reply or birth is not part of the meter's record
+                rec = rec or self.reg.get(meter_id)
+                if meterproto.forged(bytes.fromhex(rec["key"]), kind, doc, payload, rev_of(rec)):
+                    continue  # not the meter's word: not part of its record
                 self.reg.record(meter_id, kind, doc)
+                if kind == "status":
+                    rec = None  # a birth may change the revision (what the meter signs)
+
+
+def ttl_arg(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a whole number of seconds: %r" % text)
+    if not 60 <= v <= MAX_TTL_S:
+        raise argparse.ArgumentTypeError("must be 60 to %d seconds (31 days: a meter refuses an expiry further "
+                                         "ahead of its clock)" % MAX_TTL_S)
+    return v
+
+
+def rev_of(rec):
+    """The protocol revision the meter spoke in its last birth (it decides what it signs); the
+    newest when none was seen yet."""
+    return rec.get("rev", meterproto.REVISION)
 
 
 def hint(res, op):
@@ -426,6 +478,9 @@ def hint(res, op):
     if res == "id_jump":
         return (" (its id is more than 65 536 past the last id the meter applied, the `lid` of its birth:"
                 " issue it again under a nearer id)")
+    if res == "exp_far":
+        return (" (its expiry is more than 31 days past the meter's clock, which it trusts: is the meter's"
+                " clock wrong? `headend time` sets it)")
     if res == "replay_lost":
         return " (the meter lost its replay protection with its record: `headend resync` first)"
     if res == "bad_args" and op == "tariff":
@@ -547,7 +602,6 @@ def cmd_status(h, a):
     if got:
         d = got[1]
         h.reg.record(a.meter, "tele", d)
-        h.reg.note_time(a.meter, d["t"])
         print("  " + show_tele(rec, d))
     return 0
 
@@ -585,7 +639,8 @@ def cmd_watch(h, a):
                     except CliError:
                         recs[mid] = {}
                 rec = recs[mid]
-                if rec and isinstance(d, dict) and meterproto.forged(bytes.fromhex(rec["key"]), kind, d, payload):
+                if rec and isinstance(d, dict) and meterproto.forged(bytes.fromhex(rec["key"]), kind, d, payload,
+                                                                     rev_of(rec)):
                     # Anyone who can publish on the meter's topics could have sent it: shown, never believed.
                     print("%-14s NOT FROM THE METER (no valid mac), ignored: %s" % (mid, payload[:120].decode(
                         "utf-8", "replace")), flush=True)
@@ -616,6 +671,8 @@ def cmd_watch(h, a):
                 print("%-14s %s" % (mid, line), flush=True)
                 if rec and kind in meterproto.UPLINK and (kind == "status" or "seq" in d) and not a.no_record:
                     h.reg.record(mid, kind, d)  # births too: they tell a restarted numbering (protocol 5.1)
+                if rec and kind == "status" and d.get("online") == 1:
+                    rec["rev"] = d.get("rev", 1)  # what the meter signs from now on
                 if rec and "t" in d:
                     h.reg.note_time(mid, d["t"])
                 n += 1
@@ -723,6 +780,7 @@ def cmd_time(h, a):
     """Set the meter's clock from ours (trusted: docs/time.md). Send it when a birth says tq < 3."""
     now = int(time.time())
     r = h.send(a.meter, "time", utc=now)
+    h.reg.note_time(a.meter, r.get("t", now), force=True)  # the meter's clock now reads ours, even if lower
     print("%s: clock set to %s UTC (command %d)" % (a.meter, utc(r.get("t", now)), r["cmd_id"]))
     return 0
 
@@ -928,6 +986,9 @@ def parser():
     p.add_argument("--credentials", help="the backend.json that tools/broker_config.py wrote: broker, "
                    "user, password and CA from it (TLS)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a meter's reply")
+    p.add_argument("--ttl", type=ttl_arg, default=CMD_TTL_S,
+                   help="seconds of meter time a command stays valid (default %(default)s; at most 31 days, "
+                        "the meter refuses more). A simulated meter running days in seconds needs days")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("provision", help="new meter: key, MQTT credentials, deploy files")

@@ -63,7 +63,8 @@ def rotate_key(old_key, meter_id, cmd_id, exp, kid, new_key):
 # -- uplink -------------------------------------------------------------------
 
 UPLINK_LABEL = b"pm-uplink-v1"
-SIGNED = ("reply", "status")  # kinds a meter signs (its last will, {"online":0}, excepted)
+REVISION = 3  # the newest revision of v1 (protocol.md 1)
+SIGNED = ("reply", "status")  # kinds signed from revision 2; from revision 3 every kind is
 _MAC_HEX = 16  # hex digits of the uplink mac (the first 8 bytes of the HMAC)
 _MAC_HEAD = b',"mac":"'
 _MAC_TAIL = len(_MAC_HEAD) + _MAC_HEX + len(b'"}')
@@ -89,11 +90,12 @@ def verify_uplink(key, payload):
     return hmac.compare_digest(sign_uplink(key, payload[:-_MAC_TAIL] + b"}"), payload)
 
 
-def forged(key, kind, doc, payload):
-    """True when an uplink message of a kind the meter signs has no valid mac under `key`: not
-    the meter's word. The last will ({"online":0}, published by the broker) cannot carry one, and
-    the unsigned kinds (telemetry, events, ...) are never called forged here."""
-    return kind in SIGNED and doc.get("online") != 0 and not verify_uplink(key, payload)
+def forged(key, kind, doc, payload, rev=REVISION):
+    """True when an uplink message of a kind a meter speaking revision `rev` signs has no valid mac
+    under `key`: not the meter's word. The last will ({"online":0}, published by the broker)
+    cannot carry one; a revision 2 meter signed only replies and births."""
+    signs = rev >= 3 or kind in SIGNED
+    return signs and doc.get("online") != 0 and not verify_uplink(key, payload)
 
 
 def parse_uplink(topic_name, payload):

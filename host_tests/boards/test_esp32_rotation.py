@@ -42,7 +42,7 @@ def test_a_key_rotation_covers_commands_replies_tokens_and_the_stored_key(tmp_pa
         assert be.wait(lambda: be.of("status") and be.of("status")[-1].get("online"), WAIT), "no birth"
         # A paper token the utility made with the provisioned key, not typed yet.
         paper = token_issue.issue(k1, mid, 50, 500)
-        cid, rot = 10, meterproto.rotate_key(k1, mid, 10, 2000000000, 1, k2)
+        cid, rot = 10, meterproto.rotate_key(k1, mid, 10, be.meter_t + 86400, 1, k2)
         be.publish(rot)
         assert be.wait(lambda: cid in be.replies, WAIT)
         assert be.replies[cid][0]["res"] == "applied" and be.replies[cid][0]["kid"] == 1

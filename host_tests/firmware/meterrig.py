@@ -13,6 +13,7 @@ import mprun
 
 HERE = Path(__file__).resolve().parent
 RIG = HERE / "meterrig_mpy.py"
+SIM_START = 1767225600  # the simulated boards' clock at first power-up (boards/simhw/simboard.py)
 
 
 class Rig:
@@ -75,6 +76,7 @@ class Backend:
         self.replies = {}
         self.raw = []
         self.next_id = 1
+        self.meter_t = SIM_START  # the meter's newest clock reading: commands expire in its time
         self.connected = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="backend-" + meter_id)
         self.c.on_message = self._on_message
@@ -99,6 +101,8 @@ class Backend:
         with self.lock:
             self.msgs.append((kind, doc, msg.retain))
             self.raw.append((kind, msg.payload))  # as sent: signatures are checked on these bytes
+            if isinstance(doc.get("t"), int) and doc["t"] > self.meter_t:
+                self.meter_t = doc["t"]
             if kind == "reply":
                 self.replies.setdefault(doc["id"], []).append(doc)
 
@@ -110,7 +114,12 @@ class Backend:
         with self.lock:
             return [d["seq"] for k, d, _ in self.msgs if "seq" in d]
 
-    def command(self, op, exp=2000000000, cid=None, **args):
+    def command(self, op, exp=None, cid=None, **args):
+        """A signed command; by default it expires 30 days (of meter time) after the meter's
+        newest reading, inside the 31 days a meter with a trusted clock accepts (auth.py)."""
+        if exp is None:
+            with self.lock:
+                exp = self.meter_t + 30 * 86400
         if cid is None:
             cid = self.next_id
         self.next_id = max(self.next_id, cid + 1)

@@ -196,9 +196,14 @@ mptest.done(balance=bal)
 '''
 
 
-def _args(flash):
+# The day each scenario's meter starts: a command may expire at most 31 days past a trusted clock.
+STARTS = {"TOKENS": 1769904000, "SNAPSHOTS": 1769731200, "FRIENDLY_EC": 1772496000, "PASSIVE": 1775001600,
+          "STEP_HEAP": 1774742400}
+
+
+def _args(flash, start):
     iss = token_issue.issue
-    exp = 4102444800
+    exp = start + 20 * 86400
     return json.dumps({
         "key": KEY.hex(),
         "flash": str(flash),
@@ -212,7 +217,7 @@ def _args(flash):
 
 @pytest.mark.parametrize("name", ["TOKENS", "SNAPSHOTS", "FRIENDLY_EC"])
 def test_app_billing(mpy, name, tmp_path):
-    res = mpy(globals()[name], stdin=_args(tmp_path / "flash.img"), heap="512k", timeout=120)
+    res = mpy(globals()[name], stdin=_args(tmp_path / "flash.img", STARTS[name]), heap="512k", timeout=120)
     assert res.result["ok"] and res.result["checks"] > 5
 
 
@@ -241,9 +246,9 @@ mptest.done()
 
 
 def test_passive_tariff_over_mqtt(mpy, tmp_path):
-    args = json.loads(_args(tmp_path / "flash.img"))
+    args = json.loads(_args(tmp_path / "flash.img", STARTS["PASSIVE"]))
     at = 1775044800  # 2026-04-01 12:00 UTC
-    exp = 4102444800
+    exp = STARTS["PASSIVE"] + 20 * 86400
     new = {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 300, "activate_at": at}
     bad = {"v": 1, "kind": "flat", "scale": 1, "activate_at": at}
     args["tariff"] = meterproto.command(KEY, MID, 10, exp, "tariff", tariff=new).decode()
@@ -292,5 +297,5 @@ mptest.done()
 
 
 def test_step_allocates_nothing(mpy, tmp_path):
-    res = mpy(STEP_HEAP, stdin=_args(tmp_path / "flash.img"), heap="512k", timeout=120)
+    res = mpy(STEP_HEAP, stdin=_args(tmp_path / "flash.img", STARTS["STEP_HEAP"]), heap="512k", timeout=120)
     assert res.result["ok"]

@@ -79,10 +79,18 @@ mptest.check(c2.resync(doc), "resync applied")
 c2.remember(900000, 0)
 v, _, res = c2.check(s(b'{"m":"m1","id":900001,"exp":%d,"op":"topup","amt":1}' % EXP), NOW)
 mptest.eq(v, auth.OK, "and the next id after it")
+# Expiry: at most MAX_AHEAD_S past a trusted clock; not judged on a clock the meter does not trust.
+FAR = NOW + EPOCH + auth.MAX_AHEAD_S
+c3 = auth.Commands("m1", K)
+mptest.eq(c3.check(cmd(1, FAR + 1), NOW, True), (auth.REFUSED, 1, "exp_far"), "a day and a second too far")
+mptest.eq(c3.check(cmd(1, 1 << 40), NOW, True), (auth.REFUSED, 1, "exp_far"), "an absurd expiry")
+mptest.eq(c3.check(cmd(1, FAR), NOW, True)[0], auth.OK, "MAX_AHEAD_S ahead is fine")
+mptest.eq(c3.check(cmd(1, FAR + 1), NOW)[0], auth.OK, "an untrusted clock may run behind the truth")
+mptest.eq((c3.last_id, c3.refused), (0, 2), "refusals change nothing")
 mptest.done()
 '''
 
 
 def test_ids_may_advance_only_a_bounded_step(mpy):
     r = mpy(BOUNDS).result
-    assert r["ok"] and r["checks"] >= 10, r
+    assert r["ok"] and r["checks"] >= 15, r

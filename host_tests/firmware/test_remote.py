@@ -74,7 +74,8 @@ from binascii import hexlify
 k1 = m2.remote._key
 k2 = bytes(range(90, 122))
 wk = hexlify(bytes(a ^ b for a, b in zip(k2, keys.pad(k1, "r-1", 10)))).decode()
-body = json.dumps({"m": "r-1", "id": 10, "exp": 2000000000, "op": "rotkey", "kid": 2, "wk": wk,
+import timebase
+body = json.dumps({"m": "r-1", "id": 10, "exp": timebase.to_unix(m2.clock.time()) + 600, "op": "rotkey", "kid": 2, "wk": wk,
                    "kcv": keys.kcv(k2)}).encode()
 def broken():
     raise OSError(5)

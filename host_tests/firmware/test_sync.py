@@ -95,17 +95,10 @@ ring.raise_(events.BOOT, 0, 1)
 s.forward_events(ring)  # formats one message (allocates): outside the lock
 s.link = FakeLink()
 s.poll()  # sends it
-_ = ok = 0  # module globals exist before the lock: creating one would allocate
-micropython.heap_lock()
-try:
-    for _ in range(100):
-        s.forward_events(ring)
-        s.poll()
-    ok = True
-except MemoryError:
-    ok = False
-micropython.heap_unlock()
-mptest.check(ok, "an idle loop pass through sync allocates nothing")
+def idle():
+    s.forward_events(ring)
+    s.poll()
+mptest.allocates_nothing(idle, 100, "an idle loop pass through sync allocates nothing")
 mptest.eq((s.link.polls, s.outbox.count, s.published), (101, 0, 1), "polled, nothing left")
 mptest.done()
 '''
@@ -117,44 +110,77 @@ def test_idle_sync_allocates_nothing(mpy):
 
 
 SIGNED = r'''
-import json, mptest
+import json, mptest, micropython, events
 from sync import Sync
+class Mt: imp_wh = 1000; exp_wh = 2; v_cv = 23000; i_ma = 1500; p_w = 345
+class A: balance = 120; charged = 30; topped_up = 150
+class R: state = 0; reasons = 0
+class M: account = A(); metering = Mt(); relay = R(); topups = 2
+class Link:
+    state = 1; oversized = 0; up = True
+    def __init__(self): self.sent = []
+    def poll(self): pass
+    def publish(self, topic, payload, qos):
+        if self.up:
+            self.sent.append((topic.decode().split("/")[-1], payload.decode()))
+        return self.up
 from simhw.clock import SimClock
-class A: balance = 120
-class R: state = 0
-class M: account = A(); relay = R()
 ck = SimClock(1767225600)
 s = Sync("m-1", ck, 16)
-out = []
 s.set_key(bytes(range(32)))
+s.link = Link()
+s.telemetry(M(), 100)
+s.load_profile(M(), 100, 12, 0)
+ring = events.EventRing(8)
+ring.raise_(events.BOOT, 0, 1)
+s.forward_events(ring)
+s.billing('"kind":"day","t":1767225600}')
 s.reply(7, "applied", M(), extra=',"from":3')
 s.refused(0, "bad_mac", M(), ck.ticks_ms())
 s.repeated(7, "applied", M(), ck.ticks_ms())
-out.append(s.birth()[1])
-s.set_key(bytes(range(1, 33)))  # after a rotation
-s.reply(8, "applied", M())
-while s.outbox.count:
-    out.append(s.outbox.peek()[1])
-    s.outbox.pop()
-out += s.answers
+while s.outbox.count or s.answers:
+    s.poll()
+out = s.link.sent
+out.append(("status", s.birth()[1].decode()))
+s.reply(8, "applied", M())  # queued under the first key ...
+s.link.up = False
+s.poll()  # ... the link refuses it: signed once, kept for the retry
+mptest.allocates_nothing(s.poll, 50, "retrying a signed message while the link refuses allocates nothing")
+s.set_key(bytes(range(1, 33)))  # ... rotated before it went out
+s.link.up = True
+s.poll()
+old = b'{"seq":99,"id":1,"res":"applied","mac":"0123456789abcdef"}'
+mptest.eq(s.signed(old), old, "a message an older firmware queued signed is sent as it is")
 s.set_key(None)
-out.append(s.signed('{"id":9}'))
-mptest.done(msgs=[m.decode() for m in out])
+out.append(("none", s.signed('{"id":9}').decode()))
+mptest.done(msgs=out)
 '''
 
 
-def test_replies_answers_and_births_are_signed_with_the_meter_key(mpy):
+def test_every_uplink_message_is_signed_with_the_meter_key_when_sent(mpy):
     import json
     import meterproto
-    r = mpy(SIGNED).result
+    r = mpy(SIGNED, heap="128k").result
     assert r["ok"]
-    birth, r7, r8, ans, rep, unsigned = [m.encode() for m in r["msgs"]]
+    msgs = [(k, m.encode()) for k, m in r["msgs"]]
+    kinds = [k for k, _ in msgs]
+    # the two answers go first (RAM), then the outbox in order
+    assert kinds == ["reply", "reply", "tele", "lp", "evt", "snap", "reply", "status", "reply", "none"], kinds
     k1, k2 = bytes(range(32)), bytes(range(1, 33))
-    for m in (birth, r7, ans, rep):
+    for kind, m in msgs[:8]:
         assert meterproto.verify_uplink(k1, m) and not meterproto.verify_uplink(k2, m), m
+        assert not meterproto.forged(k1, kind, json.loads(m), m) and meterproto.forged(k2, kind, json.loads(m), m)
+    r8 = msgs[8][1]  # signed under the key in force when it went out
     assert meterproto.verify_uplink(k2, r8) and not meterproto.verify_uplink(k1, r8)
-    assert json.loads(r7)["from"] == 3 and json.loads(ans)["res"] == "bad_mac" and json.loads(rep)["rep"] == 1
-    assert json.loads(birth)["online"] == 1
+    ans, rep, r7 = (json.loads(msgs[i][1]) for i in (0, 1, 6))
+    assert r7["from"] == 3 and ans["res"] == "bad_mac" and rep["rep"] == 1
+    assert ans["t"] == rep["t"] == 1767225600, "answers carry the meter's clock"
+    assert json.loads(msgs[7][1])["online"] == 1 and json.loads(msgs[2][1])["e"] == 1000
     # Any change to a signed message breaks its mac; a message without one never verifies.
-    assert not meterproto.verify_uplink(k1, r7.replace(b'"b":120', b'"b":999'))
+    tele = msgs[2][1]
+    assert not meterproto.verify_uplink(k1, tele.replace(b'"e":1000', b'"e":9999'))
+    unsigned = msgs[9][1]
     assert unsigned == b'{"id":9}' and not meterproto.verify_uplink(k1, unsigned)
+    # A revision 2 meter signed replies and births only: its telemetry is not called forged.
+    assert not meterproto.forged(k2, "tele", {}, b'{"seq":1}', rev=2) and meterproto.forged(k2, "reply", {}, b"{}", rev=2)
+    assert meterproto.forged(k2, "tele", {}, b'{"seq":1}') and not meterproto.forged(k2, "status", {"online": 0}, b"")

@@ -248,7 +248,7 @@ def test_key_rotation_is_committed_with_its_ack(rig_env, tmp_path):
     new = os.urandom(32)
     cid = b.next_id
     b.next_id += 1
-    p = meterproto.rotate_key(KEY, "rig-0001", cid, 2000000000, 1, new)
+    p = meterproto.rotate_key(KEY, "rig-0001", cid, b.meter_t + 86400, 1, new)
     st = call(rig, b, p)
     assert b.wait(lambda: cid in b.replies)
     assert b.replies[cid][0]["res"] == "applied" and b.replies[cid][0]["kid"] == 1 and st["kid"] == 1

@@ -210,6 +210,13 @@ m.on_message(b"cmd", sign(KEY, {"m": "t-0001", "id": 7, "exp": now + 600, "op": 
 rep = [r for r in out.replies() if r.get("id") == 7]
 mptest.eq(rep[0]["res"] if rep else None, "applied", "time command applied")
 mptest.eq((m.timesrc.state, m.time_floor), (T.TRUSTED, timebase.from_unix(now)), "trusted; the floor is the backend's time")
+# A trusted clock bounds the expiry: a command valid for 40 days is refused, and the answer says
+# what the meter's clock reads (so a backend can sign again in its time).
+bal = m.account.balance
+m.on_message(b"cmd", sign(KEY, {"m": "t-0001", "id": 9, "exp": now + 40 * 86400, "op": "topup", "amt": 500}))
+ans = [r for r in out.replies() if r.get("id") == 9]
+mptest.eq([(r["res"], r["t"]) for r in ans], [("exp_far", timebase.to_unix(m.clock.time()))], "exp_far, with the clock")
+mptest.eq(m.account.balance, bal, "nothing applied")
 
 # -- no time server: the calendar held at the floor (its rate) ----------------------------------
 m, floor = power_cut_then({"down": True})
@@ -219,6 +226,10 @@ mptest.eq(m.timesrc.state, T.UNCERTAIN, "still uncertain")
 mptest.check(m.board.sntp_queries >= 1, "it asked")
 mptest.eq(m.tariff.rate_wh[1], r1, "nothing at the evening rate it cannot know")
 mptest.check(m.tariff.rate_wh[0] > r0, "priced at the floor's rate")
+out = simkit.Replies(m)
+m.on_message(b"cmd", sign(KEY, {"m": "t-0001", "id": 9, "exp": AFTER + 40 * 86400, "op": "topup", "amt": 500}))
+rep = [r for r in out.replies() if r.get("id") == 9]
+mptest.eq(rep[0]["res"] if rep else None, "applied", "an uncertain clock bounds no expiry (it may be far behind)")
 
 # -- a lying server: backwards refused, forward taken for the calendar only ------------------------
 m, floor = power_cut_then({"lie_s": -86400})

@@ -39,6 +39,20 @@ def raises(exc, fn, *args, **kwargs):
     return None
 
 
+def allocates_nothing(fn, n, msg=""):
+    """Check that calling fn() n times under micropython.heap_lock() allocates nothing."""
+    import micropython
+    ok = True
+    micropython.heap_lock()
+    try:
+        for _ in range(n):
+            fn()
+    except MemoryError:
+        ok = False
+    micropython.heap_unlock()
+    return check(ok, msg or "allocates nothing")
+
+
 def done(**extra):
     out = dict(extra)
     out["ok"] = not _failures

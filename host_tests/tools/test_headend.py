@@ -21,15 +21,17 @@ METER = "hx-0001"
 
 
 class Cli:
-    def __init__(self, home, broker, capsys):
+    def __init__(self, home, broker, capsys, ttl=20 * 86400):
+        self.ttl = ttl
         self.home = home
         self.broker = broker
         self.capsys = capsys
 
     def __call__(self, *args, timeout=5):
         self.capsys.readouterr()
-        rc = headend.main(["--home", str(self.home), "--broker", self.broker, "--timeout", str(timeout)]
-                          + list(args))
+        # The simulated meter runs days in seconds: an hour of its time is about a second of ours.
+        rc = headend.main(["--home", str(self.home), "--broker", self.broker, "--timeout", str(timeout),
+                           "--ttl", str(self.ttl)] + list(args))
         out, err = self.capsys.readouterr()
         return rc, out, err
 
@@ -210,6 +212,53 @@ def test_a_forged_reply_is_reported_never_believed(cli, live):
     data = cli.home / "data" / (ghost + ".jsonl")
     assert not data.exists() or "999999" not in data.read_text(), "a forged reply was recorded"
     assert headend.Registry(cli.home).seq_high(ghost) < 10 ** 6
+
+
+def test_watch_records_only_telemetry_the_meter_signed(cli, live):
+    """Someone who can publish on the meter's topics leaves a telemetry message with a balance of
+    9999.99 (retained, so it reaches every subscriber): shown as not from the meter, never recorded."""
+    import paho.mqtt.client as mqtt
+    forger = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="forger-tele")
+    forger.connect(live.broker.host, live.broker.port)
+    forger.loop_start()
+    topic = "pm/v1/%s/tele" % METER
+    fake = b'{"seq":999999,"t":1767229200,"e":1,"x":0,"b":999999,"c":0,"v":23000,"i":0,"p":0,"r":0,"rs":0}'
+    try:
+        forger.publish(topic, fake[:-1] + b',"mac":"0123456789abcdef"}', qos=1, retain=True).wait_for_publish(5)
+        rc, out, err = cli("watch", METER, "--count", "3")
+    finally:
+        forger.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear it
+        forger.loop_stop()
+        forger.disconnect()
+    assert rc == 0, err
+    assert "NOT FROM THE METER" in out and "999999" in out, out
+    data = (cli.home / "data" / (METER + ".jsonl")).read_text()
+    assert '"b": 999999' not in data and "999999" not in data.replace('"seq": 999999', ""), "recorded"
+    assert headend.Registry(cli.home).seq_high(METER) < 999999
+    genuine = [ln for ln in out.splitlines() if "NOT FROM THE METER" not in ln]
+    assert len(genuine) == 3, out
+
+
+def test_commands_expire_in_the_meters_time_even_when_it_differs_from_ours(cli):
+    """The simulated meter's clock is trusted and runs in early 2026, far behind ours: a headend
+    that has never seen its time signs in its own, the meter refuses that as too far ahead
+    (exp_far) and says its time, and the headend signs once more in the meter's time."""
+    reg = headend.Registry(cli.home)
+    reg.update(METER, lambda r: [r.pop(k, None) for k in ("meter_time", "meter_time_at")])
+    first = cli.rec()["next_cmd_id"]
+    cli.ttl = headend.CMD_TTL_S
+    rc, out, err = cli("status", METER)
+    assert rc == 0, err
+    rec = cli.rec()
+    assert rec["next_cmd_id"] == first + 2, "one refused exp_far, one applied"
+    assert rec["meter_time"] < headend.time.time() - 31 * 86400, "the meter's clock is behind ours"
+    # Known now: the next command is signed in the meter's time at once.
+    rc, out, err = cli("status", METER)
+    assert rc == 0 and cli.rec()["next_cmd_id"] == first + 3, err
+    # A ttl the meter would refuse is refused here first.
+    cli.ttl = 32 * 86400
+    with pytest.raises(SystemExit):
+        cli("status", METER)
 
 
 def test_disconnect_then_reconnect_then_direct(cli):
