@@ -12,6 +12,7 @@ from simhw.household import Lcg
 import store
 
 NAME = "sim-powercut"
+STANDALONE = False  # needs the harness's flash device (opts["dev"]): tools/sim.py does not offer it
 CHIP = real.CHIP
 
 

@@ -109,6 +109,7 @@ class Meter:
         self._last_commit = now
         self._button_since = None
         self._relayed = None  # the outcome of a token relayed over MQTT, for the journal
+        self.last_token = 0  # type of the token entered last (token.CREDIT, DEBT, TEST)
 
     # -- events ---------------------------------------------------------------
     def emit(self, code, arg):
@@ -420,6 +421,7 @@ class Meter:
         record.pack(self._undo, self)
         topups = self.topups
         res, typ, cid, amt = self._token(text)
+        self.last_token = typ  # its type, for what the REPL (or a display) says about it
         if not self.commit():
             record.unpack(self._undo, self)
             self.topups = topups
@@ -451,7 +453,7 @@ class Meter:
         elif typ == token_mod.DEBT:
             if self.account.add_debt(amt) != account.APPLIED:
                 return RESULTS[_BAD_AMOUNT], typ, cid, amt
-        self.commands.remember(cid, result)
+        self.tokens.ids.remember(cid)
         self._credit_rules()
         return RESULTS[result], typ, cid, amt
 
@@ -475,7 +477,8 @@ class Meter:
         if op == "tariff":
             return self.set_tariff(doc.get("tariff"))
         if op == "token":
-            # An offline token relayed by the backend: the same verifier and counter space.
+            # An offline token relayed by the backend: the same verifier and token ids (the
+            # relaying command's id is a command id, checked apart).
             tok = doc.get("tok")
             if type(tok) is not str:
                 return _BAD_ARGS
@@ -491,7 +494,14 @@ class Meter:
             self.sync.telemetry(self, self.clock.time())
             return _APPLIED
         if op == "resync":
-            return _APPLIED if self.commands.resync(doc) else _BAD_ARGS
+            # "tlast": the highest token id issued (a backend before token ids of their own
+            # numbered tokens with commands: "last" covers them then).
+            tlast = doc.get("tlast", doc.get("last"))
+            if type(tlast) is not int or not 0 <= tlast < 1 << 31 or not self.commands.resync(doc):
+                return _BAD_ARGS
+            ids = self.tokens.ids
+            ids.reset(tlast if tlast > ids.top else ids.top)
+            return _APPLIED
         return self.remote.apply(doc)
 
     def set_time(self, utc):

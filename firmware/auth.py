@@ -1,7 +1,7 @@
 # Authenticated, replay-protected commands.
 # Wire form: 64 lowercase hex chars of HMAC-SHA256(meter key, body), one space, body.
 # The body is compact JSON with at least {"m": meter id, "id": command id, "exp": UTC expiry, "op": ...}.
-# Command ids are monotonic per meter. The results of the last WINDOW applied commands are
+# Command ids are monotonic per meter (offline tokens have ids of their own: tokenids.py). The results of the last WINDOW applied commands are
 # remembered (and persisted), so a retried command gets its original answer and is never re-applied.
 from micropython import const
 from array import array
@@ -125,23 +125,6 @@ class Commands:
         """(REFUSED, id to answer with (0 when unknown or not authentic), reason)."""
         self.refused += 1
         return REFUSED, cid, reason
-
-    def seen(self, cid):
-        """Replay verdict for a command id that arrived another way (a typed token): tokens and
-        MQTT commands share this counter space. (OK, None), (REPEAT, stored result) or
-        (REFUSED, reason); changes nothing."""
-        if type(cid) is not int or cid <= 0 or cid >= 1 << 31:
-            return REFUSED, "malformed"
-        if self.lost:
-            return REFUSED, "replay_lost"
-        for i in range(WINDOW):
-            if self.ids[i] == cid:
-                return REPEAT, self.results[i]
-        if cid <= self.last_id:
-            return REFUSED, "stale_id"
-        if cid - self.last_id > MAX_ADVANCE:
-            return REFUSED, "id_jump"
-        return OK, None
 
     def remember(self, cid, result):
         i = cid % WINDOW

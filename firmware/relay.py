@@ -79,7 +79,8 @@ class RelayControl:
         self._out = out
         self._delayed_out = hasattr(out, "command")
         self._emit = emit
-        self.confirm_mask = 0 if auto_reconnect else confirm_mask & ALL
+        self._confirm_cfg = confirm_mask & ALL  # the reasons that need a confirmation, as configured
+        self.confirm_mask = 0 if auto_reconnect else self._confirm_cfg
         self.delay_max_s = reconnect_delay_s
         self._rand = rand
         self.state = CONNECTED
@@ -93,6 +94,16 @@ class RelayControl:
         self.reconnects = 0
         self.last_delay_s = 0
         self.changed = False  # set on every change of durable state; the app commits and clears it
+
+    @property
+    def auto_reconnect(self):
+        """True: the relay closes by itself when every reason clears (no confirmation)."""
+        return self.confirm_mask == 0
+
+    @auto_reconnect.setter
+    def auto_reconnect(self, on):
+        # Live (the technician's config): no confirmation at all, or the configured ones again.
+        self.confirm_mask = 0 if on else self._confirm_cfg
 
     def attach(self, out):
         """Set the output once it exists (the driver reports faults back to this object)."""

@@ -309,8 +309,9 @@ def relay_test():
 
 
 # -- token entry --------------------------------------------------------------------------
+# What an applied token did, by its type (token.CREDIT, DEBT, TEST).
+_TOKEN_APPLIED = ("credit added", "added to the debt to recover", "test token: keypad, key and counter work; no money")
 _TOKEN_HELP = {
-    "applied": "credit added",
     "used": "already applied, nothing added",
     "check_digit": "a digit is mistyped: type the token again",
     "bad_mac": "not a valid token for this meter",
@@ -330,7 +331,8 @@ def token(text):
     if not digits.isdigit() or len(digits) != 20:
         return _err("a token has 20 digits, got %r (%d digits)" % (text, sum(1 for c in digits if c.isdigit())))
     res = m.enter_token(digits)
-    why = _TOKEN_HELP.get(res)
+    t = m.last_token
+    why = _TOKEN_APPLIED[t] if res == "applied" and t < len(_TOKEN_APPLIED) else _TOKEN_HELP.get(res)
     _out("token %s: %s%s; balance %s" % (" ".join(digits[i:i + 4] for i in range(0, 20, 4)), res,
                                          " (%s)" % why if why else "", money(m.account.balance, _dec(m))))
     return res

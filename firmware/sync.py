@@ -19,8 +19,9 @@ import refusals
 
 PROTOCOL = const(1)
 # 2: answers to refused and repeated commands are unnumbered; 3: they carry the meter's clock "t",
-# and an expiry too far past a trusted clock is refused (protocol.md 1)
-REVISION = const(3)
+# an expiry too far past a trusted clock is refused, every message is signed; 4: offline tokens
+# have ids of their own (protocol.md 1)
+REVISION = const(4)
 TELE = const(0)
 EVT = const(1)
 REPLY = const(2)

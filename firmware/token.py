@@ -1,13 +1,15 @@
 # Offline 20-digit top-up tokens (docs/tokens.md): typed at the REPL or a keypad.
 # 19 data digits carry a 63-bit block  type(3) | id(24) | amount(16) | mac(20)  and a Damm
 # check digit follows. The MAC is HMAC-SHA256 under a key derived from the meter's own key,
-# over the meter id and the full fields, so a token works on one meter only. Token ids are
-# command ids: they share the replay window of auth.Commands with MQTT commands, so one
-# credit is applied once whichever way it arrives. Bad MACs lock token entry out for a
-# time that doubles with each further failure; the lockout survives power cuts.
+# over the meter id and the full fields, so a token works on one meter only. Token ids have a
+# counter and a window of their own (tokenids.py), apart from MQTT commands: a paper token stays
+# good whatever the backend sends meanwhile, is applied once, and may be typed out of order among
+# the newest 64. Bad MACs lock token entry out for a time that doubles with each further
+# failure; the lockout survives power cuts.
 from micropython import const
 import struct
 from hmac256 import HmacSha256, equal
+import tokenids
 
 CREDIT = const(0)  # add `amount` minor units to the balance
 DEBT = const(1)  # add `amount` to the debt to recover
@@ -67,9 +69,9 @@ def derive_key(meter_key):
     return HmacSha256(meter_key).digest(b"pm-token-key-v1")
 
 
-def full_id(low, last_id):
-    """The full command id whose low 24 bits are `low`, nearest above last_id - 2^23."""
-    base = last_id - (1 << (_ID_BITS - 1))
+def full_id(low, top):
+    """The full token id whose low 24 bits are `low`, nearest above top - 2^23."""
+    base = top - (1 << (_ID_BITS - 1))
     if base < 0:
         base = 0
     cand = (base & ~_ID_MASK) | low
@@ -80,7 +82,7 @@ def full_id(low, last_id):
 
 # Verdicts of check().
 OK = const(0)
-USED = const(1)  # already applied (by token or MQTT): nothing to do
+USED = const(1)  # already applied (typed or relayed): nothing to do
 REFUSED = const(2)
 
 
@@ -90,7 +92,8 @@ class Tokens:
         self._mac = HmacSha256(derive_key(meter_key)) if meter_key else None
         self._old = None  # the token MAC under the key before the last rotation
         self.old_until = 0  # meter second until which its tokens are still taken
-        self.commands = commands  # auth.Commands: the one replay window
+        self.commands = commands  # auth.Commands: only its `lost` (the record, both windows with it)
+        self.ids = tokenids.TokenIds()  # the token ids used (persisted)
         self.bad = 0  # consecutive bad tokens (persisted)
         self.lock_until = 0  # meter second until which entry is locked out (persisted)
         self.accepted = 0
@@ -114,7 +117,7 @@ class Tokens:
 
     def check(self, text, now):
         """(verdict, type, id, amount, reason). Counts bad MACs towards the lockout; the caller
-        applies an OK token, then calls commands.remember(id, result)."""
+        applies an OK token, then calls ids.remember(id)."""
         if self._mac is None:
             return self._refuse("no_key")
         if not isinstance(text, str):
@@ -133,7 +136,7 @@ class Tokens:
         low = (v >> 36) & _ID_MASK
         af = (v >> 20) & 0xFFFF
         mac = v & _MAC_MASK
-        cid = full_id(low, self.commands.last_id)
+        cid = full_id(low, self.ids.top)
         got = struct.pack("<I", mac)
         current = equal(struct.pack("<I", self._tag(self._mac, typ, cid, af)), got)
         if not current and (self._old is None or not equal(struct.pack("<I", self._tag(self._old, typ, cid, af)), got)):
@@ -148,10 +151,12 @@ class Tokens:
             return self._refuse("old_key", typ, cid)  # genuine, but its grace after the rotation is over
         if typ >= len(TYPE_NAMES):
             return self._refuse("unknown_type", typ, cid)
-        verdict, res = self.commands.seen(cid)
-        if verdict == 1:  # auth.REPEAT
-            return USED, typ, cid, decode_amount(af), res
-        if verdict != 0:
+        if self.commands.lost:
+            return self._refuse("replay_lost", typ, cid)  # the used ids went with the record
+        verdict, res = self.ids.seen(cid)
+        if verdict == tokenids.USED:
+            return USED, typ, cid, decode_amount(af), None
+        if verdict != tokenids.OK:
             return self._refuse(res, typ, cid)
         self.accepted += 1
         return OK, typ, cid, decode_amount(af), None

@@ -27,7 +27,13 @@ class ReplayError(Exception):
 
 def replay(tariff_path, csv_path, heap="256k"):
     """The engine's figures as a dict; raises ReplayError with the reason on bad input."""
-    cmd = [mprun.mpy_path(), "-X", "heapsize=" + heap, str(MP_SCRIPT), str(tariff_path), str(csv_path)]
+    paths = []
+    for what, p in (("tariff", tariff_path), ("profile", csv_path)):
+        p = Path(p).resolve()  # the engine runs from the repository: the caller's relative paths
+        if not p.is_file():
+            raise ReplayError("%s %s: %s" % (what, p, "is a directory" if p.is_dir() else "no such file"))
+        paths.append(str(p))
+    cmd = [mprun.mpy_path(), "-X", "heapsize=" + heap, str(MP_SCRIPT)] + paths
     env = dict(os.environ, MICROPYPATH=mprun.micropypath())
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     res = mprun.parse_result(p.stdout)

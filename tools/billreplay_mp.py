@@ -43,7 +43,7 @@ def replay(tariff_path, csv_path):
     with open(tariff_path) as f:
         try:
             doc = json.load(f)
-        except ValueError:
+        except (ValueError, UnicodeError):
             raise ReplayError("tariff: not valid JSON")
     try:
         e = tariff.from_doc(doc)
@@ -52,11 +52,21 @@ def replay(tariff_path, csv_path):
     rows = 0
     energy = 0
     money = 0
+    # The engine's registers roll over at tariff.REG_MOD (as on the meter): the replay adds up
+    # each row's increments in plain integers, so a long or heavy profile is reported exactly.
+    rate_wh = [0] * len(e.rate_wh)
+    block_wh = [0] * len(e.block_wh)
     first = last = None
     gap = 0
     with open(csv_path) as f:
         lineno = 0
-        for line in f:
+        while True:
+            try:
+                line = f.readline()
+            except UnicodeError:
+                raise ReplayError("line %d: not text (is this a CSV file?)" % (lineno + 1))
+            if not line:
+                break
             lineno += 1
             line = line.strip()
             if not line or line.startswith("#"):
@@ -71,6 +81,9 @@ def replay(tariff_path, csv_path):
             if not whs.isdigit():
                 raise ReplayError("line %d: Wh must be a non-negative integer, got %r" % (lineno, whs))
             wh = int(whs)
+            if wh >= tariff.REG_MOD:
+                raise ReplayError("line %d: %d Wh in one interval is more than a meter register holds (%d)" % (
+                    lineno, wh, tariff.REG_MOD - 1))
             if last is not None and t <= last:
                 raise ReplayError("line %d: timestamps must increase" % lineno)
             dt = 0
@@ -84,7 +97,12 @@ def replay(tariff_path, csv_path):
             except ValueError as ex:
                 raise ReplayError("line %d: %s" % (lineno, ex))
             money += e.charge(0, tm, dt)
+            r0, b0 = list(e.rate_wh), list(e.block_wh)
             money += e.charge(wh, tm)
+            for i in range(len(rate_wh)):
+                rate_wh[i] += (e.rate_wh[i] - r0[i]) % tariff.REG_MOD
+            for i in range(len(block_wh)):
+                block_wh[i] += (e.block_wh[i] - b0[i]) % tariff.REG_MOD
             if first is None:
                 first = t
             last = t
@@ -95,7 +113,7 @@ def replay(tariff_path, csv_path):
     money += e.charge(0, timebase.from_unix(last), gap * 1000)  # the last interval's standing charge (same length as the one before)
     t = e.t
     return {"ok": True, "rows": rows, "first": first, "end": last + gap, "energy_wh": energy,
-            "rate_wh": list(e.rate_wh)[:t.nr], "block_wh": list(e.block_wh)[:t.nb],
+            "rate_wh": rate_wh[:t.nr], "block_wh": block_wh[:t.nb],
             "standing_s": e.standing_s, "charged_minor": money, "remainder": e.rem, "den": t.den,
             "kind": t.kind}
 

@@ -1,6 +1,8 @@
 """Generate a Mosquitto set-up for a meter fleet: TLS, per-device credentials, a username ACL.
 
     python tools/broker_config.py OUT --meters m-0001 m-0002 [--host mqtt.example.org] [--port 8883]
+    python tools/broker_config.py OUT --add m-0003           (more meters; keeps the CA and every secret)
+    python tools/broker_config.py OUT --meters ... --force   (replaces the CA and every key and password)
 
 Writes (see docs/broker.md):
     OUT/broker/{mosquitto.conf, passwd, acl, ca.crt, server.crt, server.key}
@@ -8,7 +10,8 @@ Writes (see docs/broker.md):
     OUT/devices/<meter>/ca.der         the CA the meter verifies the broker against
     OUT/backend/meters.json            meter id -> command key (hex) and key id, for the backend
     OUT/backend/backend.json           the backend's own MQTT credentials
-Secrets are random (os.urandom) and written with mode 0600; nothing is ever defaulted.
+Secrets are random (os.urandom) and written with mode 0600; nothing is ever defaulted. An OUT
+that already holds a set-up is never overwritten silently: --add keeps it, --force replaces it.
 Needs `openssl` for the certificates; password hashes are computed here (PBKDF2-SHA512, the
 format of mosquitto_passwd 2.0), so no password appears on a command line.
 """
@@ -103,6 +106,8 @@ def make_certs(broker_dir, host, days=825):
     _openssl("x509", "-in", "ca.crt", "-outform", "DER", "-out", "ca.der", cwd=d)
     for f in ("server.csr", "server.ext", "ca.srl"):
         Path(d, f).unlink(missing_ok=True)
+    for f in ("ca.key", "server.key"):
+        Path(d, f).chmod(0o600)
 
 
 def _secret(path, obj):
@@ -110,10 +115,31 @@ def _secret(path, obj):
     path.chmod(0o600)
 
 
-def generate(out, meters, host="localhost", port=8883, bind=None, certs=True, run_as=None, backend_port=None):
+def existing(out):
+    """The set-up already in OUT: (meter -> its secrets.json, backend.json, the meters' host:port,
+    the backend's port), or None when OUT holds none. ConfigError when it is incomplete."""
+    out = Path(out)
+    marks = [out / "backend" / "meters.json", out / "backend" / "backend.json", out / "broker" / "ca.crt"]
+    if not any(p.exists() for p in marks):
+        return None
+    try:
+        backend = json.loads(marks[1].read_text())
+        devs = {}
+        for m in json.loads(marks[0].read_text()):
+            devs[m] = json.loads((out / "devices" / m / "secrets.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError("%s holds an incomplete or damaged set-up (%s): --force replaces it" % (out, e))
+    addr = {d["broker"] for d in devs.values()}
+    return devs, backend, (addr.pop() if len(addr) == 1 else None), backend["port"]
+
+
+def generate(out, meters, host=None, port=None, bind=None, certs=True, run_as=None, backend_port=None,
+             force=False, add=False):
     """The broker's configuration, every meter's secrets and the backend's. Meters connect to
-    host:port; the backend to 127.0.0.1:backend_port (default port + 1)."""
-    backend_port = backend_port or port + 1
+    host:port; the backend to 127.0.0.1:backend_port (default port + 1). An OUT that holds a
+    set-up already: `add` keeps its CA and every secret and adds `meters`; `force` replaces it
+    all (and removes the device directories of meters not in `meters`); neither: ConfigError,
+    nothing written."""
     out = Path(out)
     if not meters:
         raise ConfigError("no meters given")
@@ -122,25 +148,61 @@ def generate(out, meters, host="localhost", port=8883, bind=None, certs=True, ru
             raise ConfigError("bad meter id %r: letters, digits, - and _, at most 32, not %r" % (m, BACKEND_USER))
     if len(set(meters)) != len(meters):
         raise ConfigError("duplicate meter ids")
+    if add and force:
+        raise ConfigError("--add keeps the set-up, --force replaces it: not both")
+    have = None if force else existing(out)
+    if add and have is None:
+        raise ConfigError("--add: %s holds no set-up to add to" % out)
+    if have is not None and not add:
+        raise ConfigError("%s already holds a set-up for %d meter(s): running again would replace the CA and "
+                          "every key and password; --add adds meters and keeps them, --force replaces them" % (
+                              out, len(have[0])))
+    kept = {}
+    if add:
+        devs, backend, addr, backend_port = have
+        if addr is None:
+            raise ConfigError("%s: its meters do not share one broker address" % out)
+        h, p = addr.rsplit(":", 1)
+        if (host or h, port or int(p)) != (h, int(p)):
+            raise ConfigError("--add keeps the broker address of the set-up (%s), not %s:%s" % (addr, host or h, port or p))
+        host, port = h, int(p)
+        again = sorted(set(meters) & set(devs))
+        if again:
+            raise ConfigError("already in %s: %s (their secrets are kept; give only new meters)" % (out, ", ".join(again)))
+        certs = False  # the CA and the server certificate stay: the meters in the field trust them
+        kept = devs
+    host = host or "localhost"
+    port = port or 8883
+    backend_port = backend_port or port + 1
     broker = out / "broker"
     for d in (broker, out / "backend"):
         d.mkdir(parents=True, exist_ok=True)
     if certs:
         make_certs(broker, host)
-    users = {BACKEND_USER: base64.urlsafe_b64encode(os.urandom(18)).decode()}
+    if force:
+        for d in sorted((out / "devices").glob("*")) if (out / "devices").is_dir() else ():
+            if d.name not in meters and (d / "secrets.json").exists():
+                for f in d.iterdir():
+                    f.unlink()
+                d.rmdir()  # a meter left out: its credentials are dead, so are its files
+    users = {BACKEND_USER: backend["password"] if add else base64.urlsafe_b64encode(os.urandom(18)).decode()}
     keys = {}
+    for m, sec in kept.items():
+        users[m] = sec["mqtt_password"]
+        keys[m] = json.loads((out / "backend" / "meters.json").read_text())[m]
     for m in meters:
         users[m] = base64.urlsafe_b64encode(os.urandom(18)).decode()
         keys[m] = {"key": os.urandom(32).hex(), "kid": 0}
     (broker / "passwd").write_text("".join("%s:%s\n" % (u, password_hash(p)) for u, p in users.items()))
     (broker / "passwd").chmod(0o600)
     (broker / "acl").write_text(acl_text())
-    (broker / "mosquitto.conf").write_text(conf_text(broker, port, bind, run_as, backend_port))
-    ca_der = (broker / "ca.der").read_bytes() if certs else b""
+    if not add:  # an added meter changes no listener: the broker's options stay as they were set
+        (broker / "mosquitto.conf").write_text(conf_text(broker, port, bind, run_as, backend_port))
+    ca_der = (broker / "ca.der").read_bytes() if (broker / "ca.der").exists() else b""
     for m in meters:
         dd = out / "devices" / m
         dd.mkdir(parents=True, exist_ok=True)
-        if certs:
+        if ca_der:
             (dd / "ca.der").write_bytes(ca_der)
         _secret(dd / "secrets.json", {"meter_id": m, "key": keys[m]["key"], "broker": "%s:%d" % (host, port),
                                       "mqtt_user": m, "mqtt_password": users[m], "ca": "/ca.der"})
@@ -154,16 +216,22 @@ def generate(out, meters, host="localhost", port=8883, bind=None, certs=True, ru
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out")
-    p.add_argument("--meters", nargs="+", required=True)
-    p.add_argument("--host", default="localhost", help="broker name the meters connect to (in its certificate)")
-    p.add_argument("--port", type=int, default=8883)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--meters", nargs="+", help="the fleet (a new set-up, or with --force a replacement)")
+    g.add_argument("--add", nargs="+", metavar="METER", help="more meters for the set-up in OUT (keeps it)")
+    p.add_argument("--force", action="store_true", help="replace the set-up in OUT: a new CA, every key and "
+                   "password new (meters in the field must be provisioned again)")
+    p.add_argument("--host", default=None, help="broker name the meters connect to (in its certificate; "
+                   "default localhost)")
+    p.add_argument("--port", type=int, default=None, help="the meters' TLS port (default 8883)")
     p.add_argument("--bind", default=None, help="address the listener binds (default: all)")
     p.add_argument("--backend-port", type=int, default=None,
                    help="the backend's listener on 127.0.0.1 (default: --port + 1)")
     p.add_argument("--run-as", default=None, help="mosquitto's `user` option (default: mosquitto's own)")
     a = p.parse_args(argv)
     try:
-        generate(a.out, a.meters, a.host, a.port, a.bind, run_as=a.run_as, backend_port=a.backend_port)
+        generate(a.out, a.meters or a.add, a.host, a.port, a.bind, run_as=a.run_as, backend_port=a.backend_port,
+                 force=a.force, add=bool(a.add))
     except ConfigError as e:
         print("broker_config: error: %s" % e, file=sys.stderr)
         return 2

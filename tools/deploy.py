@@ -72,6 +72,15 @@ def check_args(a):
     if not secrets.is_file():
         raise DeployError("no secrets for meter %r in %s: run `python tools/headend.py provision %s --board %s` first" % (
             a.meter, Path(a.home) / "deploy", a.meter, a.board))
+    # The meter was provisioned for one board (its chip, pins, calibration): another board's
+    # firmware would boot with the wrong driver and the wrong configuration.
+    try:
+        provisioned = (secrets.parent / "board.txt").read_text().strip()
+    except OSError:
+        provisioned = None
+    if provisioned and provisioned != a.board:
+        raise DeployError("meter %s was provisioned for BOARD=%s, not %s: deploy with BOARD=%s (or provision it "
+                          "again with --force --board %s)" % (a.meter, provisioned, a.board, provisioned, a.board))
     return secrets
 
 

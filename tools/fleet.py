@@ -237,8 +237,10 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if not 1 <= a.meters <= 500:
         p.error("--meters must be 1..500")
-    if not 1 <= a.hours <= 24 * 31 or a.tick_s < 1 or a.pace_ms < 0:
-        p.error("--hours 1..744, --tick-s >= 1, --pace-ms >= 0")
+    if not 1 <= a.hours <= 24 * 31 or not 1 <= a.tick_s <= 3600 or a.pace_ms < 0:
+        p.error("--hours 1..744, --tick-s 1..3600, --pace-ms >= 0")
+    if not 0 < a.restart_at < 1:  # NaN fails too
+        p.error("--restart-at is a fraction of the run, between 0 and 1 (exclusive), got %s" % a.restart_at)
     return a
 
 

@@ -97,15 +97,26 @@ class Registry:
     def get(self, meter_id):
         check_id(meter_id)
         try:
-            return json.loads(self.path(meter_id).read_text())
+            rec = json.loads(self.path(meter_id).read_text())
         except FileNotFoundError:
             raise CliError("unknown meter %r: not provisioned in %s (see `headend list`)" % (meter_id, self.home))
+        except (OSError, ValueError) as e:
+            raise CliError("the record of %s (%s) is damaged: %s; restore it from a backup, or provision the "
+                           "meter again with --force (a new key)" % (meter_id, self.path(meter_id), e))
+        if not isinstance(rec, dict) or not isinstance(rec.get("key"), str) or rec.get("meter_id") != meter_id:
+            raise CliError("the record of %s (%s) is damaged: not a meter record; restore it from a backup, or "
+                           "provision the meter again with --force (a new key)" % (meter_id, self.path(meter_id)))
+        return rec
 
     def put(self, rec):
         self.meters.mkdir(parents=True, exist_ok=True)
         p = self.path(rec["meter_id"])
         tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rec, indent=1, sort_keys=True))
+        # The meter's key and MQTT password: for this user only, from the first byte on.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an older file of that name may have other modes
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(rec, indent=1, sort_keys=True))
         os.replace(tmp, p)  # atomic: a crash never leaves a half-written key file
 
     def update(self, meter_id, change):
@@ -122,10 +133,11 @@ class Registry:
         return out
 
     def next_id(self, meter_id, field="next_cmd_id"):
-        """Reserve the next command id before sending: ids are never reused (the meter would
-        take a reused id for a repeat of the first command)."""
+        """Reserve the next command (or token: "next_token_id") id before sending: ids are never
+        reused (the meter would take a reused id for a repeat of the first command). A meter
+        provisioned when tokens were numbered with commands starts its token counter there."""
         def take(rec):
-            cid = rec.get(field, 1)
+            cid = rec.get(field, rec.get("next_cmd_id", 1))
             rec[field] = cid + 1
             return cid, dict(rec)
 
@@ -232,15 +244,21 @@ def check_id(meter_id):
 
 
 # -- the broker ---------------------------------------------------------------------------------
+def broker_addr(text):
+    """(host, port) of a HOST:PORT; CliError when it is not one."""
+    host, _, port = str(text).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in " /:"):
+        raise CliError("broker must be HOST:PORT (port 1..65535), got %r" % (text,))
+    return host, int(port)
+
+
 class Bus:
     """A paho client that collects messages per topic and turns connection trouble into CliError."""
 
     def __init__(self, broker, user=None, password=None, timeout=5.0, cafile=None):
         import paho.mqtt.client as mqtt
 
-        host, _, port = broker.rpartition(":")
-        if not host or not port.isdigit():
-            raise CliError("broker must be HOST:PORT, got %r" % broker)
+        host, port = broker_addr(broker)
         self.broker = broker
         self.cond = threading.Condition()
         self.msgs = []
@@ -342,6 +360,10 @@ class Headend:
             self._bus = Bus(self.a.broker, self.a.user, self.a.password, cafile=self.a.cafile)
         return self._bus
 
+    def connect(self):
+        """The broker connection, made now (CliError when the broker cannot be reached)."""
+        return self.bus
+
     def close(self):
         if self._bus is not None:
             self._bus.close()
@@ -368,6 +390,7 @@ class Headend:
             return self._send(meter_id, op, args)
 
     def _send(self, meter_id, op, args):
+        self.connect()  # first: a broker that cannot be reached leaves nothing pending, no id spent
         cid, rec = self.reg.next_id(meter_id)
         # Expiry counts in the meter's time (the meter refuses one more than 31 days past a
         # trusted clock: exp_far), from its last reading.
@@ -449,6 +472,40 @@ class Headend:
                     rec = None  # a birth may change the revision (what the meter signs)
 
 
+def number_arg(kind, lo, hi=None, what=""):
+    """An argparse type: a number of `kind` (int, float) in lo..hi, one line otherwise."""
+    def conv(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not a %s: %r" % ("whole number" if kind is int else "number", text))
+        if v != v or v < lo or (hi is not None and v > hi):  # v != v: NaN
+            raise argparse.ArgumentTypeError("must be %s%s%s, got %s" % (
+                lo, " to %s" % hi if hi is not None else " or more", what, text))
+        return v
+    return conv
+
+
+def out_path(text):
+    """An argparse type: "-" or a file whose directory exists (nothing is created on the way)."""
+    if text == "-":
+        return text
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError("%s is a directory: give a file name" % text)
+    if not p.parent.is_dir():
+        raise argparse.ArgumentTypeError("directory %s does not exist" % (p.parent or "."))
+    return text
+
+
+def broker_arg(text):
+    try:
+        broker_addr(text)
+    except CliError as e:
+        raise argparse.ArgumentTypeError(str(e))
+    return text
+
+
 def ttl_arg(text):
     try:
         v = int(text)
@@ -513,7 +570,7 @@ def cmd_provision(h, a):
         raise CliError("give both --wifi-ssid and --wifi-password, or neither")
     rec = {"meter_id": a.meter, "board": a.board, "key": secrets.token_hex(32),
            "mqtt_user": a.meter, "mqtt_password": secrets.token_urlsafe(18),
-           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "next_cmd_id": 1,
+           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "next_cmd_id": 1, "next_token_id": 1,
            "provisioned": int(time.time())}
     h.reg.put(rec)
     out = h.reg.deploy / a.meter
@@ -522,8 +579,10 @@ def cmd_provision(h, a):
            "mqtt_password": rec["mqtt_password"]}
     if a.wifi_ssid:
         sec.update(wifi_ssid=a.wifi_ssid, wifi_password=a.wifi_password)
-    (out / "secrets.json").write_text(json.dumps(sec, indent=1, sort_keys=True) + "\n")
-    os.chmod(out / "secrets.json", 0o600)
+    fd = os.open(out / "secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(sec, indent=1, sort_keys=True) + "\n")
     (out / "board.txt").write_text(a.board + "\n")
     (out / "mosquitto-acl.conf").write_text(
         "# this meter may publish only under its own topics and read only its commands\n"
@@ -557,8 +616,14 @@ def cmd_list(h, a):
             except ValueError:
                 pass
     print("%-20s %-16s %-8s %-17s %s" % ("METER", "BOARD", "LINK", "LAST REPORT UTC", "BALANCE"))
+    damaged = []
     for mid in ids:
-        rec = h.reg.get(mid)
+        try:
+            rec = h.reg.get(mid)
+        except CliError as e:  # one damaged record must not hide the other meters
+            damaged.append(str(e))
+            print("%-20s %-16s %-8s %-17s %s" % (mid, "?", "?", "-", "DAMAGED RECORD"))
+            continue
         tele = h.reg.recorded(mid, "tele")
         last = tele[-1] if tele else None
         link = {1: "online", 0: "offline"}.get(online.get(mid), "unknown")
@@ -568,7 +633,9 @@ def cmd_list(h, a):
     strangers = sorted(set(online) - set(ids))
     if strangers:
         print("not provisioned here but on the broker: %s" % ", ".join(strangers))
-    return 0
+    for e in damaged:
+        print("headend: error: %s" % e, file=sys.stderr)
+    return 2 if damaged else 0
 
 
 def kwh(wh):
@@ -715,8 +782,10 @@ def cmd_token(h, a):
     if issuer is None:
         raise CliError("offline tokens are not supported by this build: no host token issuer "
                        "(tools/%s with issue(meter_key, meter_id, cmd_id, amount_minor))" % ISSUER)
-    # A token spends an id from the same counter as MQTT commands: one credit, one id.
-    cid, rec = h.reg.next_id(a.meter)
+    # Tokens have a counter of their own (docs/tokens.md, protocol revision 4): a paper token
+    # stays good whatever commands reach the meter before it is typed. An older meter numbers
+    # tokens with commands: one counter for both there.
+    cid, rec = h.reg.next_id(a.meter, "next_token_id" if rev_of(rec) >= 4 else "next_cmd_id")
     try:
         tok = issuer.issue(bytes.fromhex(rec["key"]), a.meter, cid, amt)
     except ValueError as e:
@@ -727,6 +796,10 @@ def cmd_token(h, a):
     print(" ".join(digits[i:i + 4] for i in range(0, 20, 4)))
     print("(%s for %s, id %d: type it at the meter, or at the REPL with token(\"...\"))" % (
         fmt_money(amt, rec.get("decimals", 2)), a.meter, cid), file=sys.stderr)
+    if a.send:
+        r = h.send(a.meter, "token", tok=digits)  # the token's verdict is the reply's result
+        print("%s: token %d relayed and applied (command %d); balance now %s" % (
+            a.meter, cid, r["cmd_id"], fmt_money(r["b"], rec.get("decimals", 2))))
     return 0
 
 
@@ -770,9 +843,11 @@ def cmd_resync(h, a):
             nonce = lost[-1].get("a")
     if type(nonce) is not int or not 0 < nonce < 1 << 30:
         raise CliError("the nonce is a number from the meter's replay_lost event (1 .. 2^30-1), not %r" % (nonce,))
-    last = rec.get("next_cmd_id", 1) - 1  # the highest id issued (commands and tokens alike)
-    r = h.send(a.meter, "resync", last=last, nonce=nonce)
-    print("%s: resync applied (ids up to %d are stale from now on; command %d)" % (a.meter, last, r["cmd_id"]))
+    last = rec.get("next_cmd_id", 1) - 1  # the highest command id issued
+    tlast = rec.get("next_token_id", rec.get("next_cmd_id", 1)) - 1  # the highest token id issued
+    r = h.send(a.meter, "resync", last=last, tlast=tlast, nonce=nonce)
+    print("%s: resync applied (command ids up to %d and token ids up to %d are stale from now on; command %d)" % (
+        a.meter, last, tlast, r["cmd_id"]))
     return 0
 
 
@@ -832,8 +907,10 @@ def cmd_tariff(h, a):
         doc = json.loads(Path(a.file).read_text())
     except FileNotFoundError:
         raise CliError("no such tariff file: %s" % a.file)
-    except ValueError as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise CliError("%s is not valid JSON: %s" % (a.file, e))
+    except OSError as e:  # a directory, no permission
+        raise CliError("cannot read tariff file %s: %s" % (a.file, e.strerror or e))
     why = check_tariff(doc)
     if why is not None:
         raise CliError("tariff %s rejected before sending: %s" % (a.file, why))
@@ -985,7 +1062,8 @@ def parser():
                    help="CA certificate of the broker: connect over TLS and verify it (broker.md)")
     p.add_argument("--credentials", help="the backend.json that tools/broker_config.py wrote: broker, "
                    "user, password and CA from it (TLS)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a meter's reply")
+    p.add_argument("--timeout", type=number_arg(float, 0, 3600), default=10.0,
+                   help="seconds to wait for a meter's reply")
     p.add_argument("--ttl", type=ttl_arg, default=CMD_TTL_S,
                    help="seconds of meter time a command stays valid (default %(default)s; at most 31 days, "
                         "the meter refuses more). A simulated meter running days in seconds needs days")
@@ -996,13 +1074,14 @@ def parser():
     s.add_argument("--board", required=True)
     s.add_argument("--wifi-ssid")
     s.add_argument("--wifi-password")
-    s.add_argument("--meter-broker", help="HOST:PORT the meter uses (default: --broker)")
+    s.add_argument("--meter-broker", type=broker_arg, help="HOST:PORT the meter uses (default: --broker)")
     s.add_argument("--decimals", type=int, default=2, choices=range(0, 4))
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_provision)
 
     s = sub.add_parser("list", help="provisioned meters and their link state")
-    s.add_argument("--wait", type=float, default=0.5)
+    s.add_argument("--wait", type=number_arg(float, 0, 60), default=0.5,
+                   help="seconds to collect the meters' retained births")
     s.set_defaults(fn=cmd_list)
 
     s = sub.add_parser("status", help="ask a meter for fresh status")
@@ -1011,8 +1090,8 @@ def parser():
 
     s = sub.add_parser("watch", help="live telemetry and events (recorded for export/plot)")
     s.add_argument("meters", nargs="*")
-    s.add_argument("--count", type=int)
-    s.add_argument("--seconds", type=float)
+    s.add_argument("--count", type=number_arg(int, 1))
+    s.add_argument("--seconds", type=number_arg(float, 0))
     s.add_argument("--no-record", action="store_true")
     s.set_defaults(fn=cmd_watch)
 
@@ -1022,6 +1101,8 @@ def parser():
         s.add_argument("meter")
         s.add_argument("amount", help="money, e.g. 12.50")
         s.set_defaults(fn=fn)
+    s.add_argument("--send", action="store_true",
+                   help="also relay it to the meter now (it is used there; typing it later answers `used`)")
 
     s = sub.add_parser("retry", help="re-send the unanswered command (same id: applied at most once)")
     s.add_argument("meter")
@@ -1052,20 +1133,21 @@ def parser():
 
     s = sub.add_parser("backfill", help="ask a meter to resend uplink messages missing here")
     s.add_argument("meter")
-    s.add_argument("--from-seq", type=int, help="resend from this uplink seq (default: the first gap recorded)")
+    s.add_argument("--from-seq", type=number_arg(int, 1),
+                   help="resend from this uplink seq (default: the first gap recorded)")
     s.set_defaults(fn=cmd_backfill)
 
     s = sub.add_parser("export-csv", help="load profile or daily billing snapshots to CSV")
     s.add_argument("meter")
     s.add_argument("--kind", choices=("load", "billing"), default="load")
-    s.add_argument("--out", default="-")
+    s.add_argument("--out", type=out_path, default="-")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("plot", help="load profile and balance to a PNG")
     s.add_argument("meter")
-    s.add_argument("--out", required=True)
-    s.add_argument("--width", type=int, default=900)
-    s.add_argument("--height", type=int, default=560)
+    s.add_argument("--out", type=out_path, required=True)
+    s.add_argument("--width", type=number_arg(int, 320, 4000, " pixels"), default=900)
+    s.add_argument("--height", type=number_arg(int, 240, 4000, " pixels"), default=560)
     s.set_defaults(fn=cmd_plot)
     return p
 
@@ -1086,6 +1168,8 @@ def credentials(a):
 def main(argv=None):
     a = parser().parse_args(argv)
     try:
+        if Path(a.home).exists() and not Path(a.home).is_dir():
+            raise CliError("--home %s is a file: the headend home is a directory" % a.home)
         credentials(a)
     except CliError as e:
         print("headend: error: %s" % e, file=sys.stderr)

@@ -63,7 +63,7 @@ def rotate_key(old_key, meter_id, cmd_id, exp, kid, new_key):
 # -- uplink -------------------------------------------------------------------
 
 UPLINK_LABEL = b"pm-uplink-v1"
-REVISION = 3  # the newest revision of v1 (protocol.md 1)
+REVISION = 4  # the newest revision of v1 (protocol.md 1)
 SIGNED = ("reply", "status")  # kinds signed from revision 2; from revision 3 every kind is
 _MAC_HEX = 16  # hex digits of the uplink mac (the first 8 bytes of the HMAC)
 _MAC_HEAD = b',"mac":"'

@@ -298,7 +298,9 @@ class Run:
             if b.pending and b.pending[0] == cid:
                 return  # not acknowledged yet: try again later
 
-    def replies(self):
+    def _uplink(self):
+        """What the meter has for the backend: its outbox, then the unnumbered answers (to
+        refused and repeated commands, protocol.md 6.4) it holds in RAM. (kind, payload)."""
         ob = self.m.sync.outbox
         while ob.count:
             try:
@@ -306,6 +308,13 @@ class Run:
             except (IndexError, OSError):
                 break
             ob.pop()
+            yield kind, payload
+        a = self.m.sync.answers
+        while a:
+            yield 2, a.pop(0)
+
+    def replies(self):
+        for kind, payload in self._uplink():
             if kind != 2:
                 if b'"replay_lost"' in payload:
                     self.backend.nonce = json.loads(payload)["a"]

@@ -27,7 +27,9 @@ class SimError(Exception):
 
 
 def sim_boards():
-    return sorted(p.stem.replace("_", "-") for p in (ROOT / "boards").glob("sim_*.py"))
+    """The simulated boards a sim can run (not those that need a test harness's parts)."""
+    return sorted(p.stem.replace("_", "-") for p in (ROOT / "boards").glob("sim_*.py")
+                  if "\nSTANDALONE = False" not in p.read_text())
 
 
 def parse_args(argv):
@@ -49,9 +51,9 @@ def parse_args(argv):
                 name, " from 1 to 8784" if name == "hours" else "", v))
         setattr(a, name, int(v))
     if a.broker:
-        host, _, port = a.broker.partition(":")
-        if not host or not port.isdigit():
-            raise SimError("BROKER must be host:port, got %r" % a.broker)
+        host, _, port = a.broker.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SimError("BROKER must be host:port (port 1..65535), got %r" % a.broker)
     return a
 
 
@@ -76,7 +78,11 @@ class Backend:
         self.events = []
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-backend")
         self.c.on_message = self._on_message
-        self.c.connect(host, port)
+        try:
+            self.c.connect(host, port)
+        except OSError as e:
+            raise SimError("cannot reach the broker %s:%d: %s (is it running? leave BROKER out to start one)" % (
+                host, port, e.strerror or e))
         self.c.subscribe(meterproto.topic(meter_id, "#"), qos=1)
         self.c.loop_start()
 
@@ -164,7 +170,7 @@ def run(a):
 
     broker = None
     if a.broker:
-        host, _, port = a.broker.partition(":")
+        host, _, port = a.broker.rpartition(":")
         port = int(port)
     else:
         broker = Broker()

@@ -2,14 +2,15 @@
 
     tools/token_issue.py --meter-id M --key HEX --id N --amount MINOR [--type credit|debt|test]
 
-Prints the token in groups of four digits. The id must come from the same per-meter counter
-the backend uses for MQTT command ids: one credit, one id, whichever way it is delivered.
+Prints the token in groups of four digits. The id comes from the meter's token counter (apart
+from its command ids since protocol revision 4; docs/tokens.md): one token, one id, never reused.
 This is an independent CPython implementation of the format the firmware (firmware/token.py)
 verifies, so each side checks the other in the tests.
 """
 import argparse
 import hashlib
 import hmac
+import re
 import struct
 import sys
 
@@ -26,6 +27,10 @@ DAMM = [
     [5, 8, 6, 9, 7, 2, 0, 1, 3, 4], [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
     [9, 4, 3, 8, 6, 1, 7, 2, 0, 5], [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
 ]
+
+
+KEY_LEN = 32  # a meter key (docs/protocol.md 2)
+METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
 
 class TokenError(ValueError):
@@ -59,8 +64,14 @@ def issue(meter_key, meter_id, cmd_id, amount, typ="credit"):
         raise TokenError("type must be one of %s" % ", ".join(TYPES))
     if not isinstance(cmd_id, int) or not 0 < cmd_id < 1 << 31:
         raise TokenError("id must be an integer in 1..2^31-1")
-    if not meter_key:
-        raise TokenError("a meter key is required")
+    if not isinstance(meter_key, bytes) or len(meter_key) != KEY_LEN:
+        raise TokenError("the meter key is %d bytes (%d hex digits), got %d" % (
+            KEY_LEN, 2 * KEY_LEN, len(meter_key) if isinstance(meter_key, bytes) else 0))
+    if not isinstance(meter_id, str) or not METER_ID.match(meter_id):
+        raise TokenError("meter id: 1 to 32 letters, digits, - or _ (the id it was provisioned with), got %r" % (
+            meter_id,))
+    if typ != "test" and amount == 0:
+        raise TokenError("a %s token of 0 adds nothing: give an amount above 0 (minor units)" % typ)
     t = TYPES[typ]
     af = amount_field(amount)
     msg = b"pm-token-v1" + meter_id.encode() + struct.pack("<BIH", t, cmd_id, af)
@@ -79,7 +90,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--meter-id", required=True)
     p.add_argument("--key", required=True, help="the meter key, hex")
-    p.add_argument("--id", type=int, required=True, help="command id from the meter's counter")
+    p.add_argument("--id", type=int, required=True, help="token id from the meter's token counter")
     p.add_argument("--amount", type=int, required=True, help="minor units")
     p.add_argument("--type", default="credit", choices=sorted(TYPES))
     a = p.parse_args(argv)

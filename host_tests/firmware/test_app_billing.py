@@ -77,22 +77,23 @@ mptest.eq(m.enter_token(T["t1"]), "used", "same token again")
 mptest.eq(m.enter_token(T["big"]), "refused_max_balance", "over the maximum balance: refused whole")
 mptest.eq(m.account.balance, 1700, "nothing credited")
 mptest.eq(m.enter_token(T["bad"]), "bad_mac", "forged")
-# MQTT top-up with id 3, then the same credit typed as token id 3: applied once.
+# MQTT top-up with command id 3, then token id 3 typed: ids of their own, both applied.
 m.on_message(b"cmd", ARGS["mqtt3"].encode())
 mptest.eq(m.account.balance, 1700 + 300, "MQTT top-up")
-mptest.eq(m.enter_token(T["t3"]), "used", "token with an id already used over MQTT")
-# A token relayed over MQTT goes through the same verifier.
+mptest.eq(m.enter_token(T["t3"]), "applied", "token 3 after command 3: another counter")
+# A token relayed over MQTT goes through the same verifier and token ids.
 m.on_message(b"cmd", ARGS["mqtt_tok"].encode())
-mptest.eq(m.account.balance, 2000 + 400, "relayed token applied")
-mptest.eq(m.commands.seen(5)[0], 1, "relayed token id remembered")
+mptest.eq(m.account.balance, 2300 + 400, "relayed token applied")
+mptest.eq(m.tokens.ids.seen(5)[0], 1, "relayed token id remembered")
+mptest.eq(m.enter_token(T["t5"]), "used", "and the same token typed is used")
 log = m.topup_log.entries()
 mptest.eq([(e["src"], e["id"], e["result"], e["amount"]) for e in log], [
     ("token", 2, "applied", 700), ("token", 2, "used", 700), ("token", 4, "refused_max_balance", 9000),
-    ("token", 0, "bad_mac", 0), ("mqtt", 3, "applied", 300), ("token", 3, "used", 300),
-    ("mqtt", 5, "applied", 400)], "journal")
-# The big token was refused, not consumed: it applies once the balance leaves room.
+    ("token", 0, "bad_mac", 0), ("mqtt", 3, "applied", 300), ("token", 3, "applied", 300),
+    ("mqtt", 5, "applied", 400), ("token", 5, "used", 400)], "journal")
+# The big token was refused, not consumed: newer ids applied since do not make it stale.
 m.account.balance = 100
-mptest.eq(m.enter_token(T["big"]), "stale_id", "ids moved past it meanwhile")
+mptest.eq(m.enter_token(T["big"]), "refused_max_balance", "still refused for the maximum, not stale")
 # Storage fails while a token is applied: nothing changes and the token stays usable.
 real_commit = m.store.commit
 def broken():
@@ -100,7 +101,7 @@ def broken():
 m.store.commit = broken
 bal = m.account.balance
 mptest.eq(m.enter_token(T["t7"]), "store_fault", "commit failed")
-mptest.eq((m.account.balance, m.commands.seen(7)[0]), (bal, 0), "undone: no credit, id not used")
+mptest.eq((m.account.balance, m.tokens.ids.seen(7)[0]), (bal, 0), "undone: no credit, id not used")
 m.store.commit = real_commit
 mptest.eq(m.enter_token(T["t7"]), "applied", "the same token works once storage is back")
 mptest.eq(m.topup_log.entries()[-2]["result"], "store_fault", "the failure is journalled")
@@ -208,10 +209,11 @@ def _args(flash, start):
         "key": KEY.hex(),
         "flash": str(flash),
         "tokens": {"t1": iss(KEY, MID, 2, 700), "big": iss(KEY, MID, 4, 9000), "t3": iss(KEY, MID, 3, 300),
+                   "t5": iss(KEY, MID, 5, 400),
                    "t7": iss(KEY, MID, 7, 50),
                    "bad": iss(bytes(32), MID, 9, 100)},
         "mqtt3": meterproto.command(KEY, MID, 3, exp, "topup", amt=300).decode(),
-        "mqtt_tok": meterproto.command(KEY, MID, 6, exp, "token", tok=iss(KEY, MID, 5, 400)).decode(),
+        "mqtt_tok": meterproto.command(KEY, MID, 40, exp, "token", tok=iss(KEY, MID, 5, 400)).decode(),
     })
 
 

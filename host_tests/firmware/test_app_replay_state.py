@@ -6,7 +6,10 @@
   expired, since expiry is judged against the time floor committed with the record.
 
 Each case replays captured, signed commands, as an attacker on the broker or the wire would."""
+import json
+
 import mprun
+import token_issue
 
 PRELUDE = r"""
 import mptest, simkit, events
@@ -46,9 +49,12 @@ def test_replays_refused_after_the_record_is_lost_until_a_resync(mpy):
 b, m = boot()
 now = simkit.unix_now(b)
 exp = now + 30 * 86400
+import sys, json
+T = json.loads(sys.stdin.read())
 captured = [cmd(5, exp, amt=2000), cmd(6, exp, amt=3000)]
 for p in captured:
     mptest.eq(send(m, p), "applied", "top-up applied")
+mptest.eq(m.enter_token(T["t6"]), "applied", "token 6 typed")
 run(b, m, 6)
 m.commit()
 for p in ("/flash/state.a", "/flash/state.b"):  # both slots lost (flash damage, a bad write)
@@ -65,6 +71,7 @@ for p in captured:
 mptest.eq(send(m, cmd(7, exp, amt=100)), "replay_lost", "a new one too, until the resync")
 mptest.eq(send(m, cmd(8, exp, op="relay", what="connect")), "replay_lost", "and relay commands")
 mptest.eq(send(m, cmd(9, exp, op="resync", last=8, nonce=nonce + 1)), "replay_lost", "a resync with another nonce")
+mptest.eq(m.enter_token(T["t6"]), "replay_lost", "a typed token too")
 mptest.eq(m.account.balance, bal, "no money moved")
 
 # Power cut before any resync: still lost, with a new nonce; the old one is no use.
@@ -76,8 +83,12 @@ mptest.check(n2 != nonce, "a new nonce per boot")
 mptest.check(b'"rl":%d' % n2 in m.sync.birth()[1], "the retained birth carries the nonce")
 mptest.eq(send(m, cmd(10, exp, op="resync", last=8, nonce=nonce)), "replay_lost", "the old nonce is refused")
 mptest.eq(send(m, cmd(11, exp, op="resync", last=True, nonce=n2)), "bad_args", "a resync without a valid last")
+mptest.eq(send(m, cmd(11, exp, op="resync", last=11, tlast="7", nonce=n2)), "bad_args", "or a valid tlast")
 mptest.check(m.commands.lost, "a bad resync changes nothing")
-mptest.eq(send(m, cmd(12, exp, op="resync", last=11, nonce=n2)), "applied", "the backend's resync")
+mptest.eq(send(m, cmd(12, exp, op="resync", last=11, tlast=7, nonce=n2)), "applied", "the backend's resync")
+mptest.eq(m.enter_token(T["t6"]), "stale_id", "token ids up to tlast are spent")
+mptest.eq(m.enter_token(T["t8"]), "applied", "a token issued after it is taken")
+bal += 800
 mptest.check(not m.commands.lost, "replay state re-established")
 mptest.check(b'"rl"' not in m.sync.birth()[1], "and the next birth says nothing of it")
 for p in captured:
@@ -91,8 +102,9 @@ b, m = boot()
 mptest.eq(evs(m, events.REPLAY_LOST), [], "not lost any more")
 mptest.eq((send(m, cmd(13, exp, amt=700)), m.account.balance), ("applied", bal + 700), "a repeat: answered, not applied")
 mptest.done()
-""", heap=mprun.APP_HEAP, timeout=300)
-    assert res.result["checks"] >= 18
+""", stdin=json.dumps({k: token_issue.issue(bytes(range(32)), "t-0001", i, a) for k, i, a in
+                       (("t6", 6, 600), ("t8", 8, 800))}), heap=mprun.APP_HEAP, timeout=300)
+    assert res.result["checks"] >= 22
 
 
 def test_an_expired_command_stays_expired_after_a_power_cut_or_a_clock_set_back(mpy):

@@ -5,7 +5,11 @@ bad-token count saturates instead of wrapping (which would end the lockout escal
 
 The v1 layout is written here from its own formats (as the firmware before layout versioning
 wrote it), not from record.py, so a change to the reader cannot hide behind the same code."""
+import json
+
 import mprun
+
+KEY_BYTES = bytes(range(32))  # simkit.TEST_KEY, the simulated board's key
 
 PRELUDE = r"""
 import os, struct, mptest, simkit, app, record, relay, events, store, auth
@@ -18,7 +22,15 @@ B1, B2 = "<iiiiiiiiiBBHii", "<iiiiqiiqiBBHiii"
 MID = 5 * 8 + 8
 
 
+def to_v2(buf):
+    # v3 appended the token ids (16 bytes) to the v2 layout.
+    out = bytearray(buf[:record.SIZE_V2])
+    struct.pack_into("<H", out, 2, 2)
+    return out
+
+
 def to_v1(buf):
+    buf = to_v2(buf)
     h = list(struct.unpack_from(H2, buf, 0))
     h[1] = 1
     o2 = struct.calcsize(H2)
@@ -102,12 +114,46 @@ mptest.eq((rep[0]["res"], rep[0]["rep"]), ("applied", 1), "the replay window cam
 mptest.eq(m.account.balance, before[0], "not applied twice")
 # The next commit writes the new layout, and the meter reads it back.
 m.commit()
-mptest.eq(sorted(len(s) - 8 for s in slots() if s), [record.SIZE_V1, record.SIZE], "v2 written next to the v1 slot")
+mptest.eq(sorted(len(s) - 8 for s in slots() if s), [record.SIZE_V1, record.SIZE], "v3 written next to the v1 slot")
 b, m = boot()
-mptest.eq((m.store.length, state(m)), (record.SIZE, before), "read back from v2")
+mptest.eq((m.store.length, state(m)), (record.SIZE, before), "read back from v3")
 mptest.done()
 """, heap=mprun.APP_HEAP, timeout=300)
     assert res.result["checks"] >= 8
+
+
+def test_a_v2_record_keeps_paper_tokens_issued_after_its_last_id(mpy):
+    # Up to v2 tokens were numbered with commands; v3 gives them ids of their own. A v2 meter's
+    # token ids up to its last applied id are spent (as they were), later ones still good, and a
+    # later command no longer makes them stale.
+    import token_issue
+    res = mpy(PRELUDE + r"""
+import sys, json
+T = json.loads(sys.stdin.read())
+b, m = boot()
+out = simkit.Replies(m)
+now = simkit.unix_now(b)
+mptest.eq(m.enter_token(T["t5"]), "applied", "token 5 applied")
+m.commands.remember(5, 0)  # where a v2 firmware kept it: the shared command window
+m.on_message(b"cmd", sign(KEY, {"m": "t-0001", "id": 7, "exp": now + 600, "op": "topup", "amt": 100}))
+m.commit()
+write_slots(to_v2(m.store.payload))
+b, m = boot()
+mptest.eq(m.store.length, record.SIZE_V2, "a v2 record was read")
+mptest.eq(m.tokens.ids.top, 7, "token ids: the last applied id of the shared counter")
+bal = m.account.balance
+mptest.eq(m.enter_token(T["t5"]), "used", "token 5: still used")
+mptest.eq(m.enter_token(T["t6"]), "stale_id", "token 6 (never typed, below the last id): spent as before")
+out = simkit.Replies(m)
+m.on_message(b"cmd", sign(KEY, {"m": "t-0001", "id": 9, "exp": now + 600, "op": "status"}))
+mptest.eq(m.enter_token(T["t8"]), "applied", "token 8, issued before the upgrade, after a later command")
+mptest.eq(m.account.balance, bal + 800, "credited once")
+b, m = boot()
+mptest.eq((m.store.length, m.enter_token(T["t8"])), (record.SIZE, "used"), "v3 written; token 8 used")
+mptest.done()
+""", stdin=json.dumps({k: token_issue.issue(KEY_BYTES, "t-0001", i, a) for k, i, a in
+                       (("t5", 5, 500), ("t6", 6, 600), ("t8", 8, 800))}), heap=mprun.APP_HEAP, timeout=300)
+    assert res.result["ok"] and res.result["checks"] >= 7
 
 
 def test_a_newer_firmwares_record_is_never_written_over(mpy):
@@ -117,11 +163,11 @@ run(b, m, 30)
 m.commit()
 for extra, what in ((16, "a longer record"), (0, "the same length")):
     rec = bytearray(m.store.payload) + bytes(extra)
-    struct.pack_into("<H", rec, 2, 3)  # version 3: a firmware that was installed, then rolled back
+    struct.pack_into("<H", rec, 2, record.VERSION + 1)  # a firmware that was installed, then rolled back
     write_slots(rec)
     kept = slots()
     b2, m2 = boot()
-    mptest.check([events.STORE_NEWER, 3] in codes(m2), "%s: store_newer raised with its version" % what)
+    mptest.check([events.STORE_NEWER, record.VERSION + 1] in codes(m2), "%s: store_newer raised with its version" % what)
     mptest.eq((m2.relay.state, bool(m2.relay.reasons & relay.SAFETY)), (relay.DISCONNECTED, True),
               "%s: relay open, the balance is unknown to this firmware" % what)
     run(b2, m2, 30)

@@ -140,6 +140,59 @@ def test_token_enters_issued_tokens_once_and_refuses_typos(mpy, tmp_path):
     assert res["topups"] == 1 and res["balance"] == before + 500
 
 
+def test_config_lists_every_setting_and_auto_reconnect_is_live(mpy, tmp_path):
+    # Issue 20: config() raised AttributeError ('RelayControl' has no 'auto_reconnect'), and
+    # config("auto_reconnect", True) said "saved" but changed nothing until a reboot.
+    relay = "app.current.relay"
+    cmds = ["import app, repl", "sorted(repl._SETTINGS)", "config()", relay + ".confirm_mask > 0",
+            'config("auto_reconnect", True)', relay + ".auto_reconnect, %s.confirm_mask" % relay,
+            'config("auto_reconnect", False)', relay + ".confirm_mask > 0", 'config("commit_s", 120)',
+            "app.current.commit_ms"]
+    out, res = session(mpy, tmp_path, cmds)
+    names = eval(out[cmds[1]][-1])
+    listed = out["config()"]
+    assert len(names) == 8 and [ln.split()[0] for ln in listed] == names, listed
+    assert all(len(ln.split()) >= 3 for ln in listed), listed
+    assert out[cmds[3]] == ["True"], "the board's default: credit needs a confirmation"
+    assert out[cmds[4]][0] == "auto_reconnect = True (saved)"
+    assert out[cmds[5]] == ["(True, 0)"], "live: nothing needs a confirmation now"
+    assert out[cmds[7]] == ["True"], "and back"
+    assert out[cmds[9]] == ["120000"], "commit_s is live too"
+
+
+def test_debt_and_test_tokens_say_what_they_did(mpy, tmp_path):
+    # Issue 20: a debt token and a test token were both reported as "applied (credit added)".
+    import token_issue
+    key = bytes(range(32))
+    debt, test = token_issue.issue(key, "t-0001", 1, 700, "debt"), token_issue.issue(key, "t-0001", 2, 0, "test")
+    cmds = ["status()['balance']", 'token("%s")' % debt, 'token("%s")' % test, "app.current.account.debt",
+            "import app"]
+    out, res = session(mpy, tmp_path, cmds[-1:] + cmds[:-1])
+    before = int(out[cmds[0]][-1])
+    assert out[cmds[1]][-1] == "'applied'" and "(added to the debt to recover)" in out[cmds[1]][0], out[cmds[1]]
+    assert out[cmds[2]][-1] == "'applied'" and "(test token:" in out[cmds[2]][0] and "credit added" not in out[cmds[2]][0]
+    assert out[cmds[3]] == ["700"] and res["balance"] <= before, "no credit from either"
+
+
+def test_paper_tokens_stay_good_out_of_order_and_after_commands(mpy, tmp_path):
+    # Issue 20: token 3 was refused after token 5 (stale_id), and a token issued as id 18 was
+    # refused once command 19 had reached the meter. Tokens have ids of their own now.
+    import token_issue
+    key = bytes(range(32))
+    t = {i: token_issue.issue(key, "t-0001", i, 100 * i) for i in (3, 5, 18)}
+    cmd19 = ('app.current.on_message(b"cmd", simkit.sign(simkit.TEST_KEY, {"m": "t-0001", "id": 19, '
+             '"exp": timebase.to_unix(app.current.clock.time()) + 600, "op": "status"}))')
+    cmds = ["import app, simkit, timebase", "status()['balance']", 'token("%s")' % t[5], 'token("%s")' % t[3],
+            cmd19, "app.current.commands.last_id", 'token("%s")' % t[18], 'token("%s")' % token_issue.grouped(t[3])]
+    out, res = session(mpy, tmp_path, cmds)
+    before = int(out[cmds[1]][-1])
+    assert out[cmds[2]][-1] == "'applied'" and out[cmds[3]][-1] == "'applied'", out
+    assert out[cmds[5]] == ["19"], out[cmds[5]]
+    assert out[cmds[6]][-1] == "'applied'", out[cmds[6]]
+    assert out[cmds[7]][-1] == "'used'", out[cmds[7]]
+    assert res["topups"] == 3 and res["balance"] == before + 300 + 500 + 1800
+
+
 def test_log_lists_events_with_times_and_names(mpy, tmp_path):
     out, res = session(mpy, tmp_path, ["log(3)", "log(0)"], config={"opening_balance": 1})
     lines = out["log(3)"]
@@ -355,5 +408,5 @@ mptest.eq(repl.utc_text(mt(2045, 2, 28, 23, 59, 59)), "2045-02-28 23:59:59 UTC",
 mptest.eq(repl.utc_text(mt(2024, 12, 31)), "2024-12-31 00:00:00 UTC", "before the epoch")
 mptest.eq(repl.utc_text(utc(2026, 1, 2, 3, 4, 5)), "2026-01-02 03:04:05 UTC", "an older Unix entry")
 mptest.done()
-''', heap="256k")
+''', heap="384k")  # repl imports the app, compiled from source here (frozen on a device)
     assert res.result["ok"] and res.result["checks"] == 4

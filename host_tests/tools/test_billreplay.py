@@ -95,3 +95,31 @@ def test_cli(tmp_path):
     r = subprocess.run([sys.executable, str(TOOL), str(tp), str(tmp_path / "missing.csv")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "error" in r.stderr
+
+
+def test_cli_bad_inputs_give_one_line(tmp_path):
+    """Issue 20: a binary CSV gave a traceback; paths relative to the caller failed."""
+    tp, cp = _write(tmp_path, {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 123}, [(T0, 1000)])
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x81garbage\n\x90\x91")
+    for args, msg in (([str(tp), str(tmp_path / "bin.csv")], "line 1: not text"),
+                      ([str(tp), str(tmp_path)], "is a directory"),
+                      ([str(tmp_path / "bin.csv"), str(cp)], "tariff: not valid JSON"),
+                      ([str(tp), str(tmp_path / "nope.csv")], "no such file")):
+        r = subprocess.run([sys.executable, str(TOOL)] + args, capture_output=True, text=True)
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+    # Relative to the caller's directory, not the tool's.
+    r = subprocess.run([sys.executable, str(TOOL), "tariff.json", "profile.csv"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0 and "total charge 123 minor units" in r.stdout, r.stderr
+
+
+def test_heavy_rows_are_reported_exactly_past_the_register_rollover(tmp_path):
+    # The engine's registers roll over at 10^9 Wh as on the meter; the replay's sums must not.
+    rows = [(T0 + 3600 * i, 400_000_000) for i in range(5)]  # 2 * 10^9 Wh in all
+    tp, cp = _write(tmp_path, {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 1}, rows)
+    res = billreplay.replay(tp, cp)
+    assert res["energy_wh"] == res["rate_wh"][0] == 2_000_000_000
+    assert res["charged_minor"] == 2_000_000  # 2 GWh at 1 minor unit per kWh
+    tp, cp = _write(tmp_path, {"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 1}, [(T0, 10 ** 9)])
+    with pytest.raises(billreplay.ReplayError, match="line 2: 1000000000 Wh in one interval"):
+        billreplay.replay(tp, cp)

@@ -218,3 +218,75 @@ def test_a_meter_login_cannot_take_over_another_meters_session(fleet):
         for c in (intruder, m1):
             c.loop_stop()
             c.disconnect()
+
+
+def test_running_again_never_replaces_the_ca_or_secrets_silently(tmp_path, capsys):
+    """Issue 20: a second run into the same directory regenerated the CA and every meter's key and
+    password, and left dead device directories. Now: refused without --add or --force."""
+    out = tmp_path / "fleet"
+    assert broker_config.main([str(out), "--meters", "m-1", "m-2", "--host", "127.0.0.1"]) == 0
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    # Every secret is readable by its owner only.
+    for p in files:
+        if p.name in ("secrets.json", "meters.json", "backend.json", "passwd", "ca.key", "server.key"):
+            assert p.stat().st_mode & 0o077 == 0, p
+    capsys.readouterr()
+    assert broker_config.main([str(out), "--meters", "m-1", "m-2", "m-3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("broker_config: error: ") and "--add" in err and "--force" in err and "\n" == err[-1]
+    assert {p: p.read_bytes() for p in files} == before, "nothing written"
+    for bad in (["--add", "m-2"], ["--add", "m-9", "--force"], ["--add", "m-9", "--port", "1"]):
+        assert broker_config.main([str(out)] + bad) == 2, bad
+        assert {p: p.read_bytes() for p in files} == before, bad
+    assert broker_config.main([str(tmp_path / "empty"), "--add", "m-9"]) == 2
+    # --add: the CA, the server key and the existing meters' secrets are kept.
+    assert broker_config.main([str(out), "--add", "m-3"]) == 0
+    for p, data in before.items():
+        if p.name not in ("passwd", "meters.json"):
+            assert p.read_bytes() == data, p
+    keys = json.loads((out / "backend" / "meters.json").read_text())
+    old = json.loads(before[out / "backend" / "meters.json"])
+    assert sorted(keys) == ["m-1", "m-2", "m-3"] and keys["m-1"] == old["m-1"]
+    sec3 = json.loads((out / "devices" / "m-3" / "secrets.json").read_text())
+    assert sec3["broker"] == "127.0.0.1:8883" and (out / "devices" / "m-3" / "ca.der").read_bytes() == (
+        out / "broker" / "ca.der").read_bytes()
+    users = [ln.split(":")[0] for ln in (out / "broker" / "passwd").read_text().splitlines()]
+    assert sorted(users) == ["backend", "m-1", "m-2", "m-3"]
+    # --force: everything new, and a meter left out loses its directory.
+    ca = (out / "broker" / "ca.crt").read_bytes()
+    assert broker_config.main([str(out), "--meters", "m-1", "--force", "--host", "127.0.0.1"]) == 0
+    assert (out / "broker" / "ca.crt").read_bytes() != ca
+    assert sorted(p.name for p in (out / "devices").iterdir()) == ["m-1"]
+    assert json.loads((out / "backend" / "meters.json").read_text())["m-1"] != old["m-1"]
+
+
+def test_an_added_meter_and_the_kept_ones_log_in(tmp_path):
+    out = tmp_path / "fleet"
+    port = mpbroker.free_port()
+    broker_config.generate(out, ["m-1"], host="127.0.0.1", port=port, bind="127.0.0.1",
+                           run_as="root" if os.geteuid() == 0 else None, backend_port=mpbroker.free_port())
+    broker_config.generate(out, ["m-2"], add=True)
+    proc = subprocess.Popen([mpbroker.find_mosquitto(), "-c", str(out / "broker" / "mosquitto.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for m in ("m-1", "m-2"):
+            sec = json.loads((out / "devices" / m / "secrets.json").read_text())
+            ok = threading.Event()
+            c = _client(out, port, m, sec["mqtt_password"])
+            c.on_connect = lambda cl, u, f, rc, p=None, ev=ok: rc == 0 and ev.set()
+            for _ in range(100):  # the broker may still be starting
+                try:
+                    c.connect("127.0.0.1", port)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            c.loop_start()
+            try:
+                assert ok.wait(10), "%s could not log in" % m
+            finally:
+                c.loop_stop()
+                c.disconnect()
+    finally:
+        proc.terminate()
+        proc.wait(5)

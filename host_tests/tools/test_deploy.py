@@ -20,9 +20,9 @@ def fake_mpremote(tmp_path, rc=0):
     return exe, log
 
 
-def provision(home, meter="MTR-1"):
+def provision(home, meter="MTR-1", board="esp32-atm90e26"):
     assert headend.main(["--home", str(home), "--broker", "127.0.0.1:1883", "provision", meter,
-                         "--board", "esp32-atm90e26", "--wifi-ssid", "w", "--wifi-password", "p"]) == 0
+                         "--board", board, "--wifi-ssid", "w", "--wifi-password", "p"]) == 0
 
 
 def test_deploy_stages_compiled_firmware_secrets_and_board(tmp_path, capsys):
@@ -56,9 +56,14 @@ def test_deploy_bad_arguments_are_clear(tmp_path, capsys):
     for args, msg in (([], "PORT is required"),
                       (["--port", "/dev/x", "--board", "sim-atm90e26", "--meter", "MTR-1"], "BOARD must be a real board"),
                       (["--port", "/dev/x", "--board", "esp32-atm90e26"], "METER is required"),
-                      (["--port", "/dev/x", "--board", "esp32-atm90e26", "--meter", "NOPE"], "run `python tools/headend.py provision NOPE")):
+                      (["--port", "/dev/x", "--board", "esp32-atm90e26", "--meter", "NOPE"], "run `python tools/headend.py provision NOPE"),
+                      # Issue 20: a board other than the one the meter was provisioned with.
+                      (["--port", "/dev/x", "--board", "esp32-atm90e32", "--meter", "MTR-1"],
+                       "provisioned for BOARD=esp32-atm90e26, not esp32-atm90e32")):
         assert deploy.main(args + ["--home", str(tmp_path)]) == 2
-        assert msg in capsys.readouterr().err, args
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, (args, err)
+    assert not (REPO / "build" / "deploy" / "NOPE").exists()
 
 
 def test_deploy_reports_a_failing_mpremote(tmp_path, capsys):
@@ -86,11 +91,11 @@ def test_make_repl_needs_a_port():
 def test_stage_only_stages_the_boards_whole_import_closure(tmp_path, capsys):
     """esp32_atm90e32 and esp32_ade7953 build on esp32_atm90e26: a device given only its own board
     module fails at boot with an ImportError, so the base board is staged with it."""
-    provision(tmp_path)
     assert deploy.board_closure("esp32-atm90e26") == ["esp32_atm90e26"]
     for board in ("esp32-atm90e32", "esp32-ade7953"):
+        provision(tmp_path, "M-" + board, board)
         out = tmp_path / board
-        rc = deploy.main(["--board", board, "--meter", "MTR-1", "--home", str(tmp_path), "--stage-only", str(out)])
+        rc = deploy.main(["--board", board, "--meter", "M-" + board, "--home", str(tmp_path), "--stage-only", str(out)])
         assert rc == 0, capsys.readouterr().err
         names = sorted(p.name for p in out.iterdir())
         assert board.replace("-", "_") + ".mpy" in names and "esp32_atm90e26.mpy" in names, names

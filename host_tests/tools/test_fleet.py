@@ -69,3 +69,17 @@ def test_peak_connects_per_second_from_the_broker_log():
            "101: New client connected from 127.0.0.1:3 as c\n101: Client c disconnected.\n")
     assert fleet.peak_connects_per_s(log) == 2
     assert fleet.peak_connects_per_s("") == 0
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--meters", "0"], "--meters must be 1..500"), (["--meters", "501"], "--meters must be 1..500"),
+    (["--hours", "0"], "--hours 1..744"), (["--tick-s", "0"], "--tick-s 1..3600"),
+    (["--pace-ms", "-1"], "--pace-ms >= 0"), (["--restart-at", "1.5"], "--restart-at is a fraction"),
+    (["--restart-at", "nan"], "--restart-at is a fraction"), (["--meters", "x"], "invalid int value"),
+])
+def test_bad_inputs_give_one_line_and_status_2(args, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        fleet.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and msg in err and "Traceback" not in err, err
+    assert [ln for ln in err.splitlines() if ln.startswith("fleet.py: error:") or "error:" in ln][0]

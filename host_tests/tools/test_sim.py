@@ -4,6 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import mpbroker
+
 USES_MICROPYTHON = True  # runs the firmware under both runtimes (conftest)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,3 +59,19 @@ def test_sim_bad_broker_is_one_clear_line():
     p = run_sim("--broker", "nohostport")
     assert p.returncode == 2
     assert "BROKER must be host:port" in p.stderr
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("--broker", "127.0.0.1:%d" % mpbroker.free_port()), "cannot reach the broker"),  # nothing listens
+    (("--broker", "127.0.0.1:99999"), "BROKER must be host:port (port 1..65535)"),
+    (("--board", "sim-powercut"), "unknown board 'sim-powercut'"),  # the power-cut harness's board
+    (("--seed", "x"), "seed must be a whole number"),
+])
+def test_sim_bad_inputs_are_one_clear_line(args, msg):
+    # Issue 20: an unreachable broker gave a traceback, and the sim's own error message offered
+    # sim-powercut, a board only the power-cut harness can run.
+    p = run_sim(*args)
+    assert p.returncode == 2 and msg in p.stderr, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr + p.stdout
+    if args[0] == "--board":
+        assert "sim-powercut" not in p.stderr.split("simulated boards:")[1]

@@ -41,7 +41,9 @@ def test_amount_encoding(amount, field):
 
 
 @pytest.mark.parametrize("kw", [dict(amount=16383001), dict(amount=-1), dict(cmd_id=0),
-                                dict(cmd_id=1 << 31), dict(typ="gift")])
+                                dict(cmd_id=1 << 31), dict(typ="gift"), dict(meter_key=b"\x00\x11"),
+                                dict(meter_key=bytes(33)), dict(meter_id=""), dict(meter_id="a/b"),
+                                dict(meter_id="x" * 33), dict(amount=0), dict(amount=0, typ="debt")])
 def test_bad_requests_are_refused(kw):
     args = dict(meter_key=KEY, meter_id="m1", cmd_id=1, amount=100)
     args.update(kw)
@@ -57,3 +59,22 @@ def test_cli():
     r = subprocess.run([sys.executable, str(TOOL), "--meter-id", "m1", "--key", "zz", "--id", "3",
                         "--amount", "250"], capture_output=True, text=True)
     assert r.returncode == 2 and "error" in r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["--meter-id", "m1", "--key", "0011", "--id", "1", "--amount", "100"],  # a 2-byte key
+    ["--meter-id", "", "--key", KEY.hex(), "--id", "1", "--amount", "100"],
+    ["--meter-id", "m1", "--key", KEY.hex(), "--id", "1", "--amount", "0"],
+    ["--meter-id", "m1", "--key", "zz" * 32, "--id", "1", "--amount", "100"],
+    ["--meter-id", "m1", "--key", KEY.hex(), "--id", "0", "--amount", "100"],
+    ["--meter-id", "m1", "--key", KEY.hex(), "--id", "1", "--amount", "16383001"],
+])
+def test_cli_bad_inputs_give_one_line_and_status_2(args, capsys):
+    # Issue 20: a 2-byte key, an empty meter id and an amount of 0 made tokens that cannot work.
+    assert token_issue.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("token_issue: error: ") and err.count("\n") == 1, err
+
+
+def test_a_test_token_may_carry_no_amount():
+    assert len(token_issue.issue(KEY, "m1", 1, 0, "test")) == 20
