@@ -23,7 +23,7 @@ HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 FROZEN ?=
 
-.PHONY: venv deps mosquitto mp32 sim build test bench bench-billing powercut bench-storage deploy repl fleet clean distclean
+.PHONY: venv deps mosquitto mp32 sim build test bench bench-billing powercut bench-storage deploy repl repl-sim fleet clean distclean
 
 venv: $(STAMP)
 
@@ -68,6 +68,10 @@ bench-storage: venv
 
 deploy: venv
 	$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" --meter "$(METER)" --home "$(HEADEND_HOME)" $(if $(DRY_RUN),--dry-run) $(if $(FROZEN),--frozen)
+
+# The technician's REPL on a simulated meter (docs/technician.md): make repl-sim [BOARD=sim-atm90e26] [FRESH=1]
+repl-sim: deps
+	$(PY) tools/repl_sim.py $(if $(filter sim-%,$(BOARD)),--board "$(BOARD)") $(if $(FRESH),--fresh) $(if $(SPEED),--speed "$(SPEED)")
 
 repl: venv
 	@test -n "$(PORT)" || { echo "make repl: PORT is required, e.g. PORT=/dev/ttyUSB0" >&2; exit 2; }

@@ -3,12 +3,12 @@
 import ade7953
 import esp32_ade7953 as real
 from simhw.ade7953_emu import Ade7953Emu
-from simhw.simboard import SimBoard
+from simhw.simboard import SimBoard, front_end
 
 NAME = "sim-ade7953"
 CHIP = real.CHIP
 
 
 def build(opts):
-    return SimBoard(opts, NAME, real, lambda cfg: Ade7953Emu(real.CAL),
+    return SimBoard(opts, NAME, real, lambda cfg: Ade7953Emu(front_end(real.CAL, opts)),
                     lambda emu, cfg: ade7953.ADE7953(emu, emu.cs, real.CAL, emu.sleep_ms), channels=2)

@@ -5,7 +5,7 @@
 import atm90e26
 import esp32_atm90e26 as real
 from simhw.atm90e26_emu import Atm90e26Emu
-from simhw.simboard import SimBoard
+from simhw.simboard import SimBoard, front_end
 
 NAME = "sim-atm90e26"
 CHIP = real.CHIP
@@ -13,5 +13,5 @@ CHIP = real.CHIP
 
 def build(opts):
     return SimBoard(opts, NAME, real,
-                    lambda cfg: Atm90e26Emu(cfg["meter_constant"], real.CAL),
+                    lambda cfg: Atm90e26Emu(cfg["meter_constant"], front_end(real.CAL, opts)),
                     lambda emu, cfg: atm90e26.ATM90E26(emu, emu.cs, real.CAL, cfg["meter_constant"], emu.sleep_ms))

@@ -11,6 +11,6 @@ CHIP = real.CHIP
 
 def build(opts):
     return SimBoard(opts, NAME, real,
-                    lambda cfg: Atm90e32Emu(cfg["meter_constant"]),
+                    lambda cfg: Atm90e32Emu(cfg["meter_constant"], opts.get("true_cal")),
                     lambda emu, cfg: atm90e32.ATM90E32(emu, emu.cs, real.CAL, cfg["meter_constant"], emu.sleep_ms),
                     channels=3)

@@ -307,8 +307,12 @@ def repl_step(m, step=None, *args):
         print("calibrate(step, ...): step is one of " + ", ".join(_STEPS))
         return None
     board = m.board
+    # Between samples the chip averages for a second: a simulated board lets a second of its
+    # own time pass (the clock and the chip in step), a real one waits for it.
+    adv = getattr(board, "advance", None)
     cal = Calibration(m.metering, m.metering.chip, board.root + "/cal.json",
-                      getattr(board, "name", ""), getattr(board, "uid", b""))
+                      getattr(board, "name", ""), getattr(board, "uid", b""),
+                      tick=(lambda: adv(1000)) if adv is not None else None)
     try:
         if step == "show":
             return dict(cal.chip.cal)

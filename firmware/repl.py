@@ -629,8 +629,11 @@ def resume(ticks=None):
     """Go back to metering (the main loop). Ctrl-C pauses it again."""
     m = _m()
     import main
-    _out("resuming the meter loop")
-    return main.loop(m, ticks)
+    try:  # Ctrl-C at any moment, even before the loop's own handler, brings the prompt back
+        _out("resuming the meter loop")
+        return main.loop(m, ticks)
+    except KeyboardInterrupt:
+        return None
 
 
 _HELP = (

@@ -498,6 +498,12 @@ def out_path(text):
     return text
 
 
+def currency_arg(text):
+    if not re.fullmatch(r"[A-Za-z]{1,8}", text):
+        raise argparse.ArgumentTypeError("a currency code is 1 to 8 letters, e.g. KES, got %r" % text)
+    return text.upper()
+
+
 def broker_arg(text):
     try:
         broker_addr(text)
@@ -570,7 +576,7 @@ def cmd_provision(h, a):
         raise CliError("give both --wifi-ssid and --wifi-password, or neither")
     rec = {"meter_id": a.meter, "board": a.board, "key": secrets.token_hex(32),
            "mqtt_user": a.meter, "mqtt_password": secrets.token_urlsafe(18),
-           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "next_cmd_id": 1, "next_token_id": 1,
+           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "currency": a.currency or "", "next_cmd_id": 1, "next_token_id": 1,
            "provisioned": int(time.time())}
     h.reg.put(rec)
     out = h.reg.deploy / a.meter
@@ -934,8 +940,6 @@ def cmd_backfill(h, a):
             return 0
         first = missing[0]
         print("%s: %d uplink message(s) missing, first seq %d" % (a.meter, len(missing), first))
-    elif first < 1:
-        raise CliError("--from-seq must be 1 or more")
     # The meter sends what it holds from `first` on, then its reply: what arrives meanwhile is recorded.
     r = h.send(a.meter, "backfill", **{"from": first})
     got, to = r.get("from"), r.get("to")
@@ -1028,7 +1032,10 @@ def cmd_export(h, a):
 
 
 def cmd_plot(h, a):
-    import pngplot
+    try:
+        import meterplot
+    except ImportError as e:
+        raise CliError("plotting needs matplotlib (requirements.txt; `make venv` installs it): %s" % e)
 
     rec = h.reg.get(a.meter)
     dec = rec.get("decimals", 2)
@@ -1037,17 +1044,13 @@ def cmd_plot(h, a):
     if not rows or not bal:
         raise CliError("not enough recorded for %s to plot: need two telemetry reports or a load-profile record "
                        "(have %d reports); run `headend watch %s` first" % (a.meter, len(tele), a.meter))
+    events = [(d["t"], d.get("ev")) for d in h.reg.recorded(a.meter, "evt") if isinstance(d.get("t"), int)]
     t0, t1 = min(rows[0][0] - rows[0][1], bal[0][0]), max(rows[-1][0], bal[-1][0])
-    ch = pngplot.Chart(a.width, a.height, title="%s  %s - %s" % (a.meter, utc(t0)[:16], utc(t1)[:16]))
-
-    def when(t):
-        return utc(t)[5:16]
-
-    ch.panel("LOAD PROFILE  MEAN W PER INTERVAL", [r[0] for r in rows], [r[3] for r in rows], bars=True, xfmt=when)
-    ch.panel("BALANCE", [t for t, _ in bal], [b for _, b in bal], color=pngplot.GREEN,
-             fmt=lambda v: fmt_money(v, dec), xfmt=when)
-    size = ch.save(a.out)
-    print("%s: %d intervals plotted to %s (%d bytes)" % (a.meter, len(rows), a.out, size), file=sys.stderr)
+    drawn = meterplot.plot(a.out, "%s  %s - %s UTC" % (a.meter, utc(t0)[:16], utc(t1)[:16]), rows, bal, events,
+                           decimals=dec, currency=rec.get("currency", ""), width=a.width, height=a.height)
+    marks = ", ".join("%d %s" % (n, meterplot.MARKS[k][0]) for k, n in sorted(drawn["marks"].items()))
+    print("%s: %d intervals plotted to %s%s" % (a.meter, len(rows), a.out, " (marks: %s)" % marks if marks else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -1076,6 +1079,7 @@ def parser():
     s.add_argument("--wifi-password")
     s.add_argument("--meter-broker", type=broker_arg, help="HOST:PORT the meter uses (default: --broker)")
     s.add_argument("--decimals", type=int, default=2, choices=range(0, 4))
+    s.add_argument("--currency", type=currency_arg, default=None, help="currency code for plots and bills, e.g. KES")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_provision)
 
@@ -1166,7 +1170,10 @@ def credentials(a):
 
 
 def main(argv=None):
-    a = parser().parse_args(argv)
+    try:
+        a = parser().parse_args(argv)
+    except SystemExit as e:  # argparse printed the usage and its one-line error (or --help)
+        return e.code
     try:
         if Path(a.home).exists() and not Path(a.home).is_dir():
             raise CliError("--home %s is a file: the headend home is a directory" % a.home)

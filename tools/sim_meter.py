@@ -1,6 +1,9 @@
 # One simulated meter under micropython: the firmware app on a sim board, in simulated time.
-# Run by tools/sim.py (which adds a broker and a backend stand-in), or directly:
-#   micropython tools/sim_meter.py --board sim-atm90e26 --hours 48 --flash /tmp/m.img [--broker 127.0.0.1:1883 --key HEX]
+# Run by tools/sim.py (which adds a broker and a backend stand-in), or directly from the repository
+# root, with the firmware and the boards on the module path:
+#   MICROPYPATH=firmware:boards:.deps/mplib .venv/bin/micropython -X heapsize=448k tools/sim_meter.py \
+#       --board sim-atm90e26 --hours 48 --flash /tmp/m.img [--broker 127.0.0.1:1883 --key HEX]
+# (for the technician's REPL on a simulated meter: make repl-sim)
 # Prints one status line per simulated hour and a JSON summary as its last line.
 import sys
 import gc

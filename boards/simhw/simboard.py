@@ -7,6 +7,18 @@ from simhw.parts import SimRelay, SimButton, SimSwitch
 from simhw import blockdev
 
 
+def front_end(cal, opts):
+    """The gains that make the emulated front end read exactly: the board's own calibration,
+    or with opts["true_cal"] a unit whose parts differ from it (so a technician can rehearse
+    a calibration: tools/repl_sim.py)."""
+    t = opts.get("true_cal")
+    if not t:
+        return cal
+    out = dict(cal)
+    out.update(t)
+    return out
+
+
 class SimBoard:
     def __init__(self, opts, name, real, make_emu, make_chip, channels=1):
         cfg = dict(real.CONFIG)
