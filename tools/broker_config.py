@@ -150,6 +150,11 @@ def generate(out, meters, host=None, port=None, bind=None, certs=True, run_as=No
         raise ConfigError("duplicate meter ids")
     if add and force:
         raise ConfigError("--add keeps the set-up, --force replaces it: not both")
+    for name, v in (("--port", port), ("--backend-port", backend_port)):
+        if v is not None and not 0 < v < 65536:
+            raise ConfigError("%s must be 1..65535, got %d" % (name, v))
+    if host is not None and not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", host):
+        raise ConfigError("--host must be a DNS name or an IPv4 address, got %r" % host)
     have = None if force else existing(out)
     if add and have is None:
         raise ConfigError("--add: %s holds no set-up to add to" % out)

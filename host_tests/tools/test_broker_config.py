@@ -290,3 +290,17 @@ def test_an_added_meter_and_the_kept_ones_log_in(tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--meters", "bad/id"], "bad meter id"), (["--meters", "m-1", "m-1"], "duplicate meter ids"),
+    (["--meters", "backend"], "bad meter id"), (["--meters", "m-1", "--port", "99999"], "--port must be 1..65535"),
+    (["--meters", "m-1", "--backend-port", "0"], "--backend-port must be 1..65535"),
+    (["--meters", "m-1", "--host", "a b"], "--host must be"), (["--add", "m-1"], "holds no set-up"),
+])
+def test_bad_inputs_give_one_line_and_write_nothing(tmp_path, capsys, args, msg):
+    out = tmp_path / "fleet"
+    assert broker_config.main([str(out)] + args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("broker_config: error: ") and msg in err and err.count("\n") == 1, err
+    assert not out.exists() or not any(out.rglob("*")), "nothing written"

@@ -772,3 +772,15 @@ def test_broker_dying_during_a_command_gives_one_line_and_keeps_it_pending(tmp_p
         assert c.rec("hx-dies")["pending"]["op"] == "topup", "the command's fate is unknown: pending"
     finally:
         b.close()
+
+
+def test_the_tariff_error_quoted_in_the_docs_is_the_one_printed(tmp_path, capsys):
+    # Issue 20: headend.md quoted a range the validator no longer has.
+    doc = (REPO / "docs" / "headend.md").read_text()
+    quoted = re.search(r"headend: error: tariff bad\.json rejected before sending: (.*)", doc).group(1)
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    assert c("provision", "T1", "--board", "esp32-atm90e26")[0] == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"v": 1, "kind": "flat", "price_per_kwh": 5, "scale": 0, "activate_at": 1775044800}')
+    rc, out, err = c("tariff", "T1", str(bad))
+    assert rc == 2 and err.strip().endswith(quoted), (err, quoted)
