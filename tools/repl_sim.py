@@ -7,7 +7,7 @@ the kit imported (status(), selftest(), token(), config(), cal_read(), calibrate
 resume(); help_() lists them), as on a meter on the bench. The meter's time runs `--speed`
 times the wall clock's, so resume() meters until Ctrl-C and calibrate() waits the chip's
 averaging as a device does; reference() reads the reference meter you would calibrate against
-and set_load(W) changes the load. The flash file (and the meter's key beside it, for
+and set_load(W, pf) changes the load. The flash file (and the meter's key beside it, for
 `tools/token_issue.py --key ...`) persist between runs, like a meter's; --fresh starts over.
 """
 import argparse

@@ -14,8 +14,10 @@ import main
 _board_name, _flash, _speed, _load_w = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 _key = unhexlify(sys.argv[5])  # this simulated meter's key (tools/repl_sim.py keeps one per flash)
 # This unit's parts: voltage reads 2 % low and current 3 % high with the board's calibration
-# (the gain registers that would make it exact).
-_TRUE_CAL = {"sim-atm90e26": {"ugain": 0x6720 * 102 // 100, "igain": 0x7A13 * 97 // 100},
+# (the gain registers that would make it exact); on the ATM90E26 also a phase error and a current
+# offset, for the phase and offset steps.
+_TRUE_CAL = {"sim-atm90e26": {"ugain": 0x6720 * 102 // 100, "igain": 0x7A13 * 97 // 100,
+                              "phi": 0x8000 | 40, "ioffset": 0xFFFF & -6000},
              "sim-atm90e32": {"ugain_a": 0xA000 * 102 // 100, "igain_a": 0x7E00 * 97 // 100},
              "sim-ade7953": {"ugain": 0x400000 * 102 // 100, "igain_a": 0x400000 * 97 // 100}}
 
@@ -23,8 +25,9 @@ _TRUE_CAL = {"sim-atm90e26": {"ugain": 0x6720 * 102 // 100, "igain": 0x7A13 * 97
 class _Steady:
     """A load that draws the same power until told otherwise (so references stay put)."""
 
-    def __init__(self, w):
+    def __init__(self, w, pf_milli=1000):
         self.w = w
+        self.pf_milli = pf_milli  # lagging
 
     def power_w(self, utc, dt_s):
         return self.w
@@ -75,10 +78,15 @@ def reference(ch=0):
     return v, a, w
 
 
-def set_load(w, ch=0):
-    """Change the load on channel `ch` to `w` watts (resistive)."""
-    board.loads[ch] = _Steady(w)
-    print("load on channel %d: %d W" % (ch, w))
+def set_load(w, pf=1.0, ch=0):
+    """Change the load on channel `ch` to `w` watts at power factor `pf` (lagging); it settles
+    for two seconds of the meter's time."""
+    if not 0 <= w <= 20000 or not 0.1 <= pf <= 1 or not 0 <= ch < len(board.loads):
+        print("set_load(W, pf=1.0, ch=0): W 0..20000, pf 0.1..1, ch a channel of this meter")
+        return
+    board.loads[ch] = _Steady(w, int(pf * 1000 + 0.5))
+    board.advance(2000)
+    print("load on channel %d: %d W at pf %.3f" % (ch, w, pf))
 
 
 print("simulated meter %s (%s), flash %s, time x%d. help_() lists the kit; reference() reads the "

@@ -14,6 +14,8 @@ class Lcg:
 
 
 class Household:
+    pf_milli = 1000  # power factor x 1000: a household's mix is taken as resistive
+
     def __init__(self, seed):
         self._r = Lcg(seed)
         self._appliance_w = 0

@@ -79,7 +79,7 @@ class SimBoard:
             else:
                 p = 0
                 h.power_cut()
-            self.emu.set_channel(k, p)
+            self.emu.set_channel(k, p, 23000, getattr(h, "pf_milli", 1000))  # a load may be reactive
         self.emu.advance(ms)
         self._water(utc, ms)
         self.clock.advance(ms)
