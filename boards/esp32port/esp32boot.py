@@ -149,6 +149,7 @@ def _meter_view():
                 "reasons": m.relay.reasons, "topups": m.topups, "step_errors": m.step_errors,
                 "last_error": repr(getattr(m, "last_error", None)),
                 "connects": m.sync.link.connects if m.sync.link is not None else 0,
+                "outbox_dropped": m.sync.outbox.dropped, "published": m.sync.published,
                 "time_floor": m.time_floor, "time_state": m.timesrc.state,
                 "events": [list(m.events.get(k)[:2]) for k in range(m.events.oldest_seq(), m.events.seq)]}
     except Exception as e:  # noqa: BLE001 - a diagnostic only

@@ -69,6 +69,9 @@ DEFAULTS = {
     # The firmware's own work takes time too: each real ms it runs (between idle waits) lets this
     # many virtual ms pass, a device so many times slower than this host (0: work takes no time).
     "cpu_scale": 0,
+    # With speed set: the scaled work takes that real time too (the host waits it out), so messages
+    # arrive faster than such a device can read them, as they would at it (an overload test).
+    "cpu_real": False,
     "seed": 1,
     "mac": None,  # 12 hex digits; default from the seed
     "timer_quiet_ms": 1000,  # fast periodic timers run once per this while inputs are quiet (0: always exact)
@@ -109,6 +112,7 @@ timers = []  # armed machine.Timer objects (the stand-in keeps due/period/base o
 all_timers = {}  # id -> machine.Timer: one object per hardware timer, as on the port
 wdt_timeout = 0  # 0: no watchdog started
 wdt_due = 0
+wdt_gap_max = 0  # the longest the watchdog went unfed, virtual ms
 wlan_due = -1  # tick at which a pending Wi-Fi association completes (network stand-in)
 wlan_done = None
 house = None  # esp32house.House: the metering circuit, when a board is configured
@@ -133,6 +137,7 @@ _cpu = 0  # cfg cpu_scale
 _cpu_mark = 0  # utime.ticks_us() when the firmware's work was last charged
 _cpu_frac = 0  # virtual microseconds not charged yet
 _charging = False
+_cpu_real = False  # cfg cpu_real
 # At most this much real time is charged at once: the firmware reads the clock far more often
 # than that, so a longer gap is the host running something else (a busy CI machine), not work.
 _CPU_MAX_US = 20000
@@ -160,7 +165,7 @@ def setup(conf=None):
     global cfg, ms, us, sub_us, up_s, up_ms, rtc_s, rtc_ms, rtc_memory, day0, reset_cause
     global _stop_s, _stop_ms, _stop_exc, wdt_timeout, wlan_due, wlan_done, house, flash
     global last_input, _speed, _budget, _real, ext, hooks, irqs, timers, all_timers, straps_used, _control
-    global _cpu, _cpu_frac, _cpu_mark
+    global _cpu, _cpu_frac, _cpu_mark, _cpu_real, wdt_gap_max
     if conf is None:
         import os
         path = os.getenv("PM_ESP32_WORLD")
@@ -192,13 +197,14 @@ def setup(conf=None):
     timers = []
     all_timers = {}
     wdt_timeout = 0
+    wdt_gap_max = 0
     wlan_due, wlan_done = -1, None
     for i in range(PINS):
         latch[i] = mode[i] = pull[i] = 0
     ext, hooks, irqs, straps_used = {}, {}, {}, []
     last_input = tadd(ms, -cfg["settle_ms"])
     _speed, _budget, _real = cfg["speed"], 0, utime.ticks_ms()
-    _cpu, _cpu_frac = cfg["cpu_scale"], 0
+    _cpu, _cpu_frac, _cpu_real = cfg["cpu_scale"], 0, cfg["cpu_real"]
     _cpu_mark = utime.ticks_us() if _cpu else 0
     flash = None
     if cfg["flash"]:
@@ -237,6 +243,11 @@ def charge():
     if t >= 1000:
         _charging = True
         try:
+            if _cpu_real and _speed:
+                # The device is still at it: the rest of the scaled time passes for real too.
+                w = (t // 1000) // _speed - d // 1000
+                if w > 0:
+                    utime.sleep_ms(w)
             advance(t // 1000)
         finally:
             _charging = False
@@ -466,13 +477,20 @@ def wait(n, poller):
 
 # -- watchdog -------------------------------------------------------------------------------
 def wdt_start(timeout):
-    global wdt_timeout
+    global wdt_timeout, wdt_due
+    first = not wdt_timeout
     wdt_timeout = timeout
-    wdt_feed()
+    if first:
+        wdt_due = tadd(ms, timeout)
+    else:
+        wdt_feed()
 
 
 def wdt_feed():
-    global wdt_due
+    global wdt_due, wdt_gap_max
+    g = wdt_timeout - tdiff(wdt_due, ms)  # virtual ms since it was last fed
+    if g > wdt_gap_max:
+        wdt_gap_max = g
     wdt_due = tadd(ms, wdt_timeout)
 
 
@@ -547,6 +565,7 @@ def report():
         r.update(house.report())
     if flash is not None:
         r["flash_erases"] = flash.erases
+    r["wdt_max_gap_ms"] = wdt_gap_max
     r["timer_fired"] = dict(("%d" % i, t._fired) for i, t in all_timers.items())
     return r
 

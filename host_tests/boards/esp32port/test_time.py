@@ -172,3 +172,38 @@ mptest.check(reset, "a loop that works too long without feeding the watchdog res
 mptest.done()
 """)
     assert r["ok"], r["failures"]
+
+
+def test_cpu_real_makes_the_work_take_real_time_and_the_report_has_the_watchdogs_longest_wait(esp32):
+    """World option cpu_real (with speed): the scaled work takes that real time too, so a device
+    slower than the host reads what arrives more slowly (the overload test); the report gives
+    the longest the watchdog went unfed."""
+    r = esp32("""
+import mptest, time, utime
+import esp32world as W
+import machine
+
+def work(virtual_ms):
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < virtual_ms:
+        pass
+
+W.setup({"cpu_scale": 50, "speed": 1})
+r0 = utime.ticks_ms()
+work(300)
+fast = utime.ticks_diff(utime.ticks_ms(), r0)
+W.setup({"cpu_scale": 50, "speed": 1, "cpu_real": True})
+r0 = utime.ticks_ms()
+work(300)
+slow = utime.ticks_diff(utime.ticks_ms(), r0)
+mptest.check(slow >= 250 and slow > 3 * fast, "300 virtual ms of work took %d real ms (%d without cpu_real)" % (slow, fast))
+W.setup({})
+wdt = machine.WDT(timeout=30000)
+time.sleep_ms(5000)
+wdt.feed()
+time.sleep_ms(1200)
+wdt.feed()
+mptest.eq(W.report()["wdt_max_gap_ms"], 5000, "the longest wait between feeds")
+mptest.done()
+""")
+    assert r["ok"], r["failures"]
