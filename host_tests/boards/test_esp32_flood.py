@@ -74,18 +74,28 @@ def session(h, be, flooding):
     return r, sent[0]
 
 
-@pytest.mark.runtimes("micropython32")  # the meter image: firmware frozen, 32-bit
-def test_a_flood_of_refused_commands_erases_no_more_than_a_quiet_half_hour(tmp_path, broker):
+def provisioned(tmp_path, broker):
+    """The real esp32-atm90e26 board, frozen image, provisioned, and a backend for it."""
     h = esp32_host.Esp32Host(tmp_path, "esp32-atm90e26", broker=(broker.host, broker.port), frozen=True,
                              rtc_utc=START)
     h.setup()
     secrets = json.loads((h.home / "deploy" / h.meter_id / "secrets.json").read_text())
     be = Backend(broker.host, broker.port, h.meter_id, bytes.fromhex(secrets["key"]))
     be.topic_cmd = "pm/v1/%s/cmd" % h.meter_id
+    return h, be
+
+
+def first_power_up(h, run_s):
+    r0 = h.boot(run_s=run_s)  # creates the files
+    assert r0["reason"] == "end", r0.get("error") or r0
+    h.after(r0)
+
+
+@pytest.mark.runtimes("micropython32")  # the meter image: firmware frozen, 32-bit
+def test_a_flood_of_refused_commands_erases_no_more_than_a_quiet_half_hour(tmp_path, broker):
+    h, be = provisioned(tmp_path, broker)
     try:
-        r0 = h.boot(run_s=HALF_HOUR)  # the first power-up creates the files
-        assert r0["reason"] == "end", r0.get("error") or r0
-        h.after(r0)
+        first_power_up(h, HALF_HOUR)
         quiet, _ = session(h, be, False)
         assert not be.replies.get(0), "nothing refused in the quiet half hour"
         fl, sent = session(h, be, True)
@@ -115,18 +125,11 @@ def test_messages_faster_than_the_board_can_read_them_leave_its_loop_and_watchdo
     delivers: more than the board can read. The loop keeps ticking (the watchdog's longest wait
     is reported), nothing queued is dropped, and a genuine top-up re-sent by the backend the way
     a backend re-sends is applied."""
-    h = esp32_host.Esp32Host(tmp_path, "esp32-atm90e26", broker=(broker.host, broker.port), frozen=True,
-                             rtc_utc=START)
-    h.setup()
-    secrets = json.loads((h.home / "deploy" / h.meter_id / "secrets.json").read_text())
-    be = Backend(broker.host, broker.port, h.meter_id, bytes.fromhex(secrets["key"]))
-    be.topic_cmd = "pm/v1/%s/cmd" % h.meter_id
+    h, be = provisioned(tmp_path, broker)
     stop = threading.Event()
     sent = [0]
     try:
-        r0 = h.boot(run_s=60)  # the first power-up creates the files
-        assert r0["reason"] == "end", r0.get("error") or r0
-        h.after(r0)
+        first_power_up(h, 60)
         n_births = len(be.of("status"))
         boot = h.start(run_s=OVERLOAD_S, speed=1, cpu_scale=CPU_SCALE, cpu_real=True)
         assert be.wait(lambda: len(be.of("status")) > n_births and be.of("status")[-1].get("online"), WAIT)
