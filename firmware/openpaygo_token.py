@@ -1,0 +1,98 @@
+# OpenPAYGO Token (standard 9-digit tokens), decoded on the meter, written from the standard's
+# description: a device holds a 16-byte secret key and a 9-digit starting code. Each token is the
+# starting code with its last three digits replaced by the value (shifted by the starting code's),
+# pushed through `count` steps of a SipHash-2-4 chain, with the value put back into its last
+# three digits. Even counts carry Add-Time tokens; odd counts carry Set-Time, Disable-PAYG
+# (value 998) and Counter-Sync (value 999). The meter finds the count by walking the chain, and
+# keeps the highest count applied and which of the 16 below it were used, so an Add-Time token may
+# be entered late (out of order), each at most once.
+from micropython import const
+import struct
+from siphash24 import siphash24
+
+ADD = const(1)  # the standard's token types
+SET = const(2)
+DISABLE = const(3)
+SYNC = const(4)
+
+MAX_VALUE = const(995)  # the largest Add/Set value
+_DISABLE_VALUE = const(998)
+_SYNC_VALUE = const(999)
+_JUMP = const(64)  # a token may be at most this many counts ahead of the last one
+_JUMP_SYNC = const(100)
+_OLDER = const(16)  # Add-Time tokens up to this many counts behind may still be entered once
+_OFFSET = const(73741825)  # 2^30 - 10^9: folds a 30-bit value into 9 digits
+
+
+def _next(code, key):
+    """The chain's next 9-digit code."""
+    b = struct.pack(">I", code)
+    h = siphash24(key, b + b)
+    x = ((h >> 32) ^ h) & 0xFFFFFFFF
+    x >>= 2  # bits 2..31: 30 bits
+    return x - _OFFSET if x > 999999999 else x
+
+
+def starting_code(key):
+    """The starting code the standard derives from the key alone (when none is provisioned)."""
+    h = siphash24(key, key)
+    x = (((h >> 32) ^ h) & 0xFFFFFFFF) >> 2
+    return x - _OFFSET if x > 999999999 else x
+
+
+class Decoder:
+    """One device's OpenPAYGO state: `count` (the highest count applied) and `used` (bit i: count
+    - i was used, i < 17), persisted with the balance by the caller."""
+
+    def __init__(self, key, start):
+        if len(key) != 16 or not 0 <= start <= 999999999:
+            raise ValueError("OpenPAYGO key: 16 bytes; starting code: 9 digits")
+        self._key = key
+        self._start = start
+        self.count = 0
+        self.used = 0
+
+    def check(self, digits):
+        """(type, value, count) of a valid new token, or (None, reason, 0): "malformed",
+        "bad_mac" (no count matches: another key, a typo, or too far ahead) or "used".
+        Changes nothing: apply, then call remember()."""
+        if not isinstance(digits, str) or not 1 <= len(digits) <= 9 or not digits.isdigit():
+            return None, "malformed", 0
+        token = int(digits)
+        base = token % 1000
+        value = (base - self._start % 1000) % 1000
+        last = self.count
+        code = self._start - self._start % 1000 + base
+        older = False
+        for n in range(last + (_JUMP_SYNC if value == _SYNC_VALUE else _JUMP) + 1):
+            if code - code % 1000 + base == token:
+                typ = ADD if not n % 2 else (SYNC if value == _SYNC_VALUE else
+                                              DISABLE if value == _DISABLE_VALUE else SET)
+                if self._valid(n, value, typ):
+                    if typ in (ADD, SET) and value > MAX_VALUE:
+                        return None, "bad_value", n
+                    return typ, value, n
+                older = True
+            code = _next(code, self._key)
+        return (None, "used", 0) if older else (None, "bad_mac", 0)
+
+    def _valid(self, n, value, typ):
+        last = self.count
+        if value == _SYNC_VALUE:
+            return n > last - _JUMP
+        if n > last:
+            return True
+        d = last - n
+        return d < _OLDER and typ == ADD and not (self.used >> d) & 1
+
+    def remember(self, typ, value, n):
+        """Record an applied token (the standard's update of the used counts)."""
+        if n > self.count:
+            shift = n - self.count
+            self.used = (self.used << shift) & 0x1FFFF if shift <= _OLDER else 0
+            self.count = n
+        d = self.count - n
+        if typ != ADD or value in (_SYNC_VALUE, _DISABLE_VALUE):
+            self.used = 0x1FFFF  # any other kind spends every count below it
+        elif d <= _OLDER:
+            self.used |= 1 << d

@@ -1,0 +1,143 @@
+"""firmware/openpaygo_token.py (and siphash24.py) under micropython against the reference OpenPAYGO
+Token library (openpaygo, pinned): every kind, out of order, replays, the counter window's edges,
+wrong keys, and a few thousand random tokens; the verdicts must be the reference decoder's."""
+import json
+import random
+
+import pytest
+
+import openpaygo
+from openpaygo import TokenType, decode_token, generate_token
+
+KEY = "a29ab82edc5fbbc41ec9530f6dac86b1"
+OTHER = "bc41ec9530f6dac86b1a29ab82edc5fb"
+START = 123456789
+
+RUN = r'''
+import sys, json, mptest, openpaygo_token as opg
+from binascii import unhexlify
+S = json.loads(sys.stdin.read())
+d = opg.Decoder(unhexlify(S["key"]), S["start"])
+out = []
+for tok in S["tokens"]:
+    typ, val, n = d.check(tok)
+    if typ is not None:
+        d.remember(typ, val, n)
+        out.append([typ, val, n])
+    else:
+        out.append([None, val, None])
+mptest.eq(opg.starting_code(unhexlify(S["key"])), S["derived_start"], "starting code from the key")
+mptest.done(out=out, count=d.count)
+'''
+
+NAMES = {TokenType.ADD_TIME: 1, TokenType.SET_TIME: 2, TokenType.DISABLE_PAYG: 3, TokenType.COUNTER_SYNC: 4}
+
+
+def _reference(tokens):
+    """The reference decoder's verdicts, as a device that keeps its count and used counts would."""
+    count, used, out = 0, [0], []
+    for tok in tokens:
+        if not tok.isdigit():
+            out.append([None, "malformed", None])  # the reference raises on it
+            continue
+        value, typ, n, upd = decode_token(token=tok, secret_key=KEY, count=count, used_counts=used,
+                                          starting_code=START)
+        if typ in NAMES:
+            out.append([NAMES[typ], int(value) if value is not None else value, n])
+            count = max(count, n)
+            used = upd if upd is not None else used
+        else:
+            out.append([None, "used" if typ == TokenType.ALREADY_USED else "bad_mac", None])
+    return out, count
+
+
+def _gen(count, typ, value=None, key=KEY):
+    return generate_token(secret_key=key, count=count, value=value, token_type=typ, starting_code=START)
+
+
+def _scenario(seed, n):
+    rnd = random.Random(seed)
+    issued, count = [], 0
+    for _ in range(n):
+        r = rnd.random()
+        if r < 0.7:
+            count, tok = _gen(count, TokenType.ADD_TIME, rnd.randint(0, 995))
+        elif r < 0.8:
+            count, tok = _gen(count, TokenType.SET_TIME, rnd.randint(0, 995))
+        elif r < 0.85:
+            count, tok = _gen(count, TokenType.DISABLE_PAYG)
+        elif r < 0.9:
+            count, tok = _gen(count, TokenType.COUNTER_SYNC)
+        else:
+            _, tok = _gen(count, TokenType.ADD_TIME, rnd.randint(0, 995), key=OTHER)  # another device's
+        issued.append(tok)
+    # Entered mostly in order, some late, some twice, some lost, some mistyped.
+    entered = []
+    for i, tok in enumerate(issued):
+        r = rnd.random()
+        if r < 0.1 and i + 1 < len(issued):
+            entered += [issued[i + 1], tok]
+        elif r < 0.15:
+            entered += [tok, tok]
+        elif r < 0.18:
+            continue
+        elif r < 0.2:
+            entered.append("%09d" % rnd.randrange(10 ** 9))
+        else:
+            entered.append(tok)
+    return entered
+
+
+def _run(mpy, tokens):
+    from binascii import unhexlify
+    derived = openpaygo.token_shared.OpenPAYGOTokenShared.generate_starting_code(unhexlify(KEY))
+    r = mpy(RUN, stdin=json.dumps({"key": KEY, "start": START, "tokens": tokens, "derived_start": derived}),
+            heap="1m", timeout=900).result
+    assert r["ok"], r
+    return r["out"], r["count"]
+
+
+def test_every_kind_in_order_out_of_order_replayed_and_foreign(mpy):
+    c = 0
+    c, add1 = _gen(c, TokenType.ADD_TIME, 7)
+    c, add2 = _gen(c, TokenType.ADD_TIME, 995)
+    c, set3 = _gen(c, TokenType.SET_TIME, 30)
+    c, add4 = _gen(c, TokenType.ADD_TIME, 1)
+    c, add5 = _gen(c, TokenType.ADD_TIME, 2)
+    c, dis = _gen(c, TokenType.DISABLE_PAYG)
+    c, sync = _gen(c, TokenType.COUNTER_SYNC)
+    _, foreign = _gen(2, TokenType.ADD_TIME, 5, key=OTHER)
+    tokens = [add1, add1, add2, add5, add4, add4, set3, foreign, dis, add1, sync, "12345", "x1"]
+    ours, count = _run(mpy, tokens)
+    ref, rcount = _reference(tokens)
+    assert ours == ref and count == rcount, (ours, ref)
+    assert [o[0] for o in ours[:3]] == [1, None, 1] and ours[1][1] == "used"
+    assert ours[4][0] == 1, "Add-Time entered after a later one: taken once"
+    assert ours[6] == [None, "used", None], "Set-Time after a later count: spent"
+    assert ours[7][1] == "bad_mac" and ours[9][1] == "used"
+
+
+def test_the_counter_window_edges(mpy):
+    # Add-Time tokens 16 counts behind the newest are still taken, 17 are not; a token 64 counts
+    # ahead is found, 65 is not.
+    toks = {}
+    c = 0
+    for k in range(40):
+        c, toks[k] = _gen(c, TokenType.ADD_TIME, k)
+    far = _gen(c + 64 * 2, TokenType.ADD_TIME, 3)[1]
+    tokens = [toks[39], toks[31], toks[30], toks[0], far]
+    ours, count = _run(mpy, tokens)
+    ref, rcount = _reference(tokens)
+    assert ours == ref and count == rcount, (ours, ref)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_tokens_agree_with_the_reference(mpy, seed):
+    tokens = _scenario(seed, 600)
+    ours, count = _run(mpy, tokens)
+    ref, rcount = _reference(tokens)
+    assert ours == ref and count == rcount
+    took = sum(1 for o in ours if o[0] is not None)
+    print("openpaygo seed %d: %d tokens tried, %d accepted, %d used, %d refused" % (
+        seed, len(ours), took, sum(1 for o in ours if o[1] == "used"), sum(1 for o in ours if o[1] == "bad_mac")))
+    assert took > 300
