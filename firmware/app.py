@@ -61,6 +61,14 @@ class Meter:
         self.relay, self.protection, self.relay_cmds = protection_mod.build(board, self.metering, emit)
         self.commands = auth.Commands(board.meter_id, board.key)
         self.tokens = token_mod.Tokens(board.meter_id, board.key, self.commands)
+        # OpenPAYGO Token's count and used counts: kept (and committed) whether or not the
+        # utility has the system switched on, so switching it on again cannot make old tokens new.
+        self.paygo_count = 0
+        self.paygo_used = 0
+        self.paygo = None  # OpenPAYGO Token entry (paygo.py), when config "tokens" lists it
+        if "openpaygo" in cfg.get("tokens", ("pm",)):
+            import paygo  # only then: a meter without it carries no code for it in RAM
+            self.paygo = paygo.PaygoTokens(self, board, cfg)
         self.store = RecordStore(board.root + "/state.a", board.root + "/state.b", record.SIZE)
         self._undo = bytearray(record.SIZE)
         storage = cfg.get("storage", {})
@@ -432,6 +440,10 @@ class Meter:
     def _token(self, text):
         now = self.timesrc.lower()  # a lockout is not shortened by a time server's word
         tk = self.tokens
+        if self.paygo is not None and isinstance(text, str):
+            digits = text.replace(" ", "").replace("-", "")
+            if len(digits) == 9 and digits.isdigit():
+                return self.paygo.enter(digits, now)
         v, typ, cid, amt, reason = tk.check(text, now)
         if v == token_mod.REFUSED:
             self.emit(events.TOPUP_REFUSED, cid)

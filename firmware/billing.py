@@ -134,7 +134,7 @@ SRC_MQTT = const(0)
 SRC_TOKEN = const(1)
 RESULTS = ("applied", "refused_max_balance", "bad_amount", "used", "stale_id", "bad_mac", "check_digit",
            "locked", "malformed", "no_key", "unknown_type", "store_fault", "bad_args", "replay_lost", "id_jump",
-           "old_key")
+           "old_key", "unsupported", "bad_value")
 TOPUP_FMT = "<iIBBBxi"
 TOPUP_SIZE = struct.calcsize(TOPUP_FMT)
 TOPUPS_KEPT = const(64)

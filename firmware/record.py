@@ -8,22 +8,24 @@ from timebase import EPOCH
 # Layouts by version. A new firmware reads every older layout (the balance and everything else
 # carry over, the next commit writes the new one); a record of a newer version than this firmware
 # knows is never overwritten (unpack returns FOREIGN).
-VERSION = 3
+VERSION = 4
 # magic, version, balance, charged, topped_up, topups, tariff_rem,
 # imp_wh, imp_rem, exp_wh, exp_rem, last_cmd_id, relay_state, reasons, credit_level, state flags
 # v1 kept lifetime money in signed 32 bits and lifetime Wh in 32 bits: at the tariff's largest
 # price (1 000 000 minor units per kWh) one MWh of money passes 2^31, and a 41.4 kW meter passes
 # 2^32 Wh in 12 years. v2 keeps those totals in 64 bits (docs/storage.md, "Counter widths").
-_HEADS = ("", "<HHiiiIIIIIIIBBBB", "<HHiqqIIQIQIIBBBB", "<HHiqqIIQIQIIBBBB")
+_HEADS = ("", "<HHiiiIIIIIIIBBBB", "<HHiqqIIQIQIIBBBB", "<HHiqqIIQIQIIBBBB", "<HHiqqIIQIQIIBBBB")
 # srem, sms, bwh, bkey, charged_minor, standing_s, debt, recovered, last_day,
 # ec_active, token_bad, pad, token_lock_until (meter seconds), bill_day [, time_floor (v2)]
-_BILLS = ("", "<iiiiiiiiiBBHii", "<iiiiqiiqiBBHiii", "<iiiiqiiqiBBHiii")
+_BILLS = ("", "<iiiiiiiiiBBHii", "<iiiiqiiqiBBHiii", "<iiiiqiiqiBBHiii", "<iiiiqiiqiBBHiii")
 _TAIL = "<BBBBI"  # relay flags, limiter latched, tamper flags, relay driver fault, lifetime load-limit trips
 _PULSES = "<II6I6H"  # pulse-input counts, then per-channel import/export Wh and remainders (3 channels)
 # v3: offline tokens got ids of their own (tokenids.py): the newest applied, the floor of spent
 # ids, the bitmap below the newest. Up to v2 they shared the command window: a v2 record carries
 # over with every id up to the last applied command id spent.
 _TOKENS = "<II8s"
+# v4: OpenPAYGO Token's count and used counts (openpaygo_token.py); 0 from an older record.
+_PAYGO = "<II"
 _NREGS = MAX_RATES + MAX_BLOCKS  # energy per rate and per block, "<i" each
 _MAGIC = 0x4D50  # "PM"
 FOREIGN = -1  # unpack(): a record of a newer firmware (or not ours at all)
@@ -40,7 +42,8 @@ class _Layout:
         self.regs = self.bill + struct.calcsize(self.bill_fmt)
         self.pulses = self.regs + 4 * _NREGS
         self.tokens = self.pulses + struct.calcsize(_PULSES)
-        self.size = self.tokens + (struct.calcsize(_TOKENS) if v >= 3 else 0)
+        self.paygo = self.tokens + (struct.calcsize(_TOKENS) if v >= 3 else 0)
+        self.size = self.paygo + (struct.calcsize(_PAYGO) if v >= 4 else 0)
 
 
 _LAYOUTS = tuple(_Layout(v) for v in range(1, VERSION + 1))  # version v at v - 1
@@ -49,6 +52,7 @@ SIZE = _L.size
 HEAD = _L.head  # this version's head format (tools/powercut_mp.py reads balance and relay from it)
 SIZE_V1 = _LAYOUTS[0].size
 SIZE_V2 = _LAYOUTS[1].size
+SIZE_V3 = _LAYOUTS[2].size
 
 
 def pack(buf, m):
@@ -90,6 +94,7 @@ def pack(buf, m):
     ti = m.tokens.ids
     struct.pack_into("<II", buf, L.tokens, ti.top, ti.floor)
     buf[L.tokens + 8:L.tokens + 16] = ti.bits
+    struct.pack_into(_PAYGO, buf, L.paygo, m.paygo_count, m.paygo_used)
 
 
 def version(buf, length=None):
@@ -164,4 +169,5 @@ def unpack(buf, m, length=None):
         for i in range(WINDOW):
             if 0 < c.ids[i] <= c.last_id:
                 ti.remember(c.ids[i])  # applied (a command or a token): answers "used"
+    m.paygo_count, m.paygo_used = struct.unpack_from(_PAYGO, buf, L.paygo) if v >= 4 else (0, 0)
     return True

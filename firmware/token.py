@@ -140,11 +140,7 @@ class Tokens:
         got = struct.pack("<I", mac)
         current = equal(struct.pack("<I", self._tag(self._mac, typ, cid, af)), got)
         if not current and (self._old is None or not equal(struct.pack("<I", self._tag(self._old, typ, cid, af)), got)):
-            if self.bad < 255:  # persisted in a byte: saturate, so the lockout stays at its longest
-                self.bad += 1
-            if self.bad >= _FREE_TRIES:
-                s = _LOCK_BASE_S << (self.bad - _FREE_TRIES) if self.bad - _FREE_TRIES < 12 else _LOCK_MAX_S
-                self.lock_until = now + (s if s < _LOCK_MAX_S else _LOCK_MAX_S)
+            self.failed(now)
             return self._refuse("bad_mac")
         self.bad = 0
         if not current and now >= self.old_until:
@@ -160,6 +156,15 @@ class Tokens:
             return self._refuse(res, typ, cid)
         self.accepted += 1
         return OK, typ, cid, decode_amount(af), None
+
+    def failed(self, now):
+        """A token that is not genuine (here or in another token system the meter takes): it
+        counts towards the one lockout."""
+        if self.bad < 255:  # persisted in a byte: saturate, so the lockout stays at its longest
+            self.bad += 1
+        if self.bad >= _FREE_TRIES:
+            s = _LOCK_BASE_S << (self.bad - _FREE_TRIES) if self.bad - _FREE_TRIES < 12 else _LOCK_MAX_S
+            self.lock_until = now + (s if s < _LOCK_MAX_S else _LOCK_MAX_S)
 
     def _refuse(self, reason, typ=0, cid=0):
         self.refused += 1

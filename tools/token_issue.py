@@ -82,20 +82,67 @@ def issue(meter_key, meter_id, cmd_id, amount, typ="credit"):
     return data + str(damm(data))
 
 
+# -- OpenPAYGO Token (docs/tokens.md), through the reference library --------------------------
+PAYGO_KINDS = ("add", "sync")
+
+
+def openpaygo_key(meter_key):
+    """The meter's OpenPAYGO secret key: derived from its meter key (firmware/app.py)."""
+    return hmac.new(meter_key, b"pm-openpaygo-key-v1", hashlib.sha256).digest()[:16]
+
+
+def issue_openpaygo(meter_key, count, value=0, kind="add"):
+    """(new count, 9-digit token): the next OpenPAYGO Add-Time token worth `value` units (or a
+    Counter-Sync token) after the last one issued at `count`."""
+    try:
+        import openpaygo
+        from openpaygo.token_shared import OpenPAYGOTokenShared
+    except ImportError as e:
+        raise TokenError("OpenPAYGO tokens need the reference library (requirements.txt): %s" % e)
+    if not isinstance(meter_key, bytes) or len(meter_key) != KEY_LEN:
+        raise TokenError("the meter key is %d bytes (%d hex digits)" % (KEY_LEN, 2 * KEY_LEN))
+    if kind not in PAYGO_KINDS:
+        raise TokenError("kind must be one of %s" % ", ".join(PAYGO_KINDS))
+    if not isinstance(count, int) or not 0 <= count < 1 << 31:
+        raise TokenError("count: the last count issued, 0 or more")
+    if kind == "add" and (not isinstance(value, int) or not 1 <= value <= 995):
+        raise TokenError("an OpenPAYGO Add-Time value is 1 to 995 units")
+    key = openpaygo_key(meter_key)
+    start = OpenPAYGOTokenShared.generate_starting_code(key)
+    if kind == "sync":
+        return openpaygo.generate_token(secret_key=key.hex(), count=count, token_type=openpaygo.TokenType.COUNTER_SYNC,
+                                        starting_code=start)
+    return openpaygo.generate_token(secret_key=key.hex(), count=count, value=value,
+                                    token_type=openpaygo.TokenType.ADD_TIME, starting_code=start)
+
+
 def grouped(tok):
     return " ".join(tok[i:i + 4] for i in range(0, 20, 4))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--meter-id", required=True)
+    p.add_argument("--meter-id")
     p.add_argument("--key", required=True, help="the meter key, hex")
-    p.add_argument("--id", type=int, required=True, help="token id from the meter's token counter")
-    p.add_argument("--amount", type=int, required=True, help="minor units")
+    p.add_argument("--id", type=int, help="token id from the meter's token counter")
+    p.add_argument("--amount", type=int, help="minor units")
     p.add_argument("--type", default="credit", choices=sorted(TYPES))
+    p.add_argument("--openpaygo", action="store_true", help="an OpenPAYGO Token instead (docs/tokens.md)")
+    p.add_argument("--count", type=int, help="OpenPAYGO: the last count issued for this meter (0 at first)")
+    p.add_argument("--value", type=int, default=0, help="OpenPAYGO: units to add (1..995)")
+    p.add_argument("--kind", default="add", choices=PAYGO_KINDS, help="OpenPAYGO: add (Add-Time) or sync")
     a = p.parse_args(argv)
     try:
         key = bytes.fromhex(a.key)
+        if a.openpaygo:
+            if a.count is None:
+                raise TokenError("--openpaygo needs --count, the last count issued for this meter")
+            count, tok = issue_openpaygo(key, a.count, a.value, a.kind)
+            print(tok)
+            print("(count %d: give --count %d for the next one)" % (count, count), file=sys.stderr)
+            return 0
+        if a.meter_id is None or a.id is None or a.amount is None:
+            raise TokenError("--meter-id, --id and --amount are required (or --openpaygo)")
         print(grouped(issue(key, a.meter_id, a.id, a.amount, a.type)))
     except ValueError as e:
         print("token_issue: error: %s" % e, file=sys.stderr)

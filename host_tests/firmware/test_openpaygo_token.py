@@ -141,3 +141,61 @@ def test_random_tokens_agree_with_the_reference(mpy, seed):
     print("openpaygo seed %d: %d tokens tried, %d accepted, %d used, %d refused" % (
         seed, len(ours), took, sum(1 for o in ours if o[1] == "used"), sum(1 for o in ours if o[1] == "bad_mac")))
     assert took > 300
+
+
+APP = r'''
+import sys, json, mptest, simkit
+S = json.loads(sys.stdin.read())
+FLASH = simkit.fresh_flash(sys.argv[1])
+CFG = {"opening_balance": 1000, "tokens": ["pm", "openpaygo"], "openpaygo": {"unit_minor": 100}}
+b, m = simkit.meter(FLASH, config=CFG)
+T = S["tokens"]
+got = [m.enter_token(t) for t in (T["add12"], T["add12"], T["add5"], T["add3_late"], T["sync"], T["set"])]
+mptest.eq(got, ["applied", "used", "applied", "applied", "applied", "unsupported"], "kinds")
+mptest.eq(m.account.balance, 1000 + 1200 + 500 + 300, "credited in money: 100 minor units per unit")
+log = m.topup_log.entries()
+mptest.eq([(e["src"], e["result"], e["amount"]) for e in log[-6:]], [("token", "applied", 1200), ("token", "used", 0),
+          ("token", "applied", 500), ("token", "applied", 300), ("token", "applied", 0), ("token", "unsupported", 0)], "journal")
+mptest.eq(m.enter_token(S["ours"]), "applied", "our 20-digit tokens still work beside them")
+bal = m.account.balance
+for k in range(3):
+    mptest.eq(m.enter_token(T["foreign"]), "bad_mac", "another device's token")
+mptest.eq(m.enter_token(T["add20"]), "locked", "the same lockout as ours")
+m.tokens.lock_until = 0  # the lockout served
+m.commit()
+count = m.paygo_count
+b, m = simkit.meter(FLASH, config=CFG)  # a power cut: the count and the used counts are in the record
+mptest.eq((m.paygo_count, m.account.balance), (count, bal), "kept")
+mptest.eq(m.enter_token(T["add12"]), "used", "a replay after the cut")
+mptest.eq(m.enter_token(T["add20"]), "applied", "a new one")
+b, m = simkit.meter(FLASH, config={"opening_balance": 1000})
+mptest.eq(m.enter_token(T["add30"]), "malformed", "a meter not configured for OpenPAYGO takes none")
+mptest.done()
+'''
+
+
+def test_the_meter_takes_openpaygo_tokens_beside_its_own(mpy, tmp_path):
+    import hashlib
+    import hmac
+    from binascii import unhexlify  # noqa: F401
+    import mprun
+    import token_issue
+    meter_key = bytes(range(32))  # simkit.TEST_KEY
+    key = hmac.new(meter_key, b"pm-openpaygo-key-v1", hashlib.sha256).digest()[:16]
+    start = openpaygo.token_shared.OpenPAYGOTokenShared.generate_starting_code(key)
+    k = key.hex()
+    toks = {}
+    c = 0
+    c, late3 = generate_token(secret_key=k, count=c, value=3, token_type=TokenType.ADD_TIME, starting_code=start)
+    c, toks["add12"] = generate_token(secret_key=k, count=c, value=12, token_type=TokenType.ADD_TIME, starting_code=start)
+    c, toks["add5"] = generate_token(secret_key=k, count=c, value=5, token_type=TokenType.ADD_TIME, starting_code=start)
+    toks["add3_late"] = late3
+    c, toks["sync"] = generate_token(secret_key=k, count=c, token_type=TokenType.COUNTER_SYNC, starting_code=start)
+    c, toks["set"] = generate_token(secret_key=k, count=c, value=50, token_type=TokenType.SET_TIME, starting_code=start)
+    c, toks["add20"] = generate_token(secret_key=k, count=c, value=20, token_type=TokenType.ADD_TIME, starting_code=start)
+    c, toks["add30"] = generate_token(secret_key=k, count=c, value=30, token_type=TokenType.ADD_TIME, starting_code=start)
+    toks["foreign"] = generate_token(secret_key=OTHER, count=1, value=7, starting_code=START)[1]
+    ours = token_issue.issue(meter_key, "t-0001", 1, 250)
+    r = mpy(APP, str(tmp_path / "flash.img"), stdin=json.dumps({"tokens": toks, "ours": ours}), heap=mprun.APP_HEAP,
+            timeout=600).result
+    assert r["ok"], r

@@ -78,3 +78,34 @@ def test_cli_bad_inputs_give_one_line_and_status_2(args, capsys):
 
 def test_a_test_token_may_carry_no_amount():
     assert len(token_issue.issue(KEY, "m1", 1, 0, "test")) == 20
+
+
+def test_openpaygo_tokens_are_the_reference_librarys_for_the_meters_derived_key():
+    import openpaygo
+    from openpaygo.token_shared import OpenPAYGOTokenShared
+    key = token_issue.openpaygo_key(KEY)
+    start = OpenPAYGOTokenShared.generate_starting_code(key)
+    count, used = 0, [0]
+    c = 0
+    for value in (1, 12, 995):
+        c, tok = token_issue.issue_openpaygo(KEY, c, value)
+        v, typ, n, upd = openpaygo.decode_token(token=tok, secret_key=key.hex(), count=count, used_counts=used,
+                                                starting_code=start)
+        assert (v, typ, n) == (value, openpaygo.TokenType.ADD_TIME, c)
+        count, used = n, upd or used
+    c, tok = token_issue.issue_openpaygo(KEY, c, kind="sync")
+    assert openpaygo.decode_token(token=tok, secret_key=key.hex(), count=count, used_counts=used,
+                                  starting_code=start)[1] == openpaygo.TokenType.COUNTER_SYNC
+    for kw in (dict(value=0), dict(value=996), dict(count=-1), dict(kind="set"), dict(meter_key=b"\x00\x11")):
+        args = dict(meter_key=KEY, count=0, value=5)
+        args.update(kw)
+        with pytest.raises(token_issue.TokenError):
+            token_issue.issue_openpaygo(**args)
+
+
+def test_openpaygo_cli_needs_a_count(capsys):
+    assert token_issue.main(["--openpaygo", "--key", KEY.hex(), "--value", "5"]) == 2
+    assert "--count" in capsys.readouterr().err
+    assert token_issue.main(["--openpaygo", "--key", KEY.hex(), "--value", "5", "--count", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip()) == 9 and out.strip().isdigit() and "--count 2" in err
