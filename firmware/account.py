@@ -185,6 +185,19 @@ class Account:
         self._update_level()
         return APPLIED
 
+    def set_credit(self, target):
+        """An authority sets the balance (an OpenPAYGO Set-Time token): the change counts as
+        credit granted, negative when it lowers the balance, so balance = credit - charges holds."""
+        if type(target) is not int or not 0 <= target <= self.max_balance:
+            return REFUSED_AMOUNT if type(target) is not int or target < 0 else REFUSED_MAX_BALANCE
+        self.topped_up += target - self.balance
+        self.balance = target
+        if self.ec_active and self.balance > 0:
+            self.ec_active = 0
+            self._emit(events.EC_REPAID, self.balance)
+        self._update_level()
+        return APPLIED
+
     def add_debt(self, amount):
         if type(amount) is not int or amount <= 0 or self.debt + amount > _LIMIT:
             return REFUSED_AMOUNT

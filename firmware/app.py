@@ -442,7 +442,7 @@ class Meter:
         tk = self.tokens
         if self.paygo is not None and isinstance(text, str):
             digits = text.replace(" ", "").replace("-", "")
-            if len(digits) == 9 and digits.isdigit():
+            if len(digits) in (9, 12) and digits.isdigit():  # OpenPAYGO: standard or extended
                 return self.paygo.enter(digits, now)
         v, typ, cid, amt, reason = tk.check(text, now)
         if v == token_mod.REFUSED:

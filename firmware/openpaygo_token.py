@@ -1,9 +1,10 @@
-# OpenPAYGO Token (standard 9-digit tokens), decoded on the meter, written from the standard's
-# description: a device holds a 16-byte secret key and a 9-digit starting code. Each token is the
-# starting code with its last three digits replaced by the value (shifted by the starting code's),
-# pushed through `count` steps of a SipHash-2-4 chain, with the value put back into its last
-# three digits. Even counts carry Add-Time tokens; odd counts carry Set-Time, Disable-PAYG
-# (value 998) and Counter-Sync (value 999). The meter finds the count by walking the chain, and
+# OpenPAYGO Token, decoded on the meter, written from the standard's description: a device holds a
+# 16-byte secret key and a 9-digit starting code. A standard (9-digit) token is the starting code
+# with its last three digits replaced by the value (shifted by the starting code's), pushed through
+# `count` steps of a SipHash-2-4 chain, with the value put back into its last three digits. Even
+# counts carry Add-Time tokens; odd counts carry Set-Time, Disable-PAYG (value 998) and
+# Counter-Sync (value 999). An extended (12-digit) token does the same with six value digits
+# (values up to 999 999) on a 40-bit chain: Add-Time and Set-Time only. The meter finds the count by walking the chain, and
 # keeps the highest count applied and which of the 16 below it were used, so an Add-Time token may
 # be entered late (out of order), each at most once.
 from micropython import const
@@ -22,6 +23,7 @@ _JUMP = const(64)  # a token may be at most this many counts ahead of the last o
 _JUMP_SYNC = const(100)
 _OLDER = const(16)  # Add-Time tokens up to this many counts behind may still be entered once
 _OFFSET = const(73741825)  # 2^30 - 10^9: folds a 30-bit value into 9 digits
+_OFFSET_X = 99511627777  # 2^40 - 10^12: folds a 40-bit value into 12 digits (a big int anyway)
 
 
 def _next(code, key):
@@ -31,6 +33,12 @@ def _next(code, key):
     x = ((h >> 32) ^ h) & 0xFFFFFFFF
     x >>= 2  # bits 2..31: 30 bits
     return x - _OFFSET if x > 999999999 else x
+
+
+def _next_x(code, key):
+    """The extended chain's next 12-digit code."""
+    x = (siphash24(key, struct.pack(">Q", code)) >> 24) & 0xFFFFFFFFFF
+    return x - _OFFSET_X if x > 999999999999 else x
 
 
 def starting_code(key):
@@ -56,24 +64,30 @@ class Decoder:
         """(type, value, count) of a valid new token, or (None, reason, 0): "malformed",
         "bad_mac" (no count matches: another key, a typo, or too far ahead) or "used".
         Changes nothing: apply, then call remember()."""
-        if not isinstance(digits, str) or not 1 <= len(digits) <= 9 or not digits.isdigit():
+        if not isinstance(digits, str) or not 1 <= len(digits) <= 12 or not digits.isdigit():
             return None, "malformed", 0
         token = int(digits)
-        base = token % 1000
-        value = (base - self._start % 1000) % 1000
+        ext = len(digits) > 9
+        mod = 1000000 if ext else 1000
+        base = token % mod
+        value = (base - self._start % mod) % mod
         last = self.count
-        code = self._start - self._start % 1000 + base
+        code = self._start - self._start % mod + base
         older = False
-        for n in range(last + (_JUMP_SYNC if value == _SYNC_VALUE else _JUMP) + 1):
-            if code - code % 1000 + base == token:
-                typ = ADD if not n % 2 else (SYNC if value == _SYNC_VALUE else
-                                              DISABLE if value == _DISABLE_VALUE else SET)
+        step = _next_x if ext else _next
+        for n in range(last + (_JUMP_SYNC if value == _SYNC_VALUE and not ext else _JUMP) + 1):
+            if code - code % mod + base == token:
+                if ext:
+                    typ = SET if n % 2 else ADD
+                else:
+                    typ = ADD if not n % 2 else (SYNC if value == _SYNC_VALUE else
+                                                  DISABLE if value == _DISABLE_VALUE else SET)
                 if self._valid(n, value, typ):
-                    if typ in (ADD, SET) and value > MAX_VALUE:
+                    if typ in (ADD, SET) and value > MAX_VALUE and not ext:
                         return None, "bad_value", n
                     return typ, value, n
                 older = True
-            code = _next(code, self._key)
+            code = step(code, self._key)
         return (None, "used", 0) if older else (None, "bad_mac", 0)
 
     def _valid(self, n, value, typ):

@@ -53,6 +53,10 @@ class PaygoTokens:
                     m.emit(events.TOKEN_LOCKOUT, tk.lock_until - now)
             return val, CREDIT, n, 0
         tk.bad = 0
+        if typ == opg.SYNC and n <= m.paygo_count:
+            # The standard takes a Counter-Sync again (it only moves the count): one that moves
+            # nothing is a replay here, answered as such.
+            return "used", CREDIT, n, 0
         amt = 0
         if typ == opg.ADD:
             amt = val * self.unit
@@ -63,10 +67,20 @@ class PaygoTokens:
                     return ("refused_max_balance" if r == account.REFUSED_MAX_BALANCE else "bad_amount"), CREDIT, n, amt
                 m.topups += 1
                 m.emit(events.TOPUP_APPLIED, amt)
-        elif typ != opg.SYNC:
-            # Set-Time and Disable-PAYG have no prepaid meaning here yet (docs/tokens.md).
-            m.emit(events.TOPUP_REFUSED, 0)
-            return "unsupported", CREDIT, n, 0
+        elif typ == opg.SET:
+            # Set-Time: the credit becomes the token's value (docs/tokens.md).
+            amt = val * self.unit
+            r = m.account.set_credit(amt)
+            if r != account.APPLIED:
+                m.emit(events.TOPUP_REFUSED, amt)
+                return ("refused_max_balance" if r == account.REFUSED_MAX_BALANCE else "bad_amount"), CREDIT, n, amt
+            m.topups += 1
+            m.emit(events.TOPUP_APPLIED, amt)
+        elif typ == opg.DISABLE:
+            # Disable-PAYG: the device is paid off: power is kept whatever the credit (the relay's
+            # persistent keep-power override; billing goes on as a record). The backend's
+            # keep_power command can end it.
+            m.relay.set_keep_power(True)
         d.remember(typ, val, n)
         m.paygo_count, m.paygo_used = d.count, d.used
         m._credit_rules()  # the relay follows the new credit, as after any top-up

@@ -576,7 +576,7 @@ def cmd_provision(h, a):
         raise CliError("give both --wifi-ssid and --wifi-password, or neither")
     rec = {"meter_id": a.meter, "board": a.board, "key": secrets.token_hex(32),
            "mqtt_user": a.meter, "mqtt_password": secrets.token_urlsafe(18),
-           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "currency": a.currency or "", "next_cmd_id": 1, "next_token_id": 1,
+           "broker": a.meter_broker or a.broker, "decimals": a.decimals, "currency": a.currency or "", "openpaygo_unit_minor": a.openpaygo_unit, "next_cmd_id": 1, "next_token_id": 1,
            "provisioned": int(time.time())}
     h.reg.put(rec)
     out = h.reg.deploy / a.meter
@@ -788,6 +788,8 @@ def cmd_token(h, a):
     if issuer is None:
         raise CliError("offline tokens are not supported by this build: no host token issuer "
                        "(tools/%s with issue(meter_key, meter_id, cmd_id, amount_minor))" % ISSUER)
+    if a.openpaygo:
+        return _openpaygo_token(h, a, rec, amt)
     # Tokens have a counter of their own (docs/tokens.md, protocol revision 4): a paper token
     # stays good whatever commands reach the meter before it is typed. An older meter numbers
     # tokens with commands: one counter for both there.
@@ -806,6 +808,35 @@ def cmd_token(h, a):
         r = h.send(a.meter, "token", tok=digits)  # the token's verdict is the reply's result
         print("%s: token %d relayed and applied (command %d); balance now %s" % (
             a.meter, cid, r["cmd_id"], fmt_money(r["b"], rec.get("decimals", 2))))
+    return 0
+
+
+def _openpaygo_token(h, a, rec, amt):
+    """An OpenPAYGO Add-Time token for a meter configured for them (docs/tokens.md): its value in
+    units of the meter's `unit_minor` (the provision's --openpaygo-unit), the next count kept here."""
+    import token_issue
+    unit = rec.get("openpaygo_unit_minor", 100)
+    dec = rec.get("decimals", 2)
+    if amt % unit:
+        raise CliError("an OpenPAYGO token carries whole units of %s; %s is not one" % (
+            fmt_money(unit, dec), fmt_money(amt, dec)))
+
+    def take(r):
+        last = r.get("openpaygo_count", 0)
+        try:
+            count, tok = token_issue.issue_openpaygo(bytes.fromhex(r["key"]), last, amt // unit)
+        except token_issue.TokenError as e:
+            raise CliError("cannot make an OpenPAYGO token for %s: %s" % (fmt_money(amt, dec), e))
+        r["openpaygo_count"] = count
+        return count, tok
+
+    count, tok = h.reg.update(a.meter, take)
+    print(tok)
+    print("(%s for %s, OpenPAYGO count %d: type it at the meter, or at the REPL with token(\"...\"))" % (
+        fmt_money(amt, dec), a.meter, count), file=sys.stderr)
+    if a.send:
+        r = h.send(a.meter, "token", tok=tok)
+        print("%s: token relayed and applied (command %d); balance now %s" % (a.meter, r["cmd_id"], fmt_money(r["b"], dec)))
     return 0
 
 
@@ -1080,6 +1111,8 @@ def parser():
     s.add_argument("--meter-broker", type=broker_arg, help="HOST:PORT the meter uses (default: --broker)")
     s.add_argument("--decimals", type=int, default=2, choices=range(0, 4))
     s.add_argument("--currency", type=currency_arg, default=None, help="currency code for plots and bills, e.g. KES")
+    s.add_argument("--openpaygo-unit", type=number_arg(int, 1, 1000000), default=100,
+                   help="minor units an OpenPAYGO token unit is worth (the meter's openpaygo.unit_minor)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_provision)
 
@@ -1107,6 +1140,8 @@ def parser():
         s.set_defaults(fn=fn)
     s.add_argument("--send", action="store_true",
                    help="also relay it to the meter now (it is used there; typing it later answers `used`)")
+    s.add_argument("--openpaygo", action="store_true",
+                   help="an OpenPAYGO Token (9 digits) for a meter configured to take them (docs/tokens.md)")
 
     s = sub.add_parser("retry", help="re-send the unanswered command (same id: applied at most once)")
     s.add_argument("meter")

@@ -71,7 +71,11 @@ def _scenario(seed, n):
         else:
             _, tok = _gen(count, TokenType.ADD_TIME, rnd.randint(0, 995), key=OTHER)  # another device's
         issued.append(tok)
-    # Entered mostly in order, some late, some twice, some lost, some mistyped.
+    return _entered(rnd, issued, 9)
+
+
+def _entered(rnd, issued, digits):
+    """As customers enter them: mostly in order, some late, some twice, some lost, some mistyped."""
     entered = []
     for i, tok in enumerate(issued):
         r = rnd.random()
@@ -82,7 +86,7 @@ def _scenario(seed, n):
         elif r < 0.18:
             continue
         elif r < 0.2:
-            entered.append("%09d" % rnd.randrange(10 ** 9))
+            entered.append("%0*d" % (digits, rnd.randrange(10 ** digits)))
         else:
             entered.append(tok)
     return entered
@@ -150,12 +154,13 @@ FLASH = simkit.fresh_flash(sys.argv[1])
 CFG = {"opening_balance": 1000, "tokens": ["pm", "openpaygo"], "openpaygo": {"unit_minor": 100}}
 b, m = simkit.meter(FLASH, config=CFG)
 T = S["tokens"]
-got = [m.enter_token(t) for t in (T["add12"], T["add12"], T["add5"], T["add3_late"], T["sync"], T["set"])]
-mptest.eq(got, ["applied", "used", "applied", "applied", "applied", "unsupported"], "kinds")
+got = [m.enter_token(t) for t in (T["add12"], T["add12"], T["add5"], T["add3_late"], T["sync"])]
+mptest.eq(got, ["applied", "used", "applied", "applied", "applied"], "kinds")
 mptest.eq(m.account.balance, 1000 + 1200 + 500 + 300, "credited in money: 100 minor units per unit")
+mptest.eq((m.enter_token(T["set"]), m.account.balance), ("applied", 5000), "Set-Time: the balance becomes 50 units")
 log = m.topup_log.entries()
 mptest.eq([(e["src"], e["result"], e["amount"]) for e in log[-6:]], [("token", "applied", 1200), ("token", "used", 0),
-          ("token", "applied", 500), ("token", "applied", 300), ("token", "applied", 0), ("token", "unsupported", 0)], "journal")
+          ("token", "applied", 500), ("token", "applied", 300), ("token", "applied", 0), ("token", "applied", 5000)], "journal")
 mptest.eq(m.enter_token(S["ours"]), "applied", "our 20-digit tokens still work beside them")
 bal = m.account.balance
 for k in range(3):
@@ -199,3 +204,86 @@ def test_the_meter_takes_openpaygo_tokens_beside_its_own(mpy, tmp_path):
     r = mpy(APP, str(tmp_path / "flash.img"), stdin=json.dumps({"tokens": toks, "ours": ours}), heap=mprun.APP_HEAP,
             timeout=600).result
     assert r["ok"], r
+
+
+EVERY = r'''
+import sys, json, mptest, simkit
+S = json.loads(sys.stdin.read())
+FLASH = simkit.fresh_flash(sys.argv[1])
+CFG = {"opening_balance": 1000, "tokens": ["pm", "openpaygo"], "openpaygo": {"unit_minor": 100},
+       "credit": {"max_balance": 10 ** 8}}
+b, m = simkit.meter(FLASH, config=CFG)
+first = [m.enter_token(t) for t in S["tokens"]]
+again = [m.enter_token(t) for t in S["tokens"]]
+mptest.eq(first, ["applied"] * len(S["tokens"]), "each token the reference library made: applied")
+mptest.eq(set(again), {"used"}, "and each only once")
+mptest.eq(m.account.balance, S["balance"], "the credit the tokens say")
+mptest.check(m.relay.keep_power, "Disable-PAYG: power kept whatever the credit")
+mptest.done(tried=2 * len(S["tokens"]), accepted=first.count("applied"), used=again.count("used"))
+'''
+
+
+def test_every_kind_the_reference_library_issues_is_applied_once_on_the_meter(mpy, tmp_path):
+    import hashlib
+    import hmac
+    import mprun
+    rnd = random.Random(5)
+    meter_key = bytes(range(32))
+    key = hmac.new(meter_key, b"pm-openpaygo-key-v1", hashlib.sha256).digest()[:16]
+    start = openpaygo.token_shared.OpenPAYGOTokenShared.generate_starting_code(key)
+    c, balance, toks = 0, 1000, []
+    for k in range(60):
+        r = rnd.random()
+        if r < 0.7:
+            v = rnd.randint(1, 995)
+            c, t = generate_token(secret_key=key.hex(), count=c, value=v, token_type=TokenType.ADD_TIME,
+                                  starting_code=start)
+            balance += v * 100
+        elif r < 0.85:
+            v = rnd.randint(0, 995)
+            c, t = generate_token(secret_key=key.hex(), count=c, value=v, token_type=TokenType.SET_TIME,
+                                  starting_code=start)
+            balance = v * 100
+        else:
+            c, t = generate_token(secret_key=key.hex(), count=c, token_type=TokenType.COUNTER_SYNC,
+                                  starting_code=start)
+        toks.append(t)
+    c, t = generate_token(secret_key=key.hex(), count=c, token_type=TokenType.DISABLE_PAYG, starting_code=start)
+    toks.append(t)
+    r = mpy(EVERY, str(tmp_path / "flash.img"), stdin=json.dumps({"tokens": toks, "balance": balance}),
+            heap=mprun.APP_HEAP, timeout=900).result
+    assert r["ok"], r
+    print("openpaygo on the meter: %(tried)d tokens tried, %(accepted)d accepted, %(used)d refused as used" % r)
+
+
+def _reference_ext(tokens):
+    count, used, out = 0, [0], []
+    for tok in tokens:
+        try:
+            value, typ, n, upd = decode_token(token=tok, secret_key=KEY, count=count, used_counts=used,
+                                              starting_code=START)
+        except UnboundLocalError:  # the reference's extended decoder, when no count matches
+            value, typ, n, upd = None, TokenType.INVALID, None, None
+        if typ in NAMES:
+            out.append([NAMES[typ], int(value), n])
+            count = max(count, n)
+            used = upd if upd is not None else used
+        else:
+            out.append([None, "used" if typ == TokenType.ALREADY_USED else "bad_mac", None])
+    return out, count
+
+
+def test_extended_tokens_agree_with_the_reference(mpy):
+    rnd = random.Random(9)
+    c, issued = 0, []
+    for _ in range(120):
+        typ = TokenType.ADD_TIME if rnd.random() < 0.8 else TokenType.SET_TIME
+        c, t = generate_token(secret_key=KEY, count=c, value=rnd.randint(0, 999999), token_type=typ,
+                              starting_code=START, extended_token=True)
+        issued.append(t)
+    tokens = _entered(rnd, issued, 12)
+    assert all(len(t) == 12 for t in tokens)
+    ours, count = _run(mpy, tokens)
+    ref, rcount = _reference_ext(tokens)
+    assert ours == ref and count == rcount
+    assert sum(1 for o in ours if o[0] is not None) > 80 and max(o[1] for o in ours if o[0]) > 995

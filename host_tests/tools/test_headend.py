@@ -784,3 +784,24 @@ def test_the_tariff_error_quoted_in_the_docs_is_the_one_printed(tmp_path, capsys
     bad.write_text('{"v": 1, "kind": "flat", "price_per_kwh": 5, "scale": 0, "activate_at": 1775044800}')
     rc, out, err = c("tariff", "T1", str(bad))
     assert rc == 2 and err.strip().endswith(quoted), (err, quoted)
+
+
+def test_headend_issues_openpaygo_tokens_the_reference_library_decodes(tmp_path, capsys):
+    import openpaygo
+    import token_issue
+    from openpaygo.token_shared import OpenPAYGOTokenShared
+    c = Cli(tmp_path, "127.0.0.1:1", capsys)
+    assert c("provision", "P1", "--board", "esp32-atm90e26", "--openpaygo-unit", "50")[0] == 0
+    rc, out, err = c("token", "P1", "0.75", "--openpaygo")
+    assert rc == 2 and "whole units of 0.50" in err
+    meter_key = bytes.fromhex(c.rec("P1")["key"])
+    key = token_issue.openpaygo_key(meter_key)
+    start = OpenPAYGOTokenShared.generate_starting_code(key)
+    count, used = 0, [0]
+    for amount, units in (("2.00", 4), ("0.50", 1)):
+        rc, out, err = c("token", "P1", amount, "--openpaygo")
+        assert rc == 0 and len(out.strip()) == 9, (out, err)
+        v, typ, n, upd = openpaygo.decode_token(token=out.strip(), secret_key=key.hex(), count=count,
+                                                used_counts=used, starting_code=start)
+        assert (v, typ) == (units, openpaygo.TokenType.ADD_TIME) and n == c.rec("P1")["openpaygo_count"]
+        count, used = n, upd or used
