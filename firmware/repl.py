@@ -328,12 +328,14 @@ def token(text):
     if not isinstance(text, str):
         return _err('give the token as text: token("1234 5678 9012 3456 7890")')
     digits = "".join(ch for ch in text if ch not in " -")
-    if not digits.isdigit() or len(digits) != 20:
-        return _err("a token has 20 digits, got %r (%d digits)" % (text, sum(1 for c in digits if c.isdigit())))
+    paygo = m.paygo is not None  # this meter also takes OpenPAYGO Token codes (9 or 12 digits)
+    if not digits.isdigit() or not (len(digits) == 20 or paygo and len(digits) in (9, 12)):
+        return _err("a token has 20 digits%s, got %r (%d digits)" % (
+            " (or 9 or 12 for OpenPAYGO)" if paygo else "", text, sum(1 for c in digits if c.isdigit())))
     res = m.enter_token(digits)
     t = m.last_token
     why = _TOKEN_APPLIED[t] if res == "applied" and t < len(_TOKEN_APPLIED) else _TOKEN_HELP.get(res)
-    _out("token %s: %s%s; balance %s" % (" ".join(digits[i:i + 4] for i in range(0, 20, 4)), res,
+    _out("token %s: %s%s; balance %s" % (" ".join(digits[i:i + 4] for i in range(0, len(digits), 4)), res,
                                          " (%s)" % why if why else "", money(m.account.balance, _dec(m))))
     return res
 

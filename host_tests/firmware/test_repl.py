@@ -160,6 +160,23 @@ def test_config_lists_every_setting_and_auto_reconnect_is_live(mpy, tmp_path):
     assert out[cmds[9]] == ["120000"], "commit_s is live too"
 
 
+def test_openpaygo_tokens_at_the_repl_on_a_meter_that_takes_them(mpy, tmp_path):
+    import token_issue
+    key = bytes(range(32))  # simkit.TEST_KEY
+    _, t5 = token_issue.issue_openpaygo(key, 0, 5)
+    cmds = ["status()['balance']", 'token("%s")' % t5, 'token("%s-%s")' % (t5[:4], t5[4:]), 'token("12345")']
+    out, res = session(mpy, tmp_path, cmds, config={"opening_balance": 1000, "tokens": ["pm", "openpaygo"],
+                                                    "openpaygo": {"unit_minor": 100}})
+    before = int(out[cmds[0]][-1])
+    assert out[cmds[1]][-1] == "'applied'" and "(credit added)" in out[cmds[1]][0], out[cmds[1]]
+    assert out[cmds[2]][-1] == "'used'", out[cmds[2]]
+    assert "or 9 or 12 for OpenPAYGO" in out[cmds[3]][0]
+    assert res["balance"] >= before + 500 - 5  # (minus what the load used meanwhile)
+    # A meter not configured for them says a token has 20 digits.
+    out, res = session(mpy, tmp_path, ['token("%s")' % t5])
+    assert out['token("%s")' % t5][0].startswith("error: a token has 20 digits, got")
+
+
 def test_debt_and_test_tokens_say_what_they_did(mpy, tmp_path):
     # Issue 20: a debt token and a test token were both reported as "applied (credit added)".
     import token_issue
