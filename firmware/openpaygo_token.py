@@ -26,13 +26,16 @@ _OFFSET = const(73741825)  # 2^30 - 10^9: folds a 30-bit value into 9 digits
 _OFFSET_X = 99511627777  # 2^40 - 10^12: folds a 40-bit value into 12 digits (a big int anyway)
 
 
+def _code9(h):
+    """A 64-bit hash as a 9-digit code: its halves XORed, bits 2..31, folded below 10^9."""
+    x = (((h >> 32) ^ h) & 0xFFFFFFFF) >> 2
+    return x - _OFFSET if x > 999999999 else x
+
+
 def _next(code, key):
     """The chain's next 9-digit code."""
     b = struct.pack(">I", code)
-    h = siphash24(key, b + b)
-    x = ((h >> 32) ^ h) & 0xFFFFFFFF
-    x >>= 2  # bits 2..31: 30 bits
-    return x - _OFFSET if x > 999999999 else x
+    return _code9(siphash24(key, b + b))
 
 
 def _next_x(code, key):
@@ -43,9 +46,7 @@ def _next_x(code, key):
 
 def starting_code(key):
     """The starting code the standard derives from the key alone (when none is provisioned)."""
-    h = siphash24(key, key)
-    x = (((h >> 32) ^ h) & 0xFFFFFFFF) >> 2
-    return x - _OFFSET if x > 999999999 else x
+    return _code9(siphash24(key, key))
 
 
 class Decoder:

@@ -13,11 +13,12 @@ VERSION = 4
 # imp_wh, imp_rem, exp_wh, exp_rem, last_cmd_id, relay_state, reasons, credit_level, state flags
 # v1 kept lifetime money in signed 32 bits and lifetime Wh in 32 bits: at the tariff's largest
 # price (1 000 000 minor units per kWh) one MWh of money passes 2^31, and a 41.4 kW meter passes
-# 2^32 Wh in 12 years. v2 keeps those totals in 64 bits (docs/storage.md, "Counter widths").
-_HEADS = ("", "<HHiiiIIIIIIIBBBB", "<HHiqqIIQIQIIBBBB", "<HHiqqIIQIQIIBBBB", "<HHiqqIIQIQIIBBBB")
+# 2^32 Wh in 12 years. v2 keeps those totals in 64 bits (docs/storage.md, "Counter widths");
+# later versions only append sections, so v1's formats and v2's are all there are.
+_HEADS = ("<HHiiiIIIIIIIBBBB", "<HHiqqIIQIQIIBBBB")
 # srem, sms, bwh, bkey, charged_minor, standing_s, debt, recovered, last_day,
 # ec_active, token_bad, pad, token_lock_until (meter seconds), bill_day [, time_floor (v2)]
-_BILLS = ("", "<iiiiiiiiiBBHii", "<iiiiqiiqiBBHiii", "<iiiiqiiqiBBHiii", "<iiiiqiiqiBBHiii")
+_BILLS = ("<iiiiiiiiiBBHii", "<iiiiqiiqiBBHiii")
 _TAIL = "<BBBBI"  # relay flags, limiter latched, tamper flags, relay driver fault, lifetime load-limit trips
 _PULSES = "<II6I6H"  # pulse-input counts, then per-channel import/export Wh and remainders (3 channels)
 # v3: offline tokens got ids of their own (tokenids.py): the newest applied, the floor of spent
@@ -34,11 +35,11 @@ FLAG_REPLAY_LOST = 1  # state flags: the replay window was lost with the record 
 
 class _Layout:
     def __init__(self, v):
-        self.head = _HEADS[v]
+        self.head = _HEADS[1 if v > 1 else 0]
         self.head_size = struct.calcsize(self.head)
         self.tail = self.head_size + 5 * WINDOW  # the replay window: WINDOW ids (u32), WINDOW results (u8)
         self.bill = self.tail + struct.calcsize(_TAIL)
-        self.bill_fmt = _BILLS[v]
+        self.bill_fmt = _BILLS[1 if v > 1 else 0]
         self.regs = self.bill + struct.calcsize(self.bill_fmt)
         self.pulses = self.regs + 4 * _NREGS
         self.tokens = self.pulses + struct.calcsize(_PULSES)
@@ -52,7 +53,6 @@ SIZE = _L.size
 HEAD = _L.head  # this version's head format (tools/powercut_mp.py reads balance and relay from it)
 SIZE_V1 = _LAYOUTS[0].size
 SIZE_V2 = _LAYOUTS[1].size
-SIZE_V3 = _LAYOUTS[2].size
 
 
 def pack(buf, m):
@@ -92,8 +92,7 @@ def pack(buf, m):
         struct.pack_into("<I", buf, L.pulses + 8 + 4 * k, mt.ch_wh[k])
         struct.pack_into("<H", buf, L.pulses + 32 + 2 * k, mt.ch_rem[k])
     ti = m.tokens.ids
-    struct.pack_into("<II", buf, L.tokens, ti.top, ti.floor)
-    buf[L.tokens + 8:L.tokens + 16] = ti.bits
+    struct.pack_into(_TOKENS, buf, L.tokens, ti.top, ti.floor, ti.bits)
     struct.pack_into(_PAYGO, buf, L.paygo, m.paygo_count, m.paygo_used)
 
 
@@ -160,8 +159,8 @@ def unpack(buf, m, length=None):
         mt.ch_rem[k] = mtail[8 + k]
     ti = tok.ids
     if v >= 3:
-        ti.top, ti.floor = struct.unpack_from("<II", buf, L.tokens)
-        ti.bits[:] = buf[L.tokens + 8:L.tokens + 16]
+        ti.top, ti.floor, bits = struct.unpack_from(_TOKENS, buf, L.tokens)
+        ti.bits[:] = bits
     else:
         # Tokens were numbered with commands, and ids that left the 8-id window were forgotten:
         # every id up to the last applied one counts as spent (as it did), later ones are new.

@@ -3,7 +3,8 @@
 # tokens may be typed in any order among the newest SPAN ids: the highest id applied and a bitmap
 # of the SPAN ids up to it, as STS meters keep a memory of token ids. An id below the window is
 # spent ("stale_id"); one in the bitmap is used. Committed with the balance in the hot record.
-# Allocates nothing.
+# Allocates nothing while ids stay below 2^30 (a 32-bit port's small ints; a token counter gets
+# nowhere near it).
 from micropython import const
 
 SPAN = const(64)  # ids a token may lag the newest one applied and still be taken

@@ -112,11 +112,7 @@ class Registry:
         self.meters.mkdir(parents=True, exist_ok=True)
         p = self.path(rec["meter_id"])
         tmp = p.with_suffix(".tmp")
-        # The meter's key and MQTT password: for this user only, from the first byte on.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # an older file of that name may have other modes
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(rec, indent=1, sort_keys=True))
+        write_private(tmp, json.dumps(rec, indent=1, sort_keys=True))  # its key and MQTT password
         os.replace(tmp, p)  # atomic: a crash never leaves a half-written key file
 
     def update(self, meter_id, change):
@@ -147,11 +143,7 @@ class Registry:
         """Keep the meter's newest clock reading and when we saw it: commands expire in the
         meter's time (meter_now). `force`: the meter's own signed word that its clock reads t
         now (an answer), taken even when it is below what we had."""
-        def change(rec):
-            if force or t > rec.get("meter_time", 0):
-                rec["meter_time"] = t
-                rec["meter_time_at"] = int(time.time())
-        self.update(meter_id, change)
+        self.update(meter_id, lambda rec: _note_time(rec, t, force))
 
     def meter_now(self, rec):
         """The meter's clock now, as far as we know: its last reading plus the time since."""
@@ -164,34 +156,33 @@ class Registry:
         """Newest uplink number this headend has seen from the meter (0: none yet)."""
         return self.get(meter_id).get("seq_high", 0)
 
-    def _note_seq(self, meter_id, kind, doc):
-        """Keep the meter's newest uplink number (docs/protocol.md 5.1): it only grows, across
-        reboots too, unless a birth shows that the meter restarted its numbering."""
-        def change(rec):
-            high = rec.get("seq_high", 0)
-            if kind == "status":
-                if doc.get("online") != 1 or not isinstance(doc.get("last"), int):
-                    return
-                if rec.get("boot") is not None and doc.get("boot") != rec["boot"] and doc["last"] < high:
-                    high = 0  # blank or reformatted flash: a new sequence
-                rec["boot"] = doc.get("boot")
-                rec["seq_high"] = max(high, doc["last"])
-            elif isinstance(doc.get("seq"), int) and doc["seq"] > high:
-                rec["seq_high"] = doc["seq"]
-
-        if self.path(meter_id).exists():
-            self.update(meter_id, change)
-
     def record(self, meter_id, kind, doc):
-        """Append an uplink message (or a birth, kind "status") to the meter's data file."""
+        """Append an uplink message (or a birth, kind "status") to the meter's data file, and keep
+        what it says of the meter in its record, in one update: its newest uplink number
+        (docs/protocol.md 5.1: it only grows, across reboots too, unless a birth shows that the
+        meter restarted its numbering), its clock, and (a birth) the revision it speaks, which
+        decides what it signs."""
         self.data.mkdir(parents=True, exist_ok=True)
         with open(self.data / (meter_id + ".jsonl"), "a") as f:
             f.write(json.dumps({"k": kind, "rx": int(time.time()), "d": doc}, sort_keys=True) + "\n")
-        self._note_seq(meter_id, kind, doc)
-        if isinstance(doc.get("t"), int):
-            self.note_time(meter_id, doc["t"])
-        if kind == "status" and doc.get("online") == 1 and doc.get("rev", 1) != self.get(meter_id).get("rev"):
-            self.update(meter_id, lambda r: r.__setitem__("rev", doc.get("rev", 1)))  # what it signs
+
+        def change(rec):
+            high = rec.get("seq_high", 0)
+            if kind == "status":
+                if doc.get("online") == 1 and isinstance(doc.get("last"), int):
+                    if rec.get("boot") is not None and doc.get("boot") != rec["boot"] and doc["last"] < high:
+                        high = 0  # blank or reformatted flash: a new sequence
+                    rec["boot"] = doc.get("boot")
+                    rec["seq_high"] = max(high, doc["last"])
+                if doc.get("online") == 1:
+                    rec["rev"] = doc.get("rev", 1)
+            elif isinstance(doc.get("seq"), int) and doc["seq"] > high:
+                rec["seq_high"] = doc["seq"]
+            if isinstance(doc.get("t"), int):
+                _note_time(rec, doc["t"])
+
+        if self.path(meter_id).exists():
+            self.update(meter_id, change)
 
     def _scan(self, meter_id):
         """(era, kind, doc) of every readable recorded line, in file order. The era counts the
@@ -241,6 +232,22 @@ class Registry:
 def check_id(meter_id):
     if not METER_ID.match(meter_id or ""):
         raise CliError("meter id must be 1-32 letters, digits, '-' or '_', got %r" % meter_id)
+
+
+def _note_time(rec, t, force=False):
+    """The meter's clock read t now (Registry.note_time)."""
+    if force or t > rec.get("meter_time", 0):
+        rec["meter_time"] = t
+        rec["meter_time_at"] = int(time.time())
+
+
+def write_private(path, text):
+    """Write a file only this user can read, from its first byte on (an older file of that
+    name may have other modes)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 # -- the broker ---------------------------------------------------------------------------------
@@ -512,17 +519,6 @@ def broker_arg(text):
     return text
 
 
-def ttl_arg(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number of seconds: %r" % text)
-    if not 60 <= v <= MAX_TTL_S:
-        raise argparse.ArgumentTypeError("must be 60 to %d seconds (31 days: a meter refuses an expiry further "
-                                         "ahead of its clock)" % MAX_TTL_S)
-    return v
-
-
 def rev_of(rec):
     """The protocol revision the meter spoke in its last birth (it decides what it signs); the
     newest when none was seen yet."""
@@ -585,10 +581,7 @@ def cmd_provision(h, a):
            "mqtt_password": rec["mqtt_password"]}
     if a.wifi_ssid:
         sec.update(wifi_ssid=a.wifi_ssid, wifi_password=a.wifi_password)
-    fd = os.open(out / "secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(sec, indent=1, sort_keys=True) + "\n")
+    write_private(out / "secrets.json", json.dumps(sec, indent=1, sort_keys=True) + "\n")
     (out / "board.txt").write_text(a.board + "\n")
     (out / "mosquitto-acl.conf").write_text(
         "# this meter may publish only under its own topics and read only its commands\n"
@@ -744,10 +737,10 @@ def cmd_watch(h, a):
                 print("%-14s %s" % (mid, line), flush=True)
                 if rec and kind in meterproto.UPLINK and (kind == "status" or "seq" in d) and not a.no_record:
                     h.reg.record(mid, kind, d)  # births too: they tell a restarted numbering (protocol 5.1)
+                elif rec and isinstance(d.get("t"), int):
+                    h.reg.note_time(mid, d["t"])  # (record() notes it with the rest)
                 if rec and kind == "status" and d.get("online") == 1:
                     rec["rev"] = d.get("rev", 1)  # what the meter signs from now on
-                if rec and "t" in d:
-                    h.reg.note_time(mid, d["t"])
                 n += 1
                 if a.count is not None and n >= a.count:
                     break
@@ -1098,7 +1091,8 @@ def parser():
                    "user, password and CA from it (TLS)")
     p.add_argument("--timeout", type=number_arg(float, 0, 3600), default=10.0,
                    help="seconds to wait for a meter's reply")
-    p.add_argument("--ttl", type=ttl_arg, default=CMD_TTL_S,
+    p.add_argument("--ttl", type=number_arg(int, 60, MAX_TTL_S, " seconds (31 days: a meter refuses an expiry "
+                                                             "further ahead of its clock)"), default=CMD_TTL_S,
                    help="seconds of meter time a command stays valid (default %(default)s; at most 31 days, "
                         "the meter refuses more). A simulated meter running days in seconds needs days")
     sub = p.add_subparsers(dest="cmd", required=True)

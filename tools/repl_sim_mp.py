@@ -18,7 +18,7 @@ _key = unhexlify(sys.argv[5])  # this simulated meter's key (tools/repl_sim.py k
 # offset, for the phase and offset steps.
 _TRUE_CAL = {"sim-atm90e26": {"ugain": 0x6720 * 102 // 100, "igain": 0x7A13 * 97 // 100,
                               "phi": 0x8000 | 40, "ioffset": 0xFFFF & -6000},
-             "sim-atm90e32": {"ugain_a": 0xA000 * 102 // 100, "igain_a": 0x7E00 * 97 // 100},
+             "sim-atm90e32": {"ugain_a": 0x8000 * 102 // 100, "igain_a": 0x8000 * 97 // 100},
              "sim-ade7953": {"ugain": 0x400000 * 102 // 100, "igain_a": 0x400000 * 97 // 100}}
 
 

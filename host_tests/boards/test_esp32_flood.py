@@ -32,14 +32,16 @@ CPU_SCALE = 30
 WAIT = 120.0
 
 
-def flood(be, stop, payloads, counter):
+def flood(be, stop, payloads, counter, burst=100, pause_s=0.05):
+    """Publish the payloads in turn until `stop`, `burst` at a time with a pause between: by
+    default about 2000 a second (less when paho's thread falls behind)."""
     i = 0
     while not stop.is_set():
         be.c.publish(be.topic_cmd, payloads[i % len(payloads)], qos=0)
         i += 1
         counter[0] = i
-        if i % 100 == 0:
-            stop.wait(0.05)  # about 2000 a second (less when paho's thread falls behind)
+        if i % burst == 0:
+            stop.wait(pause_s)
 
 
 def session(h, be, flooding):
@@ -137,16 +139,8 @@ def test_messages_faster_than_the_board_can_read_them_leave_its_loop_and_watchdo
         _, captured = be.command("topup", amt=100)
         forged = b"0" * 64 + b' {"m":"%s","id":99999,"exp":2000000000,"op":"topup","amt":1}' % h.meter_id.encode()
         payloads = [captured, forged, os.urandom(64), b"x" * 1100, os.urandom(200)]
-
-        def flood_fast():
-            i = 0
-            while not stop.is_set():
-                be.c.publish(be.topic_cmd, payloads[i % len(payloads)], qos=0)
-                i += 1
-                sent[0] = i
-                if i % 200 == 0:
-                    stop.wait(0.02)  # paho's own thread must get to send them
-        threading.Thread(target=flood_fast, daemon=True).start()
+        # As fast as paho sends them (it needs the pauses to get to it).
+        threading.Thread(target=flood, args=(be, stop, payloads, sent, 200, 0.02), daemon=True).start()
         cid, p = be.command("topup", amt=250)
         be.publish(p)  # in the middle of the flood: perhaps read, perhaps dropped unread
         stop.wait(FLOOD_S)

@@ -25,6 +25,23 @@ def test_password_hash_format_and_acl():
         broker_config.generate("/nonexistent-never", ["backend"], certs=False)
 
 
+def _mosquitto(out, port):
+    """The generated broker, started; returns once it listens on `port` (or fails the test)."""
+    import socket
+    proc = subprocess.Popen([mpbroker.find_mosquitto(), "-c", str(out / "broker" / "mosquitto.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("the generated broker never listened on port %d" % port)
+            time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     out = tmp_path_factory.mktemp("fleet")
@@ -34,15 +51,7 @@ def fleet(tmp_path_factory):
                                          backend_port=mpbroker.free_port())
     other = tmp_path_factory.mktemp("other")
     broker_config.generate(other, ["m-1"], host="127.0.0.1", port=port, certs=True)  # a foreign CA
-    proc = subprocess.Popen([mpbroker.find_mosquitto(), "-c", str(out / "broker" / "mosquitto.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            import socket
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    proc = _mosquitto(out, port)
     yield out, port, users, other
     proc.terminate()
     proc.wait(5)
@@ -267,20 +276,14 @@ def test_an_added_meter_and_the_kept_ones_log_in(tmp_path):
     broker_config.generate(out, ["m-1"], host="127.0.0.1", port=port, bind="127.0.0.1",
                            run_as="root" if os.geteuid() == 0 else None, backend_port=mpbroker.free_port())
     broker_config.generate(out, ["m-2"], add=True)
-    proc = subprocess.Popen([mpbroker.find_mosquitto(), "-c", str(out / "broker" / "mosquitto.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _mosquitto(out, port)
     try:
         for m in ("m-1", "m-2"):
             sec = json.loads((out / "devices" / m / "secrets.json").read_text())
             ok = threading.Event()
             c = _client(out, port, m, sec["mqtt_password"])
             c.on_connect = lambda cl, u, f, rc, p=None, ev=ok: rc == 0 and ev.set()
-            for _ in range(100):  # the broker may still be starting
-                try:
-                    c.connect("127.0.0.1", port)
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            c.connect("127.0.0.1", port)
             c.loop_start()
             try:
                 assert ok.wait(10), "%s could not log in" % m
