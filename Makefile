@@ -23,7 +23,7 @@ HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 FROZEN ?=
 
-.PHONY: venv deps mosquitto mp32 sim build test bench bench-billing powercut bench-storage deploy repl repl-sim fleet clean distclean
+.PHONY: venv deps mosquitto mp32 sim screens-doc build test bench bench-billing powercut bench-storage deploy repl repl-sim fleet clean distclean
 
 venv: $(STAMP)
 
@@ -47,7 +47,11 @@ mp32: deps
 	$(if $(MICROPY_SRC),MICROPY_SRC="$(MICROPY_SRC)") $(PY) tools/build_mp32.py
 
 sim: deps
-	$(PY) tools/sim.py --board "$(BOARD)" --hours "$(HOURS)" --seed "$(SEED)" $(if $(BROKER),--broker $(BROKER)) $(if $(FAULTS),--faults $(FAULTS))
+	$(PY) tools/sim.py --board "$(BOARD)" --hours "$(HOURS)" --seed "$(SEED)" $(if $(BROKER),--broker $(BROKER)) $(if $(FAULTS),--faults $(FAULTS)) $(if $(SCREENS),--screens "$(SCREENS)")
+
+# The pictures of every customer screen in docs/customer.md, rendered from the firmware.
+screens-doc: deps
+	$(PY) tools/screen_gallery.py docs/customer
 
 build: venv
 	$(PY) tools/build.py

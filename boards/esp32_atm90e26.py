@@ -11,7 +11,13 @@ RELAY = "monostable"  # contacts closed while the coil output is high
 # left the ESP32 in its ROM download mode, not metering.
 PINS = {"sck": 18, "mosi": 23, "miso": 19, "cs": 5, "relay": 26, "button": 32, "led": 2,
         "cover": 34, "magnet": 35,  # tamper switches on input-only pins, external pull-ups
-        "pulse1": 36, "pulse2": 39}  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
+        "pulse1": 36, "pulse2": 39,  # water/gas pulse inputs, input-only, 10 k pull-ups to 3.3 V
+        # The customer interface (docs/customer.md): display and keypad expander share one I2C
+        # bus (external 4.7 k pull-ups), the buzzer is a PWM output. Off the straps and GPIO21
+        # (the ADE7953 board's chip reset).
+        "sda": 33, "scl": 22, "buzzer": 25}
+I2C_ID = 0
+I2C_FREQ = 400000  # fast mode: a full display frame in about 25 ms
 SPI_ID = 2
 SPI_BAUD = 160000
 _ANCHOR_MS = 3600000  # the clock takes the RTC's seconds once an hour (see _Clock)
@@ -42,6 +48,9 @@ CONFIG = {
     "protection": {"relay": {"kind": RELAY}},
     # Water meter with a reed contact, 10 litres per pulse (see docs/metering.md).
     "pulses": [{"name": "water", "unit": "l", "per_pulse": 10, "debounce_ms": 20}],
+    # Display, keypad and buzzer fitted; the settings (currency, register sequence, quiet hours)
+    # are in docs/customer.md. Leave the key out for a meter built without them.
+    "customer": {"currency": "", "decimals": 2},
 }
 
 
@@ -59,6 +68,9 @@ class Board:
         self.name = name
         self.chip = self._make_chip(machine, SPI, Pin)
         self._pulse_inputs(Pin, time)
+        self.display = self.keypad = self.buzzer = None
+        if "customer" in config:
+            self._customer_parts(Pin, time)
         self.relay = _Relay(Pin(PINS["relay"], Pin.OUT))
         self._button = Pin(PINS["button"], Pin.IN, Pin.PULL_UP)
         # Tamper switches read high when tripped (cover lifted / reed closed by a magnet).
@@ -122,6 +134,19 @@ class Board:
         if inputs:
             self._pulse_timer = Timer(0)
             self._pulse_timer.init(period=5, mode=Timer.PERIODIC, callback=sample)
+
+    def _customer_parts(self, pin_cls, time):
+        """The customer's display (SSD1306) and keypad (PCA9674) on one I2C bus, the buzzer on
+        PWM. A part that is missing or stops answering is the interface's problem, never the
+        meter's: the drivers count their errors and retry."""
+        from machine import I2C, PWM
+        import ssd1306
+        import keypad
+
+        i2c = I2C(I2C_ID, scl=pin_cls(PINS["scl"]), sda=pin_cls(PINS["sda"]), freq=I2C_FREQ)
+        self.display = ssd1306.SSD1306(i2c)
+        self.keypad = keypad.Keypad(i2c, time.ticks_diff)
+        self.buzzer = PWM(pin_cls(PINS["buzzer"]), freq=2700, duty_u16=0)
 
     def _make_chip(self, machine, spi_cls, pin_cls):
         import atm90e26

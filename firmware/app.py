@@ -118,6 +118,14 @@ class Meter:
         self._button_since = None
         self._relayed = None  # the outcome of a token relayed over MQTT, for the journal
         self.last_token = 0  # type of the token entered last (token.CREDIT, DEBT, TEST)
+        self.last_amount = 0  # and its amount (minor units)
+        # The customer's display, keypad and buzzer (customer.py), on boards that have them:
+        # imported only then, so a meter without them carries no code for them in RAM.
+        self.ui = None
+        if getattr(board, "display", None) is not None or getattr(board, "keypad", None) is not None:
+            import customer
+            self.ui = customer.Customer(self, board.display, getattr(board, "keypad", None),
+                                        getattr(board, "buzzer", None), cfg.get("customer"))
 
     # -- events ---------------------------------------------------------------
     def emit(self, code, arg):
@@ -234,6 +242,8 @@ class Meter:
         self.log.drain(self.events)
         self.sync.forward_events(self.events)
         self.sync.poll()
+        if self.ui is not None:
+            self.ui.step(now, utc)  # after the tick's changes: the screen shows this second's state
         self.board.feed_watchdog()
 
     def _load_passive(self):
@@ -429,7 +439,8 @@ class Meter:
         record.pack(self._undo, self)
         topups = self.topups
         res, typ, cid, amt = self._token(text)
-        self.last_token = typ  # its type, for what the REPL (or a display) says about it
+        self.last_token = typ  # its type and amount, for what the REPL (or a display) says about it
+        self.last_amount = amt
         if not self.commit():
             record.unpack(self._undo, self)
             self.topups = topups

@@ -49,6 +49,13 @@ class Limiter:
     def enabled(self):
         return self.power_w > 0 or self.current_ma > 0
 
+    def retry_in_s(self, now):
+        """Seconds until a tripped limiter lets the supply back (the customer display), else 0."""
+        if self.state != TRIPPED:
+            return 0
+        left = self._retry_ms - self._clock.ticks_diff(now, self._tripped_at)
+        return (left + 999) // 1000 if left > 0 else 0
+
     # -- persistence ------------------------------------------------------------
     def restore(self, latched, trips_total):
         """After boot: a latch persists; a pending retry restarts its delay from now."""

@@ -76,6 +76,7 @@ def loop(m, ticks=None, wait_ms=None):
     clock = board.clock
     advance = getattr(board, "advance", None) if wait_ms is None else None
     wait = wait_ms or m.sync.wait
+    ui = m.ui
     n = 0
     release_watchdog()  # the loop feeds it again from here
     try:
@@ -88,11 +89,16 @@ def loop(m, ticks=None, wait_ms=None):
                     left = clock.ticks_diff(due, clock.ticks_ms())
                     if left <= 0:
                         break
+                    slice_ms = _WAIT_SLICE_MS
                     try:
                         m.sync.poll()
+                        if ui is not None:  # keys and sounds want shorter slices (customer.py)
+                            t = clock.ticks_ms()
+                            ui.poll(t)
+                            slice_ms = ui.slice_ms(t)
                     except Exception as e:  # noqa: BLE001 - the network never stops the loop
                         m.last_error = e
-                    wait(left if left < _WAIT_SLICE_MS else _WAIT_SLICE_MS)
+                    wait(left if left < slice_ms else slice_ms)
                 due = clock.ticks_add(due, tick)
                 if clock.ticks_diff(clock.ticks_ms(), due) > 10 * tick:
                     due = clock.ticks_add(clock.ticks_ms(), tick)  # far behind: resync, no burst

@@ -166,6 +166,12 @@ def status():
     t = m.sync.tally  # refusals and repeats counted since the interval's first (firmware/refusals.py)
     _out("commands  last id %d   refused %d   key %s   this interval %d   unanswered %d" % (
         m.commands.last_id, m.commands.refused, "set" if m.board.key else "MISSING", t.total, m.sync.suppressed))
+    ui = m.ui
+    if ui is not None:
+        _out("customer  display %s   keypad %s   keys %d   tokens keyed %d (accepted %d)%s" % (
+            "-" if ui.display is None else "errors %d" % ui.display.errors,
+            "-" if ui.keypad is None else "errors %d" % ui.keypad.errors, ui.keys, ui.tokens_keyed,
+            ui.tokens_accepted, "   settings refused: " + ui.config_error if ui.config_error else ""))
     return {"balance": a.balance, "imp_wh": mt.imp_wh, "relay": relay_mod.STATE_NAMES[r.state]}
 
 
@@ -293,10 +299,32 @@ def selftest():
     """The metering chip's own diagnosis (absent, reset, its checksums/configuration), relay click
     with current confirmation, storage, clock, broker."""
     m = _m()
-    results = [_check_chip(m), _check_relay(m), _check_storage(m), _check_clock(m), _check_broker(m)]
+    results = [_check_chip(m), _check_relay(m), _check_storage(m), _check_clock(m), _check_broker(m),
+               _check_customer(m)]
     failed = results.count(False)
     _out("selftest: %s (%d failed, %d not tested)" % ("PASS" if not failed else "FAIL", failed, results.count(None)))
     return not failed
+
+
+def _check_customer(m):
+    """The display and the keypad's expander answer on their bus; the buzzer beeps (listen)."""
+    ui = m.ui
+    if ui is None:
+        return _result("customer", None, "no display or keypad on this board")
+    bad = []
+    d = ui.display
+    if d is not None and not (d.init() and d.show()):
+        bad.append("the display does not answer (I2C 0x3C)")
+    kp = ui.keypad
+    if kp is not None:
+        e = kp.errors
+        kp.scan(m.clock.ticks_ms())
+        if kp.errors != e:
+            bad.append("the keypad's expander does not answer (I2C 0x20)")
+    if ui.buzzer is not None:
+        import buzzer
+        ui.buzzer.play(buzzer.ACCEPT, m.clock.ticks_ms())
+    return _result("customer", not bad, "; ".join(bad) or "display and keypad answer; the buzzer beeps twice")
 
 
 @_command

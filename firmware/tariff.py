@@ -405,6 +405,21 @@ class Engine:
         return self._rate
 
 
+    def price_now(self, utc):
+        """The energy price in force at `utc` (the rate's price in the current block), in minor
+        units per kWh times the tariff's scale (for displays)."""
+        r = self.rate_now(utc)
+        return self.t.price[r * self.t.nb + self.block_now()]
+
+    def block_now(self):
+        """The block (0-based) the next Wh is charged in."""
+        t = self.t
+        b = 0
+        while b < t.nb - 1 and self.bwh >= t.thr[b]:
+            b += 1
+        return b
+
+
 def from_doc(doc):
     """Build a tariff engine from its JSON document (already decoded); a bad one raises TariffError."""
     return Engine(Tables(doc))

@@ -18,6 +18,7 @@ import mprun  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TOPUP_MINOR = 500
+TOKEN_MINOR = 300  # a token the customer buys when the supply goes off, typed on the keypad
 OPENING_MINOR = 300
 LIMIT_W = 3000  # contracted power: an oven at the evening peak goes over it now and then
 
@@ -41,6 +42,8 @@ def parse_args(argv):
     p.add_argument("--heap", default=mprun.APP_HEAP)
     p.add_argument("--faults", default="",
                    help="inject chip faults, e.g. resets=3,bus=20,absent=1,stuck=1,upset=2")
+    p.add_argument("--screens", default="",
+                   help="directory: a PNG of each distinct screen the customer saw and a contact sheet")
     a = p.parse_args(argv)
     if a.board not in sim_boards():
         raise SimError("unknown board %r (simulated boards: %s)" % (a.board, ", ".join(sim_boards())))
@@ -50,6 +53,10 @@ def parse_args(argv):
             raise SimError("%s must be a whole number%s, got %r" % (
                 name, " from 1 to 8784" if name == "hours" else "", v))
         setattr(a, name, int(v))
+    if a.screens:
+        d = Path(a.screens)
+        if d.exists() and not d.is_dir():
+            raise SimError("SCREENS must name a directory, %s is a file" % d)
     if a.broker:
         host, _, port = a.broker.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -62,7 +69,7 @@ class Backend:
     It waits for the first disconnection before topping up on low credit, so the whole
     cycle (exhausted -> relay open -> top-up -> local confirm -> closed) shows."""
 
-    def __init__(self, host, port, meter_id, key):
+    def __init__(self, host, port, meter_id, key, inbox=None):
         import paho.mqtt.client as mqtt
 
         self.meter_id = meter_id
@@ -76,6 +83,9 @@ class Backend:
         self.outstanding = False
         self.uplink_seqs = []
         self.events = []
+        self.inbox = inbox  # the customer's text messages: tokens, one per line
+        self.tokens = []  # token ids sent to the customer
+        self.next_token = 1  # token ids have their own counter (docs/tokens.md)
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-backend")
         self.c.on_message = self._on_message
         try:
@@ -102,7 +112,10 @@ class Backend:
                 self.events.append(doc["ev"])
                 if doc["ev"] == "credit_exhausted":
                     self.seen_exhausted = True
-                    self._topup()
+                    if self.inbox is not None:
+                        self._token()  # the customer buys a token and types it on the keypad
+                    else:
+                        self._topup()
                 elif doc["ev"] in ("low_credit_1", "low_credit_2") and self.seen_exhausted:
                     self._topup()
             elif kind == "reply" and doc.get("id") in self.sent:
@@ -120,6 +133,16 @@ class Backend:
         self.sent[cid] = TOPUP_MINOR
         self.outstanding = True
         self.c.publish(meterproto.topic(self.meter_id, "cmd"), payload, qos=1)
+
+    def _token(self):
+        import token_issue
+
+        tid = self.next_token
+        self.next_token += 1
+        tok = token_issue.issue(self.key, self.meter_id, tid, TOKEN_MINOR)
+        self.tokens.append(tid)
+        with open(self.inbox, "a") as f:
+            f.write(tok + "\n")
 
     def close(self):
         self.c.loop_stop()
@@ -147,13 +170,17 @@ def check(summary, backend):
     if summary["charged_minor"] != expect_charged:
         bad.append("charged %d, tariff says %d" % (summary["charged_minor"], expect_charged))
     applied = [cid for cid, res in backend.acked.items() if res == "applied"]
-    credited = summary["opening_balance"] + sum(backend.sent[c] for c in applied)
+    keyed = summary.get("tokens_accepted", 0)
+    credited = summary["opening_balance"] + sum(backend.sent[c] for c in applied) + keyed * TOKEN_MINOR
     if summary["balance_minor"] != credited - summary["charged_minor"]:
         bad.append("balance %d != credited %d - charged %d" % (
             summary["balance_minor"], credited, summary["charged_minor"]))
-    if summary["topups_applied"] != len(applied):
-        bad.append("meter applied %d top-ups, backend has %d acknowledged" % (
-            summary["topups_applied"], len(applied)))
+    if summary["topups_applied"] != len(applied) + keyed:  # the meter counts typed tokens too
+        bad.append("meter applied %d top-ups, backend has %d acknowledged and %d tokens typed" % (
+            summary["topups_applied"], len(applied), keyed))
+    if summary.get("tokens_keyed", 0) != keyed or keyed > len(backend.tokens):
+        bad.append("%d tokens typed, %d accepted, %d sent to the customer" % (
+            summary.get("tokens_keyed", 0), keyed, len(backend.tokens)))
     if summary.get("relay_faults"):
         bad.append("relay fault %d reported on healthy simulated contacts" % summary["relay_faults"])
     ended = summary.get("overload_retries", 0) + summary.get("overload_latches", 0)
@@ -163,6 +190,20 @@ def check(summary, backend):
     if seqs and seqs != list(range(seqs[0], seqs[0] + len(seqs))):
         bad.append("uplink sequence gaps")
     return bad
+
+
+def prepare_screens(path):
+    """The screens directory, emptied of an earlier run's screens (and only of those)."""
+    import shutil
+
+    d = Path(path).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    for p in list(d.glob("screen-*.png")) + [d / "contact-sheet.png", d / "screens.jsonl"]:
+        if p.exists():
+            p.unlink()
+    if (d / "frames").is_dir():
+        shutil.rmtree(d / "frames")
+    return d
 
 
 def run(a):
@@ -177,14 +218,18 @@ def run(a):
         host, port = broker.host, broker.port
     meter_id = "sim-%04d" % a.seed
     key = os.urandom(32)  # provisioned per run: there is no default key
-    backend = Backend(host, port, meter_id, key)
     work = Path(tempfile.mkdtemp(prefix="pm-sim-"))
+    screens = prepare_screens(a.screens) if a.screens else None
+    inbox = work / "tokens.txt"
+    backend = Backend(host, port, meter_id, key, str(inbox))
     cfg = json.dumps({"opening_balance": OPENING_MINOR,
-                      "protection": {"limiter": {"power_w": LIMIT_W}}})
+                      "protection": {"limiter": {"power_w": LIMIT_W}},
+                      "customer": {"currency": "KES", "quiet": [22, 7]}})
     cmd = [mprun.mpy_path(), "-X", "heapsize=" + a.heap, str(ROOT / "tools" / "sim_meter.py"),
            "--board", a.board, "--hours", str(a.hours), "--seed", str(a.seed), "--meter-id", meter_id,
            "--broker", "%s:%d" % (host, port), "--key", key.hex(), "--flash", str(work / "flash.img"),
-           "--config", cfg] + (["--faults", a.faults] if a.faults else [])
+           "--config", cfg, "--token-file", str(inbox)] + (["--faults", a.faults] if a.faults else []) + (
+        ["--screens", str(screens)] if screens else [])
     env = dict(os.environ, MICROPYPATH=mprun.micropypath())
     last = None
     try:
@@ -205,6 +250,16 @@ def run(a):
     if rc != 0 or last is None:
         raise SimError("the simulated meter failed (exit %d)" % rc)
     summary = json.loads(last)
+    if screens:
+        import screens as screens_mod
+
+        try:
+            pngs = screens_mod.render(screens)
+            screens_mod.contact_sheet(screens)
+        except screens_mod.ScreensError as e:
+            raise SimError("screens: %s" % e)
+        print("screens: %d PNGs and contact-sheet.png in %s" % (len(pngs), screens))
+    summary["tokens_sent"] = len(backend.tokens)
     summary["topups_sent"] = len(backend.sent)
     summary["topups_acked"] = len(backend.acked)
     summary["backend_events"] = len(backend.events)

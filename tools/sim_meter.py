@@ -1,7 +1,7 @@
 # One simulated meter under micropython: the firmware app on a sim board, in simulated time.
 # Run by tools/sim.py (which adds a broker and a backend stand-in), or directly from the repository
 # root, with the firmware and the boards on the module path:
-#   MICROPYPATH=firmware:boards:.deps/mplib .venv/bin/micropython -X heapsize=448k tools/sim_meter.py \
+#   MICROPYPATH=firmware:boards:.deps/mplib .venv/bin/micropython -X heapsize=512k tools/sim_meter.py \
 #       --board sim-atm90e26 --hours 48 --flash /tmp/m.img [--broker 127.0.0.1:1883 --key HEX]
 # (for the technician's REPL on a simulated meter: make repl-sim)
 # Prints one status line per simulated hour and a JSON summary as its last line.
@@ -22,7 +22,7 @@ def fail(msg):
 def parse(argv):
     opts = {"board": "sim-atm90e26", "hours": "48", "seed": "1", "tick-s": "5", "meter-id": "sim-0001",
             "customer-delay-s": "120", "broker": "", "key": "", "flash": "", "config": "",
-            "pace-ms": "0", "faults": ""}
+            "pace-ms": "0", "faults": "", "customer": "1", "screens": "", "token-file": ""}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -30,7 +30,7 @@ def parse(argv):
             fail("bad argument %r" % a)
         opts[a[2:]] = argv[i + 1]
         i += 2
-    for k in ("hours", "seed", "tick-s", "customer-delay-s", "pace-ms"):
+    for k in ("hours", "seed", "tick-s", "customer-delay-s", "pace-ms", "customer"):
         try:
             opts[k] = int(opts[k])
         except ValueError:
@@ -61,6 +61,125 @@ def parse_faults(text):
         out["flip"] = out.get("flip", 0) + (bus + 1) // 2
         out["drop"] = out.get("drop", 0) + bus // 2
     return out
+
+
+MAX_SCREENS = 120  # distinct screens kept by --screens (a bound: a long run does not fill the disk)
+_SLICE_MS = 20  # the keypad's scan slice in the device loop (main.py)
+
+
+class Customer:
+    """The simulated customer at the meter's keypad: types each token the utility sent them
+    (one per line in the token file, their text messages) a minute after it came, and presses D
+    when the meter asks them to confirm a reconnection. With a screens directory, keeps each
+    distinct screen they saw: its pixels as the display shows them and the text read back from
+    them (the numbers do not make a screen distinct, so the count stays bounded)."""
+
+    def __init__(self, board, m, o):
+        self.b = board
+        self.m = m
+        self.tick_s = o["tick-s"]
+        self.inbox = o["token-file"]
+        self.read = 0  # tokens taken from the inbox
+        self.pending = []
+        self.due = 0
+        self.keyed = 0
+        self.waited = 0  # times the customer waited (in real time) for a token
+        self.screens = o["screens"]
+        self.seen = set()
+        self.written = 0
+        self._redraws = -1
+        if self.screens:
+            import os
+            for d in (self.screens, self.screens + "/frames"):
+                try:
+                    os.mkdir(d)
+                except OSError:
+                    pass
+            self._index = open(self.screens + "/screens.jsonl", "w")
+
+    def check_inbox(self, n):
+        if not self.inbox:
+            return
+        try:
+            with open(self.inbox) as f:
+                # whole lines only: the backend may be half-way through writing the next one
+                lines = [x.strip() for x in f.read().split("\n")[:-1] if x.strip()]
+        except OSError:
+            return
+        for tok in lines[self.read:]:
+            self.pending.append(tok)
+            if len(self.pending) == 1:
+                self.due = n + 60 // self.tick_s
+        self.read = len(lines)
+
+    def wait_for_token(self, n):
+        """Off for credit with no token in hand: the customer waits for the utility's message.
+        Waited for in real time (up to 30 s, the link kept alive), so on a busy machine the backend's
+        answer still lands at the same simulated moment."""
+        if not self.inbox or self.pending or not self.m.relay.reasons & relay_mod.CREDIT:
+            return
+        read = self.read
+        deadline = time.ticks_add(time.ticks_ms(), 30000)
+        while self.read == read and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            self.m.sync.poll()
+            time.sleep_ms(20)
+            self.check_inbox(n)
+        self.waited += 1
+
+    def act(self, n):
+        """Start typing a token when one is due; returns True while keys are being typed."""
+        keys = self.b.keys
+        if self.pending and n >= self.due and not keys.busy():
+            keys.type(self.pending.pop(0) + "#")
+            self.keyed += 1
+            self.due = n + 12
+        return keys.busy()
+
+    def confirm(self):
+        self.b.keys.type("D")
+
+    def capture(self):
+        ui = self.m.ui
+        if not self.screens or ui.redraws == self._redraws or self.written >= MAX_SCREENS:
+            return
+        self._redraws = ui.redraws
+        key = screen_key(ui.screen)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        from simhw import screentext
+        frame = self.b.oled.visible()
+        with open("%s/frames/%04d.bin" % (self.screens, self.written), "wb") as f:
+            f.write(frame)
+        import timebase
+        json.dump({"n": self.written, "t": timebase.to_unix(self.b.clock.time()), "text": screentext.lines(frame)},
+                  self._index)
+        self._index.write("\n")
+        self.written += 1
+
+    def close(self):
+        if self.screens:
+            self._index.close()
+
+
+def screen_key(scr):
+    """What makes a screen distinct: its words and layout, not its numbers (digits collapse to
+    one "#", blanks go), and which rows are banners."""
+    out = bytearray()
+    g = scr.grid
+    for r in range(8):
+        out.append(124 if not scr.inv[r] else 33)  # "|" a row, "!" a banner row
+        prev = 0
+        for c in g[r * 16:r * 16 + 16]:
+            if 48 <= c <= 57:
+                c = 35
+                if prev == 35:
+                    continue
+            elif c == 32:
+                continue
+            out.append(c)
+            prev = c
+    return bytes(out)
 
 
 def print_story(ring, seen):
@@ -101,7 +220,8 @@ def main():
         broker = (host, int(port or 1883))
     key = unhexlify(o["key"]) if o["key"] else None
     board = board_mod.build({"meter_id": o["meter-id"], "key": key, "seed": o["seed"], "flash": o["flash"],
-                             "broker": broker, "config": json.loads(o["config"]) if o["config"] else {}})
+                             "broker": broker, "config": json.loads(o["config"]) if o["config"] else {},
+                             "customer": o["customer"] == 1})
     import app as app_mod
 
     m = app_mod.Meter(board)
@@ -120,9 +240,23 @@ def main():
     heap_peak = 0
     t0 = time.ticks_ms()
     pace = o["pace-ms"]  # real ms per tick, so a long-lived meter can be talked to (0: flat out)
+    cust = Customer(board, m, o) if m.ui is not None else None
     for n in range(1, ticks + 1):
-        board.advance(tick_ms)
+        if cust is not None and n % 12 == 0:
+            cust.check_inbox(n)
+            cust.wait_for_token(n)
+        if cust is not None and cust.act(n):
+            # Keys are being typed: the tick in keypad slices, as the device loop runs it.
+            for _ in range(tick_ms // _SLICE_MS):
+                board.advance(_SLICE_MS)
+                m.ui.poll(board.clock.ticks_ms())
+                cust.capture()
+            board.advance(tick_ms % _SLICE_MS)
+        else:
+            board.advance(tick_ms)
         m.step()
+        if cust is not None:
+            cust.capture()
         if pace:
             time.sleep_ms(pace)
         # The customer: some time after the meter asks for a local confirmation, they hold the button.
@@ -130,7 +264,10 @@ def main():
             if ready_since is None:
                 ready_since = n
             elif (n - ready_since) * o["tick-s"] == o["customer-delay-s"]:
-                board.button.hold(3000 + 2 * tick_ms)  # long enough for the 3 s hold to be seen
+                if cust is not None:
+                    cust.confirm()  # key D on the keypad
+                else:
+                    board.button.hold(3000 + 2 * tick_ms)  # long enough for the 3 s hold to be seen
                 confirms += 1
         else:
             ready_since = None
@@ -177,6 +314,15 @@ def main():
         "heap_peak": heap_peak, "real_ms": time.ticks_diff(time.ticks_ms(), t0),
     }
     summary.update(emu.summary())
+    if cust is not None:
+        cust.close()
+        summary["token_waits"] = cust.waited
+        summary["tokens_keyed"] = m.ui.tokens_keyed
+        summary["tokens_accepted"] = m.ui.tokens_accepted
+        summary["keys"] = m.ui.keys
+        summary["screens_written"] = cust.written
+        summary["display_errors"] = board.display.errors
+        summary["tones"] = board.beeper.count
     summary["pulses"] = {p.name: p.value for p in board.pulses}
     summary["pulse_counts"] = [p.count for p in board.pulses]
     summary["pulse_truth"] = board.pulses_truth

@@ -2,12 +2,14 @@
 # network, esp32, flashbdev). One clock of virtual milliseconds moves only when the firmware lets
 # time pass (sleep_ms/sleep_us, select's poll, lightsleep), and everything that hangs off it moves
 # with it, in order: the RTC, hardware timers, the watchdog, the Wi-Fi association, GPIO levels the
-# outside world drives and the metering circuit (esp32house). A run is configured by the JSON file
+# outside world drives, the metering circuit (esp32house) and the customer interface on I2C and PWM
+# (esp32customer). A run is configured by the JSON file
 # named in $PM_ESP32_WORLD (tools/esp32_host.py writes it) or by setup(dict) in a test. A power cut,
 # the end of the run and every kind of reset leave the firmware as a Reboot, a BaseException, so no
 # `except Exception` in the firmware can swallow it; the boot script (esp32boot) reports it.
 # Every value kept here stays a small int on a 32-bit port (the ESP32's 31-bit range).
 from micropython import const
+import micropython
 import utime
 
 _MASK = const(0x3FFFFFFF)  # ticks_ms/ticks_us wrap at 2^30 on the ESP32
@@ -86,6 +88,12 @@ DEFAULTS = {
     "control": False,  # the harness steers the run over stdin: a line "cut" or "end" (or EOF) stops it
     "frozen": False,  # the image has the firmware frozen in (the meter image) rather than a stock one
     "runtime_frozen": False,  # this MicroPython has the firmware frozen in (the 32-bit host build)
+    # The customer interface (esp32customer): an SSD1306 display at I2C 0x3C and a PCA9674 keypad at
+    # 0x20 on the bus at the board's PINS sda/scl (21/22 without them), a buzzer on PINS buzzer (25).
+    "display": True,  # the display and keypad are fitted (False: nothing answers at 0x3C or 0x20)
+    # What the customer types on the keypad: [ms_after_power_up, "keys", hold_ms, gap_ms] each, keys
+    # from "123A456B789C*0#D" (a space is a pause); every press and release is an outside event.
+    "keys": [],
 }
 
 cfg = dict(DEFAULTS)
@@ -116,6 +124,8 @@ wdt_gap_max = 0  # the longest the watchdog went unfed, virtual ms
 wlan_due = -1  # tick at which a pending Wi-Fi association completes (network stand-in)
 wlan_done = None
 house = None  # esp32house.House: the metering circuit, when a board is configured
+customer = None  # esp32customer.Customer: display, keypad and buzzer
+gen = 0  # bumped by setup(): whoever cached the wiring (machine.I2C) looks again
 flash = None  # esp32flash.Flash
 
 # GPIO: the output register and pad configuration the firmware set, what the outside drives, and
@@ -163,9 +173,10 @@ def setup(conf=None):
     """(Re)configure the world: a dict of DEFAULTS keys; without one, the JSON file named by
     $PM_ESP32_WORLD, if any. Called once at import; tests call it again."""
     global cfg, ms, us, sub_us, up_s, up_ms, rtc_s, rtc_ms, rtc_memory, day0, reset_cause
-    global _stop_s, _stop_ms, _stop_exc, wdt_timeout, wlan_due, wlan_done, house, flash
+    global _stop_s, _stop_ms, _stop_exc, wdt_timeout, wlan_due, wlan_done, house, flash, customer
     global last_input, _speed, _budget, _real, ext, hooks, irqs, timers, all_timers, straps_used, _control
-    global _cpu, _cpu_frac, _cpu_mark, _cpu_real, wdt_gap_max
+    global _cpu, _cpu_frac, _cpu_mark, _cpu_real, wdt_gap_max, gen
+    gen += 1
     if conf is None:
         import os
         path = os.getenv("PM_ESP32_WORLD")
@@ -176,7 +187,9 @@ def setup(conf=None):
                 conf = json.load(f)
     cfg = dict(DEFAULTS)
     cfg.update(conf)
-    ms, us, sub_us, up_s, up_ms = _TICKS0, _US0, 0, 0, 0
+    # Through tadd: the frozen build's compiler leaves these constants as long ints, and a long int
+    # clock would allocate at every step until it first moved (under a test's heap_lock too).
+    ms, us, sub_us, up_s, up_ms = tadd(_TICKS0, 0), tadd(_US0, 0), 0, 0, 0
     rtc_s = cfg["rtc"]
     rtc_ms = cfg["rtc_ms"]
     from binascii import unhexlify
@@ -214,6 +227,8 @@ def setup(conf=None):
     if cfg["board"]:
         import esp32house
         house = esp32house.House(cfg)
+    import esp32customer
+    customer = esp32customer.Customer(cfg)
     for g, v in cfg["inputs"].items():
         ext[int(g)] = v
 
@@ -293,7 +308,7 @@ def _move(d):
         house.pending_ms += d
 
 
-_what = 0  # set by _next_due: what is due (1 stop, 2 watchdog, 3 timer, 4 second, 5 house, 6 wlan)
+_what = 0  # set by _next_due: what is due (1 stop, 2 watchdog, 3 timer, 4 second, 5 house, 6 wlan, 7 customer)
 _timer = None
 
 
@@ -329,13 +344,16 @@ def _next_due(limit):
         d = tdiff(wlan_due, ms)
         if d < best or (d == best and not _what):
             best, _what = d, 6
+    if customer is not None:
+        d = customer.next_event(ms)
+        if d < best or (d == best and not _what):
+            best, _what = d, 7
     return best if best > 0 else 0
 
 
 def advance(n):
     """Let n virtual ms pass. Whatever falls due meanwhile happens at its own time, in order;
     a stop, a watchdog reset or a reset from a timer callback raises its Reboot from here."""
-    global wlan_due
     while n >= 0:
         step = n if n < _FAR else _FAR
         d = _next_due(step)
@@ -345,38 +363,63 @@ def advance(n):
         if w == 0:
             if n <= 0:
                 return
-        elif w == 1:
+        elif w == 3:
+            _fire(_timer)  # the firmware's callback: under the firmware's heap_lock, as on the port
+        else:
+            _outside(w)
+
+
+def _outside(w):
+    # The world's own work (the house, the customer, the harness, a reset) is not the ESP32's: it
+    # runs with the heap unlocked even while the firmware holds micropython.heap_lock() and lets
+    # time pass (an I2C transfer under test), and the lock is restored after it.
+    global wlan_due
+    micropython.heap_lock()
+    depth = micropython.heap_unlock()  # heap_unlock returns the depth left: the firmware's
+    for _ in range(depth):
+        micropython.heap_unlock()
+    try:
+        if w == 1:
             if house is not None:
                 house.flush()
-            raise _stop_exc()
+            e = _stop_exc()
         elif w == 2:
-            raise WatchdogReset()
-        elif w == 3:
-            _fire(_timer)
-        elif w == 4:
-            if house is not None:
-                house.second((day0 + up_s) % 86400)
-            if _control is not None and _control.poll(0):
-                _command()
-        elif w == 5:
-            house.run_event()
+            e = WatchdogReset()
         else:
-            wlan_due = -1
-            wlan_done()
+            e = None
+            if w == 4:
+                if house is not None:
+                    house.second((day0 + up_s) % 86400)
+                if _control is not None and _control.poll(0):
+                    e = _command()
+            elif w == 5:
+                house.run_event()
+            elif w == 6:
+                wlan_due = -1
+                wlan_done()
+            else:
+                customer.run_event()
+    finally:
+        for _ in range(depth):
+            micropython.heap_lock()
+    if e is not None:
+        raise e
 
 
 def _command():
-    # A line from the harness, read at a whole virtual second: the power goes, or the run ends.
+    # A line from the harness, read at a whole virtual second: the power goes, or the run ends
+    # (the Reboot to raise, or None).
     import sys
     line = sys.stdin.readline()
     if line.startswith("cut"):
         if house is not None:
             house.flush()
-        raise PowerCut()
+        return PowerCut()
     if not line or line.startswith("end"):
         if house is not None:
             house.flush()
-        raise EndOfRun()
+        return EndOfRun()
+    return None
 
 
 def _fire(t):
@@ -523,13 +566,18 @@ def set_pad(g, m=-1, p=-1, v=-1):
             h(new)
 
 
-def drive(g, v):
-    """The outside world drives pad g to v (0/1), or releases it (None)."""
+def input_changed():
+    """The outside world changed an input now (a pad, a key): fast timers run exact again."""
     global last_input
-    old = level(g)
-    ext[g] = v
     last_input = ms
     _realign()
+
+
+def drive(g, v):
+    """The outside world drives pad g to v (0/1), or releases it (None)."""
+    old = level(g)
+    ext[g] = v
+    input_changed()
     new = level(g)
     if new != old:
         h = hooks.get(g)
@@ -557,12 +605,41 @@ def spi_xfer(spi, tx, rx):
     h.emu.write_readinto(tx, rx)
 
 
+# -- I2C and PWM --------------------------------------------------------------------------------
+_NOBODY = {}
+
+
+def i2c_bus(sda, scl, hz):
+    """The devices on the I2C bus at pads sda/scl, clocked at hz: {address: emulator with
+    i2c_start/i2c_byte/i2c_read}, empty where nothing is wired. Valid until the next setup()
+    (`gen` changes)."""
+    c = customer
+    return c.bus(sda, scl, hz) if c is not None else _NOBODY
+
+
+def i2c_nack():
+    """A transfer nobody acknowledged."""
+    if customer is not None:
+        customer.nacks += 1
+
+
+def pwm_out(g, hz, duty_u16):
+    """Pad g now carries a square wave of hz at duty_u16 (0: no wave, a steady level)."""
+    c = customer
+    if c is not None and g == c.buzzer_pin:
+        b = c.buzzer
+        b.freq(hz)
+        b.duty_u16(duty_u16)
+
+
 def report():
     """What the world saw, for the harness (after the run: allocation is fine here)."""
     r = {"uptime_ms": up_s * 1000 + up_ms, "rtc": rtc_s, "rtc_memory": "".join("%02x" % b for b in rtc_memory),
          "straps_used": straps_used, "utc_end": cfg["utc"] + up_s}
     if house is not None:
         r.update(house.report())
+    if customer is not None:
+        r.update(customer.report())
     if flash is not None:
         r["flash_erases"] = flash.erases
     r["wdt_max_gap_ms"] = wdt_gap_max

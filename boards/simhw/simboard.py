@@ -61,6 +61,27 @@ class SimBoard:
         self._sntp = dict(opts.get("sntp") or {})
         self._utc_start = self._sntp.get("utc", opts.get("utc_start", 1767225600))
         self.sntp_queries = 0
+        self.display = self.keypad = self.buzzer = None
+        if opts.get("customer"):
+            self._customer_parts()
+
+    def _customer_parts(self):
+        """The customer's display and keypad on one I2C bus and the buzzer on a PWM output, as the
+        real boards wire them (docs/customer.md), emulated: the emulators keep what the customer
+        would see, feel and hear."""
+        import ssd1306
+        import keypad
+        from simhw.i2cbus import SimI2C
+        from simhw.oled_emu import Ssd1306Emu
+        from simhw.keypad_emu import KeypadEmu
+        from simhw.buzzer_emu import BuzzerEmu
+
+        self.oled = Ssd1306Emu()
+        self.keys = KeypadEmu(self.clock)
+        self.i2c = SimI2C({ssd1306.ADDR: self.oled, keypad.ADDR: self.keys})
+        self.display = ssd1306.SSD1306(self.i2c)
+        self.keypad = keypad.Keypad(self.i2c, self.clock.ticks_diff)
+        self.buzzer = self.beeper = BuzzerEmu(self.clock)
 
     def sntp(self):
         """What ntptime.time() would say, in meter seconds; OSError when the server is down."""

@@ -13,7 +13,7 @@ SCRIPT = r"""
 import gc, io, os, sys, micropython, mptest, app
 board = __import__("sim_" + sys.argv[1])
 flash = sys.argv[2]
-b = board.build({"meter_id": "alloc", "key": bytes(32), "flash": flash,
+b = board.build({"meter_id": "alloc", "key": bytes(32), "flash": flash, "customer": len(sys.argv) > 3,
                  "config": {"opening_balance": 10000000}})
 m = app.Meter(b)
 m.boot()
@@ -50,7 +50,7 @@ for i in range(400):
 mptest.eq(where, [], "steps that allocated outside the uplink/commit path")
 mptest.check(locked >= 200, "enough steps ran under heap_lock: %d" % locked)
 mptest.check(m.metering.imp_wh > 0, "it metered")
-mptest.done(locked=locked)
+mptest.done(locked=locked, redraws=m.ui.redraws if m.ui else 0)
 """
 
 
@@ -58,3 +58,10 @@ mptest.done(locked=locked)
 def test_step_allocates_nothing_with_ticks_up_to_5s_apart(mpy, chip, tmp_path):
     res = mpy(SCRIPT, chip, tmp_path / "flash.img", heap=mprun.APP_HEAP, timeout=300)
     assert res.result["locked"] >= 200
+
+
+def test_step_with_the_customer_display_allocates_nothing(mpy, tmp_path):
+    # The display redraws whenever the power shown or the screen changes: inside the step.
+    res = mpy(SCRIPT, "atm90e26", tmp_path / "flash.img", "customer", heap=mprun.APP_HEAP, timeout=300)
+    assert res.result["locked"] >= 200
+    assert res.result["redraws"] >= 100

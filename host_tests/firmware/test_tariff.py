@@ -387,7 +387,7 @@ def test_tariff(mpy, name):
 
 
 def test_ten_years_money_error_below_one_minor_unit(mpy):
-    res = mpy(TEN_YEARS, timeout=180)
+    res = mpy(TEN_YEARS, heap="128k", timeout=180)  # the engine compiled from source on mp64
     assert res.result["ok"] and res.result["years"] == 10
 
 

@@ -18,8 +18,9 @@ def run_sim(*args):
     return subprocess.run(SIM + list(args), capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
-def test_sim_full_cycle_with_a_real_broker():
-    p = run_sim("--hours", "48", "--seed", "1")  # the default run: reaches the first exhaustion
+def test_sim_full_cycle_with_a_real_broker(tmp_path):
+    screens = tmp_path / "screens"
+    p = run_sim("--hours", "48", "--seed", "1", "--screens", str(screens))  # reaches the first exhaustion
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stdout.strip().splitlines()
     s = json.loads(lines[-1])
@@ -33,10 +34,21 @@ def test_sim_full_cycle_with_a_real_broker():
     lsb_mj = 3600000000 // (s["meter_constant"] * 10)
     metered_mj = s["energy_wh"] * 3600000 + s["energy_rem_counts"] * 3600000 // s["meter_constant"]
     assert 0 <= s["truth_mj"] - metered_mj < lsb_mj
-    assert s["topups_applied"] >= 1 and s["topups_applied"] == s["topups_acked"]
+    # The customer typed the token the backend sent when the supply went off, and confirmed the
+    # reconnection on the keypad; later top-ups came over MQTT.
+    assert s["tokens_keyed"] == s["tokens_accepted"] == s["tokens_sent"] >= 1
+    assert s["topups_acked"] >= 1 and s["topups_applied"] == s["topups_acked"] + s["tokens_accepted"]
     assert s["disconnects"] >= 1 and s["reconnects"] >= 1
     assert s["mqtt_out"] > 30
     assert s["balance_minor"] == s["topped_up_minor"] - s["charged_minor"]  # opening balance counts as credited
+    # SCREENS: each distinct screen the customer saw, as PNG, and a contact sheet of them.
+    index = [json.loads(x) for x in (screens / "screens.jsonl").read_text().splitlines()]
+    assert len(index) == s["screens_written"] and 10 <= len(index) <= 120
+    assert len(list(screens.glob("screen-*.png"))) == len(index)
+    assert (screens / "contact-sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    seen = "\n".join("\n".join(x["text"]) for x in index)
+    for what in ("ENTER TOKEN", "ACCEPTED", "No credit", "Press D/button", "SUPPLY RESTORED", "CREDIT"):
+        assert what in seen, what
 
 
 def test_sim_unknown_board_is_one_clear_line():
