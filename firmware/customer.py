@@ -183,12 +183,6 @@ class Customer:
         self.quiet = bytes(q)
         self.warn_s = tuple(w)
         self.sounds = d["sounds"]
-        t = self.m.tariff.t.scale
-        k = 0
-        while 10 ** k < t:
-            k += 1
-        self._pscale = 10 ** k == t  # a scale that is a power of ten shows as decimals
-        self._pdec = k if self._pscale else 2
 
     # -- keys and sounds (every few ms on the device) ---------------------------------
     def poll(self, now):
@@ -212,7 +206,7 @@ class Customer:
         return _FAST_MS if kp.busy(now) else _IDLE_MS
 
     def _beep(self, pattern, now):
-        if self.buzzer is not None:
+        if self.buzzer is not None and self.sounds:
             self.buzzer.play(pattern, now)
 
     def _key(self, k, now):
@@ -370,7 +364,7 @@ class Customer:
             self._level = lvl
             self._warned = False
             return
-        if self.buzzer is None:
+        if self.buzzer is None or not self.sounds:
             return
         period = self.warn_s[0 if lvl == account.LOW_1 else 1]
         due = lvl > self._level or not self._warned or utc - self._warned_at >= period
@@ -457,7 +451,17 @@ class Customer:
             if t.t.nr > 1:
                 s.text(2, 0, b"T")
                 s.num(2, 2, t.rate_now(utc) + 1)
-            s.num(2, 16, p if self._pscale else p * 100 // t.t.scale, self.decimals + self._pdec)
+            # The tariff's scale (of the tariff in force now) as decimals when it is a power of ten.
+            scale = t.t.scale
+            k = 0
+            p10 = 1
+            while p10 < scale:
+                p10 *= 10
+                k += 1
+            if p10 != scale:
+                p = p * 100 // scale
+                k = 2
+            s.num(2, 16, p, self.decimals + k)
             if t.t.nb > 1:
                 s.text(3, 0, b"Block")
                 s.num(3, 16, t.block_now() + 1)

@@ -202,6 +202,12 @@ mptest.eq(m.ui.warnings, w + 1, "the second level warns at once")
 t = [x for x in b.beeper.tones() if x[2] == 2700][-4:]
 mptest.eq([x[1] for x in t], [200, 200, 200, 600], "low2: three beeps and a long one")
 
+# -- a price whose scale is not a power of ten: to 1/100 of a minor unit ------------------------
+b, m = uikit.meter(flash, {"tariff": {"v": 1, "kind": "flat", "price_per_kwh": 76, "scale": 3}}, load_w=0)
+m.ui.configure({"currency": "KES", "scroll_s": 0, "sequence": ["rate"]})
+wait(b, m, 1000)
+shows(b, ["PRICE per kWh", "0.2533"], "76/3 minor units a kWh")
+
 # -- a bad set-up is refused with its reason, the display still works ---------------------------
 b, m = uikit.meter(flash, {"customer": {"decimals": 9}}, load_w=0)
 mptest.check("decimals" in (m.ui.config_error or ""), "reason kept: %r" % m.ui.config_error)
