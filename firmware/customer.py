@@ -34,7 +34,7 @@ _REINIT_MS = const(60000)
 _BRIGHT = const(0xCF)
 _DIM = const(0x10)
 
-SCREENS = ("credit", "import", "export", "rate", "power", "id", "time", "water")
+SCREENS = ("credit", "import", "export", "rate", "power", "id", "time", "meters")
 _CREDIT = const(0)
 _IMPORT = const(1)
 _EXPORT = const(2)
@@ -42,7 +42,7 @@ _RATE = const(3)
 _POWER = const(4)
 _ID = const(5)
 _TIME = const(6)
-_WATER = const(7)
+_METERS = const(7)  # the water and gas meters on the pulse inputs
 
 DEFAULTS = {"currency": "", "decimals": 2, "sequence": ["credit", "import", "rate", "time", "id"],
             "scroll_s": 10, "entry_timeout_s": 60, "result_s": 8, "quiet": [22, 7],
@@ -92,7 +92,7 @@ _B_EC = b"EMERGENCY CREDIT"
 _B_LEVEL = (b"", b"LOW CREDIT", b"VERY LOW CREDIT", b"CREDIT USED UP", b"NO CREDIT")
 _B_DEBT = b"DEBT RECOVERY"
 _TITLES = (b"CREDIT", b"IMPORT kWh", b"EXPORT kWh", b"PRICE per kWh", b"POWER", b"METER ID",
-           b"DATE AND TIME", b"")
+           b"DATE AND TIME", b"WATER AND GAS")
 
 
 def _int_in(doc, key, lo, hi):
@@ -114,12 +114,12 @@ class Customer:
         except ValueError as e:  # a bad set-up never costs the customer their display
             self.config_error = str(e)
             self.configure({})
-        self.buzzer = bz.Buzzer(pwm, meter.clock) if pwm is not None and self.sounds else None
+        self.buzzer = bz.Buzzer(pwm, meter.clock) if pwm is not None else None
         self.screen = textscreen.TextScreen()
         self._id = meter.board.meter_id.encode()
-        p = meter.metering.pulses
-        self._water = p[0] if p else None
-        self._unit = p[0].unit.encode() if p else b""
+        # Each pulse input's name and unit as the screen writes them ("water l", "gas m3/1000").
+        self._pulses = meter.metering.pulses
+        self._pnames = tuple((p.name + " " + p.unit).encode() for p in self._pulses)
         self.mode = HOME
         self._digits = bytearray(_MAX_DIGITS)
         self._n = 0
@@ -290,7 +290,7 @@ class Customer:
 
     def _next(self, now, by_key=False):
         self._idx = (self._idx + 1) % len(self.sequence)
-        if self.sequence[self._idx] == _WATER and self._water is None:
+        if self.sequence[self._idx] == _METERS and not self._pulses:
             self._idx = (self._idx + 1) % len(self.sequence)
         self._scroll_at = now
         self._hold_s = _B_HOLD_S if by_key else 0
@@ -495,10 +495,10 @@ class Customer:
             s.num(3, 5, mi % 60, 0, 2)
             if m.timesrc.state != timesource.TRUSTED:  # the customer should know it may be off
                 s.text(4, 0, b"not set")
-        elif which == _WATER and self._water is not None:
-            s.text(1, 0, b"WATER")
-            s.text(1, 6, self._unit)
-            s.num(2, 16, self._water.value)
+        elif which == _METERS:
+            for i in range(len(self._pulses)):  # at most two (pulses.MAX_INPUTS)
+                s.text(2 + 2 * i, 0, self._pnames[i])
+                s.num(3 + 2 * i, 16, self._pulses[i].value)
 
     def _entry(self, s):
         s.clear()

@@ -19,7 +19,8 @@ TOU = {"v": 1, "kind": "tou", "scale": 1000, "rates": [30000, 15000], "standing_
 
 
 def meter(config=None):
-    cfg = {"opening_balance": 123456, "customer": {"currency": "KES", "scroll_s": 0, "sequence": list(customer.SCREENS)}}
+    cfg = {"opening_balance": 123456, "pulses": [{"name": "water", "unit": "l", "per_pulse": 10},
+                                                 {"name": "gas", "unit": "m3/1000", "per_pulse": 10}], "customer": {"currency": "KES", "scroll_s": 0, "sequence": list(customer.SCREENS)}}
     cfg.update(config or {})
     b, m = simkit.meter(simkit.fresh_flash(flash), config=cfg, customer=True, meter_id="ke-0042-117")
     for _ in range(400):  # past the power-up delay, some energy counted

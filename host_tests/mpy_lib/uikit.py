@@ -24,7 +24,7 @@ class Load:
 
 def meter(flash, config=None, load_w=None, **kw):
     cfg = {"customer": {"currency": "KES", "scroll_s": 0, "sequence": [
-        "credit", "import", "export", "rate", "power", "id", "time", "water"]}}
+        "credit", "import", "export", "rate", "power", "id", "time", "meters"]}}
     cfg.update(config or {})
     b, m = simkit.meter(simkit.fresh_flash(flash), config=cfg, customer=True, **kw)
     if load_w is not None:

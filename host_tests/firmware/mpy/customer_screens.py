@@ -30,7 +30,7 @@ lc = m.tariff.t.tz
 got = shows(b, ["DATE AND TIME", "%04d-%02d-%02d" % (lc.year, lc.month, lc.mday)], "time")
 mptest.eq("not set" in got, m.timesrc.state != 3, "an untrusted clock is flagged, a trusted one not")
 press(b, m, "B")
-shows(b, ["WATER l"], "water")
+shows(b, ["WATER AND GAS", "water l", str(m.metering.pulses[0].value)], "the pulse inputs")
 press(b, m, "B")
 shows(b, ["CREDIT"], "the sequence wraps to the credit screen")
 # Auto-scroll: key B holds the screen 30 s, then every scroll_s (10) it moves on.
@@ -207,6 +207,18 @@ b, m = uikit.meter(flash, {"tariff": {"v": 1, "kind": "flat", "price_per_kwh": 7
 m.ui.configure({"currency": "KES", "scroll_s": 0, "sequence": ["rate"]})
 wait(b, m, 1000)
 shows(b, ["PRICE per kWh", "0.2533"], "76/3 minor units a kWh")
+
+# -- two pulse inputs, each with its name and unit --------------------------------------------
+b, m = uikit.meter(flash, {"pulses": [{"name": "water", "unit": "l", "per_pulse": 10},
+                                      {"name": "gas", "unit": "m3/1000", "per_pulse": 10}],
+                           "customer": {"scroll_s": 0, "sequence": ["meters"]}}, load_w=0)
+for _ in range(3):  # the gas meter's contact closes three times
+    for lvl in (0, 0, 1, 1):
+        b.advance(30)
+        m.metering.pulses[1].sample(lvl, b.clock.ticks_ms())
+wait(b, m, 1000)
+got = shows(b, ["WATER AND GAS", "water l", "gas m3/1000"], "both inputs")
+mptest.eq(got[5].strip(), "30", "3 gas pulses of 10")
 
 # -- a bad set-up is refused with its reason, the display still works ---------------------------
 b, m = uikit.meter(flash, {"customer": {"decimals": 9}}, load_w=0)
