@@ -54,6 +54,9 @@ FIGURES = [
     ("flood_flash_bytes_per_hour", "B", "<= 2x quiet", "same hour with 100 refused commands/s, 32-bit build"),
     ("flood1000_flash_bytes_per_hour", "B", "<= 2x quiet", "same at 1000/s (15 min, scaled to an hour)"),
     ("flood_us_per_message", "us", "", "host time per refused command, 32-bit build"),
+    ("customer_heap_bytes", "B", "", "live heap the display/keypad/buzzer interface adds to a meter, 32-bit, frozen"),
+    ("customer_redraws_per_1000", "", "", "display frames sent in 1 000 one-second household steps"),
+    ("customer_frame_bytes", "B", "", "I2C bytes per display frame (about 24 ms at 400 kHz)"),
 ]
 
 # Benchmarks: (name, command, runtime, renames). MicroPython ones ("mpy") run on the unix port
@@ -68,6 +71,7 @@ BENCHES = [
     ("devheap", ["py", "bench/device_heap.py", "frozen", "24"], "micropython32", {}),
     ("devheap_mpy", ["py", "bench/device_heap.py", "mpy", "24"], "micropython32", {}),
     ("meter_chips", ["mpy", "bench/meter_chips.py"], "micropython", {}),
+    ("customer_ui", ["mpy", "bench/customer_ui.py"], "micropython32", {}),
 ]
 OPTIONAL = ["wire", "latency", "boot", "flood"]  # bench/<name>.py, run with CPython if present
 

@@ -19,7 +19,7 @@ HOME = const(0)
 ENTRY = const(1)
 MESSAGE = const(2)
 _MAX_DIGITS = const(20)
-_B_HOLD_S = const(30)  # after key B the sequence waits at least this long before scrolling on
+_B_HOLD_MS = const(30000)  # after key B the sequence waits at least this long before scrolling on
 # How often main.loop polls keys and sounds between ticks: every 20 ms while the customer types or
 # a sound plays (a key is taken when two scans 20 ms apart agree), every 50 ms while the keypad is
 # idle (a press of 70 ms or more is seen, then confirmed), as the link otherwise without a keypad.
@@ -75,6 +75,9 @@ MSG_TEXT = (
     (b"TOKEN", b"REFUSED", _NONE),  # 18 any other refusal
 )
 _M_ACCEPTED = const(0)
+_M_LOCKED = const(3)
+_M_DEBT = const(10)
+_M_TEST = const(11)
 _M_REFUSED = const(18)
 TOKEN_RESULTS = {"applied": 0, "used": 1, "bad_mac": 2, "locked": 3, "check_digit": 4,
                  "malformed": 5, "unknown_type": 5, "bad_amount": 5, "refused_max_balance": 6,
@@ -127,10 +130,9 @@ class Customer:
         self._msg = 0
         self._val = 0
         self._msg_at = 0
-        self._scroll_at = meter.clock.ticks_ms()
-        self._init_at = self._scroll_at
+        self._init_at = meter.clock.ticks_ms()
         self._dim = None  # the contrast set: True dimmed, False bright, None not yet
-        self._hold_s = 0
+        self._hold_ms = 0
         self._level = meter.account.level
         self._warned_at = 0
         self._warned = False
@@ -178,6 +180,7 @@ class Customer:
         if self._idx >= len(self.sequence):
             self._idx = 0
         self.scroll_ms = scroll * 1000
+        self._scroll_at = self.m.clock.ticks_ms()  # a stamp kept while scrolling was off is stale
         self.entry_ms = entry * 1000
         self.result_ms = result * 1000
         self.quiet = bytes(q)
@@ -260,10 +263,10 @@ class Customer:
         if res == "applied":
             self.tokens_accepted += 1
             typ = self.m.last_token
-            code = 10 if typ == token_mod.DEBT else 11 if typ == token_mod.TEST else _M_ACCEPTED
+            code = _M_DEBT if typ == token_mod.DEBT else _M_TEST if typ == token_mod.TEST else _M_ACCEPTED
             val = self.m.last_amount
         elif res == "locked" or (res == "bad_mac" and self.m.tokens.locked(self.m.timesrc.lower())):
-            code = 3
+            code = _M_LOCKED
             val = self.m.tokens.lock_until
         self._message(code, val, now)
         self._beep(bz.ACCEPT if res == "applied" else bz.ERROR, now)
@@ -293,7 +296,7 @@ class Customer:
         if self.sequence[self._idx] == _METERS and not self._pulses:
             self._idx = (self._idx + 1) % len(self.sequence)
         self._scroll_at = now
-        self._hold_s = _B_HOLD_S if by_key else 0
+        self._hold_ms = _B_HOLD_MS if by_key else 0
 
     # -- every meter tick -------------------------------------------------------------
     def step(self, now, utc):
@@ -305,9 +308,7 @@ class Customer:
         elif self.mode == MESSAGE and c.ticks_diff(now, self._msg_at) >= self.result_ms:
             self.mode = HOME
         if self.mode == HOME and self.scroll_ms:
-            wait = self.scroll_ms
-            if self._hold_s * 1000 > wait:
-                wait = self._hold_s * 1000
+            wait = self._hold_ms if self._hold_ms > self.scroll_ms else self.scroll_ms
             if c.ticks_diff(now, self._scroll_at) >= wait:
                 self._next(now)
         self._daily(utc)

@@ -9,6 +9,7 @@ from micropython import const
 ADDR = const(0x20)
 KEYS = b"123A456B789C*0#D"  # row by row, as printed on the keypad
 _QUEUE = const(8)
+_BUSY_MS = const(2000)  # after the last key the customer may still be typing
 
 
 class Keypad:
@@ -25,7 +26,8 @@ class Keypad:
         self._q = bytearray(_QUEUE)
         self._head = 0
         self._n = 0
-        self._active_at = 0  # when a key was last seen down (ticks)
+        self._active_at = 0  # when a key was last seen down (ticks), while _idle is False
+        self._idle = True  # no key for 2 s: the stamp is no longer compared (it would go stale)
         self.errors = 0  # scans the expander did not answer
         self.ghosts = 0  # scans with more than one key down (ignored)
 
@@ -48,6 +50,7 @@ class Keypad:
             return
         if m:
             self._active_at = now
+            self._idle = False
         if m != self._raw:
             self._raw = m
             self._since = now
@@ -83,5 +86,11 @@ class Keypad:
         return self._stable != 0
 
     def busy(self, now):
-        """A key is down, or was within the last 2 s: the customer is typing (scan often)."""
-        return self._raw != 0 or self._diff(now, self._active_at) < 2000
+        """A key is down, or was within the last 2 s: the customer is typing (scan often). Once
+        idle the stamp is left alone: after 2^29 ms a ticks_diff of it would turn negative and
+        read as recent for days."""
+        if self._raw:
+            return True
+        if not self._idle and self._diff(now, self._active_at) >= _BUSY_MS:
+            self._idle = True
+        return not self._idle

@@ -95,3 +95,16 @@ def test_queue_is_bounded():
         got.append(chr(k))
         k = kp.get()
     assert got == list("12345678")
+
+
+def test_idle_stays_idle_past_half_the_tick_period():
+    # A stamp of the last key read after 2^29 ms would be "in the future" (ticks_diff < 0): the
+    # keypad would look busy for days and the loop would scan at its fast rate.
+    c, emu, bus, kp = rig()
+    emu.press("7", 100)
+    assert scan_for(c, kp, 300) == ["7"] and kp.busy(c.t)
+    scan_for(c, kp, 2500)
+    assert not kp.busy(c.t)
+    c.t = ticks_add(c.t, (1 << 29) + 1000)
+    kp.scan(c.t)
+    assert not kp.busy(c.t)
