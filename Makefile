@@ -23,7 +23,7 @@ HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 FROZEN ?=
 
-.PHONY: venv deps mosquitto mp32 sim screens-doc build test bench bench-billing powercut bench-storage deploy repl repl-sim fleet clean distclean
+.PHONY: venv deps mosquitto mp32 sim screens-doc build test bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet clean distclean
 
 venv: $(STAMP)
 
@@ -65,6 +65,12 @@ test: deps build mp32
 # Power-cut / I/O-error / full-disk sweep of the storage (a quick one runs inside `make test`).
 powercut: venv
 	$(PY) tools/powercut.py
+
+# Firmware updates over the air (docs/ota.md): a power cut at every flash write of an update that
+# passes its trial and of one that rolls back, forged/old/wrong images refused; one JSON line.
+# On the 32-bit build with the firmware frozen (make mp32), as the device runs it.
+ota-sim: deps mp32
+	PM_RUNTIME=micropython32 $(PY) tools/ota_sim.py
 
 # Flash wear and energy-at-risk figures of the storage (docs/storage.md).
 bench-storage: venv

@@ -57,6 +57,10 @@ FIGURES = [
     ("customer_heap_bytes", "B", "", "live heap the display/keypad/buzzer interface adds to a meter, 32-bit, frozen"),
     ("customer_redraws_per_1000", "", "", "display frames sent in 1 000 one-second household steps"),
     ("customer_frame_bytes", "B", "", "I2C bytes per display frame (about 24 ms at 400 kHz)"),
+    ("verify_ms", "ms", "", "one RSA-3072 release-signature verification (firmware update), 32-bit build"),
+    ("verify_ms_2048", "ms", "", "same with a 2048-bit release key"),
+    ("verify_ms_4096", "ms", "", "same with a 4096-bit release key"),
+    ("verify_heap_bytes", "B", "", "heap one 3072-bit verification allocates (temporaries, collected after)"),
 ]
 
 # Benchmarks: (name, command, runtime, renames). MicroPython ones ("mpy") run on the unix port
@@ -72,6 +76,7 @@ BENCHES = [
     ("devheap_mpy", ["py", "bench/device_heap.py", "mpy", "24"], "micropython32", {}),
     ("meter_chips", ["mpy", "bench/meter_chips.py"], "micropython", {}),
     ("customer_ui", ["mpy", "bench/customer_ui.py"], "micropython32", {}),
+    ("ota_verify", ["py", "bench/ota_verify.py"], "micropython32", {}),
 ]
 OPTIONAL = ["wire", "latency", "boot", "flood"]  # bench/<name>.py, run with CPython if present
 

@@ -94,6 +94,10 @@ class Board:
         self._wifi = (s.get("wifi_ssid"), s.get("wifi_password"))
         self._ca = s.get("ca")  # path of the broker CA (DER); with it the link speaks TLS
         self._ntp = s.get("ntp", "pool.ntp.org")  # time server (docs/time.md); "" for none
+        # Updates over the air (docs/ota.md): only on an image with OTA slots, and only signed by
+        # the utility's release key (its public modulus, provisioned; no key, no update).
+        self.release_key = unhexlify(s["release_key"]) if s.get("release_key") else None
+        self.partition = self._ota_partitions()
         self.clock = _Clock(time)
         self.net_clock = self.clock
         # Read before anything can reset: the RTC still counting after a power-on reset means the
@@ -103,6 +107,20 @@ class Board:
         self._rtc_kept = self.clock.time() >= timebase.SET_MIN  # below it: never set, or lost power
         self._wdt = WDT(timeout=30000)
         self._chip_id = machine.unique_id()
+
+    @staticmethod
+    def _ota_partitions():
+        try:
+            import esp32
+            import otadata
+        except ImportError:
+            return None
+        return esp32.Partition if otadata.ota_slots(esp32.Partition) else None
+
+    def reset(self):
+        """Restart the ESP32 (a firmware update switches images this way)."""
+        import machine
+        machine.reset()
 
     def reset_cause(self):
         """machine.reset_cause() of this boot (read before anything could reset)."""

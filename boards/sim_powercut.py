@@ -16,6 +16,27 @@ STANDALONE = False  # needs the harness's flash device (opts["dev"]): tools/sim.
 CHIP = real.CHIP
 
 
+def survivors(board, opts, before):
+    """What outlives a power cut or a reset, carried from the Board `before` (None: a new one):
+    the clock, the chip's emulator (the household's wiring), the relay contacts, the button."""
+    if before is None:
+        board.clock = SimClock(opts.get("utc_start", 1767225600))
+        board.emu = Atm90e26Emu(board.config["meter_constant"])
+        board.relay = SimRelay()
+        board.button = SimButton(board.clock)
+        # Randomised reconnect delays from a seeded generator that outlives reboots, so a
+        # sweep is the same run every time (the port's RNG would make each one different).
+        board._rand = Lcg(opts.get("seed", 1) + 13)
+    else:
+        board.clock = before.clock
+        board.emu = before.emu
+        board.relay = before.relay
+        board.button = before.button
+        board._rand = before._rand
+        # A power cut opens a monostable relay; boot must drive it from the record.
+        board.relay.closed = False
+
+
 class Board:
     def __init__(self, opts, before=None):
         cfg = dict(real.CONFIG)
@@ -23,22 +44,7 @@ class Board:
         self.config = cfg
         self.meter_id = opts["meter_id"]
         self.key = opts.get("key")
-        if before is None:
-            self.clock = SimClock(opts.get("utc_start", 1767225600))
-            self.emu = Atm90e26Emu(cfg["meter_constant"])
-            self.relay = SimRelay()
-            self.button = SimButton(self.clock)
-            # Randomised reconnect delays from a seeded generator that outlives reboots, so a
-            # sweep is the same run every time (the port's RNG would make each one different).
-            self._rand = Lcg(opts.get("seed", 1) + 13)
-        else:
-            self.clock = before.clock
-            self.emu = before.emu
-            self.relay = before.relay
-            self.button = before.button
-            self._rand = before._rand
-            # A power cut opens a monostable relay; boot must drive it from the record.
-            self.relay.closed = False
+        survivors(self, opts, before)
         self.chip = atm90e26.ATM90E26(self.emu, self.emu.cs, real.CAL, 3200, self.emu.sleep_ms)
         self.chip_regs = atm90e26
         self.load_w = opts.get("load_w", 3000)

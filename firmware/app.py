@@ -11,6 +11,7 @@ import auth
 import record
 import json
 import os
+from binascii import unhexlify
 import timebase
 import timesource
 import tariff as tariff_mod
@@ -28,7 +29,7 @@ from remote import Remote
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
 
 RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_args", "store_fault",
-           "rate_limited", "used", "token_refused")
+           "rate_limited", "used", "token_refused", "ota_refused")
 _APPLIED = const(0)
 _REFUSED_MAX = const(1)
 _BAD_AMOUNT = const(2)
@@ -36,6 +37,7 @@ _BAD_ARGS = const(4)
 _STORE_FAULT = const(5)
 _RATE_LIMITED = const(6)
 _TOKEN_REFUSED = const(8)  # a relayed token refused for a reason not in RESULTS (bad_mac, ...)
+_OTA_REFUSED = const(9)  # an update refused: the reply's "why" says why (ota_manifest.REASONS)
 
 
 class Meter:
@@ -87,6 +89,13 @@ class Meter:
         if tops is not None:
             self.topup_log = billing_mod.TopupLog(tops)
         self.remote = Remote(self)
+        # Firmware updates (ota.py) on boards with OTA slots (board.partition: esp32.Partition):
+        # imported only then.
+        self.ota = None
+        if getattr(board, "partition", None) is not None:
+            import ota
+            self.ota = ota.Updater(self, board.partition, getattr(board, "release_key", None),
+                                   getattr(board, "name", ""), cfg.get("ota_trial_s", 600))
         self.sync.emit = emit
         self.sync.set_key(board.key)  # replies are signed (remote.py re-keys it after a rotation)
         # Wall time's source and trust (docs/time.md): raised to the floor after a power cut, SNTP
@@ -198,8 +207,11 @@ class Meter:
         self.metering.start()
         self.sync.boot = self.clock.time()
         self.reporter = Reporter(self, self.board.config)
-        self.sync.link = self.board.make_link(self.on_message, (self.sync.cmd_topic,),
-                                              self.sync.will(), self.sync.birth)
+        if self.ota is not None:
+            import version
+            self.ota.boot(version.VERSION)  # a job the last reset interrupted goes on from here
+        subs = (self.sync.cmd_topic,) if self.ota is None else (self.sync.cmd_topic, self.ota.topic)
+        self.sync.link = self.board.make_link(self.on_message, subs, self.sync.will(), self.sync.birth)
         if self.sync.link is not None:
             self.sync.link.net_task = self.timesrc.query  # SNTP in the link phase, bounded
 
@@ -242,6 +254,8 @@ class Meter:
         self.log.drain(self.events)
         self.sync.forward_events(self.events)
         self.sync.poll()
+        if self.ota is not None and self.ota.state:
+            self.ota.step(now)  # a few blocks verified, a request repeated, the trial watched
         if self.ui is not None:
             self.ui.step(now, utc)  # after the tick's changes: the screen shows this second's state
         self.board.feed_watchdog()
@@ -381,6 +395,9 @@ class Meter:
 
     # -- commands ---------------------------------------------------------------
     def on_message(self, topic, payload):
+        if self.ota is not None and topic == self.ota.topic:
+            self.ota.chunk(payload)  # image bytes: judged by the signed manifest's hash, not here
+            return
         link = self.sync.link
         if link is not None and link.retained:
             # A retained command would replay on every reconnect: never act on one.
@@ -423,7 +440,7 @@ class Meter:
             amt = amt if type(amt) is int and -(1 << 30) < amt < 1 << 30 else 0
             self.emit(events.TOPUP_APPLIED if result == _APPLIED else events.TOPUP_REFUSED, amt)
             self._journal(cid, billing_mod.SRC_MQTT, token_mod.CREDIT, RESULTS[result], amt)
-        self.sync.reply(cid, RESULTS[result], self, extra=extra if result == _APPLIED else "")
+        self.sync.reply(cid, RESULTS[result], self, extra=extra if result in (_APPLIED, _OTA_REFUSED) else "")
 
     def _journal(self, cid, src, typ, result, amount):
         if self.topup_log is not None:
@@ -516,6 +533,8 @@ class Meter:
         if op == "status":
             self.sync.telemetry(self, self.clock.time())
             return _APPLIED
+        if op in ("ota", "ota_cancel"):
+            return self._ota(op, doc)
         if op == "resync":
             # "tlast": the highest token id issued (a backend before token ids of their own
             # numbered tokens with commands: "last" covers them then).
@@ -526,6 +545,27 @@ class Meter:
             ids.reset(tlast if tlast > ids.top else ids.top)
             return _APPLIED
         return self.remote.apply(doc)
+
+    def _ota(self, op, doc):
+        """Start (or confirm) an update from a signed release manifest, or cancel one that has
+        not switched yet. The manifest's release signature is checked on top of this command's."""
+        u = self.ota
+        if u is None:
+            self.remote.extra = ',"why":"no_ota"'
+            return _OTA_REFUSED
+        if op == "ota_cancel":
+            u.cancel()
+            return _APPLIED
+        text, sig = doc.get("man"), doc.get("sig")
+        if type(text) is not str or type(sig) is not str or len(sig) > 1024 or len(sig) % 2:
+            return _BAD_ARGS
+        try:
+            sig = unhexlify(sig)
+        except ValueError:
+            return _BAD_ARGS
+        ok = u.start(text.encode(), sig)
+        self.remote.extra = u.take_extra()
+        return _APPLIED if ok else _OTA_REFUSED
 
     def set_time(self, utc):
         """An authority sets the clock to Unix second `utc` (the backend's signed `time`, the

@@ -10,7 +10,9 @@ import json
 from hmac256 import HmacSha256, equal
 from timebase import EPOCH
 
-MAX_PAYLOAD = const(1024)
+# The longest command: an `ota` with its release manifest and a 4096-bit signature in hex (about
+# 1.4 KB); the link reads nothing over 2 KB anyway.
+MAX_PAYLOAD = const(1536)
 WINDOW = const(8)
 # A new id may pass the last applied one by at most this much: one bad message from a buggy or
 # compromised backend (id 2^31-1) must not make every later command stale.

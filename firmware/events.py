@@ -81,6 +81,11 @@ CMD_REFUSALS = const(58)
 # The broker dropped the meter's session soon after each of several connects in a row (another
 # client with its client id, or an access list that refuses it): the meter backs off (arg: count).
 LINK_UNSTABLE = const(59)
+# Firmware update over the air (ota.py, docs/ota.md). Versions as MAJOR<<16 | MINOR<<8 | PATCH.
+OTA_STARTED = const(60)  # a signed manifest was accepted: the image is being fetched (arg: version)
+OTA_DONE = const(61)  # the new image passed its trial and is kept (arg: version)
+OTA_FAILED = const(62)  # the job ended without switching, or the trial failed (arg: ota_manifest.REASONS index + 1)
+OTA_ROLLED_BACK = const(63)  # the bootloader went back to this image: the new one failed (arg: its version)
 
 NAMES = (
     None, "boot", "low_credit_1", "low_credit_2", "credit_exhausted", "credit_restored",
@@ -101,6 +106,7 @@ NAMES = (
     "time_set", "time_refused",
     "register_rollover",
     "cmd_refusals", "link_unstable",
+    "ota_started", "ota_done", "ota_failed", "ota_rolled_back",
 )
 
 

@@ -178,8 +178,27 @@ def release_watchdog():
 
 
 def run():
-    m = start(load_board())
+    try:
+        m = start(load_board())
+    except Exception:
+        trial_failed()
+        raise  # on a kept image: the traceback, then the REPL (the watchdog may reset it)
     loop(m)
+
+
+def trial_failed():
+    """A new image that cannot even start must not wait at the REPL for a technician: while it
+    is the bootloader's trial (docs/ota.md), reset at once, and the bootloader goes back to the
+    image before it."""
+    try:
+        import esp32
+        import otadata
+        if otadata.on_trial(esp32.Partition):
+            import machine
+            print("firmware update: this image does not start; resetting into the previous one")
+            machine.reset()
+    except ImportError:
+        pass
 
 
 if __name__ == "__main__":

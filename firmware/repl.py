@@ -172,6 +172,13 @@ def status():
             "-" if ui.display is None else "errors %d" % ui.display.errors,
             "-" if ui.keypad is None else "errors %d" % ui.keypad.errors, ui.keys, ui.tokens_keyed,
             ui.tokens_accepted, "   settings refused: " + ui.config_error if ui.config_error else ""))
+    u = m.ota
+    if u is not None:
+        st, done, blocks, version = u.progress()
+        _out("firmware  %d.%d.%d in %s   update: %s%s" % (
+            u.running >> 16 & 255, u.running >> 8 & 255, u.running & 255, u.label, st,
+            " %s, block %d of %d" % (version, done, blocks) if version else "",
+        ) + ("   last: " + u.last if u.last else ""))
     return {"balance": a.balance, "imp_wh": mt.imp_wh, "relay": relay_mod.STATE_NAMES[r.state]}
 
 

@@ -49,10 +49,12 @@ def acl_text(backend_user=BACKEND_USER):
              "user %s" % backend_user,
              "topic read %s/+/#" % PREFIX,
              "topic write %s/+/cmd" % PREFIX,
+             "topic write %s/+/fw" % PREFIX,  # firmware update chunks (docs/ota.md)
              ""]
-    for t in UPLINK:
+    for t in UPLINK + ("fwreq",):
         lines.append("pattern write %s/%%u/%s" % (PREFIX, t))
     lines.append("pattern read %s/%%u/cmd" % PREFIX)
+    lines.append("pattern read %s/%%u/fw" % PREFIX)
     return "\n".join(lines) + "\n"
 
 

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 METER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 CMD_TTL_S = 3600  # a command not applied within an hour of meter time is refused as expired
 MAX_TTL_S = 31 * 86400  # firmware/auth.py MAX_AHEAD_S: an expiry further ahead is refused (exp_far)
-MAX_CMD_BYTES = 1024  # firmware/auth.py MAX_PAYLOAD
+MAX_CMD_BYTES = 1536  # firmware/auth.py MAX_PAYLOAD
 
 
 class CliError(Exception):
@@ -280,6 +280,7 @@ class Bus:
             except (OSError, ssl.SSLError, ValueError) as e:
                 raise CliError("cannot use CA file %s: %s" % (cafile, getattr(e, "strerror", None) or e))
         self.c.on_message = self._on_message
+        self._topics = []  # subscribed, again after every reconnect
         self._connected = threading.Event()
         self._rc = None
         self.c.on_connect = self._on_connect
@@ -296,6 +297,11 @@ class Bus:
 
     def _on_connect(self, client, userdata, flags, rc, props=None):
         self._rc = rc.value if hasattr(rc, "value") else rc
+        if self._connected.is_set() and self._rc == 0:
+            # paho reconnected after the broker went away: a clean session has no subscriptions
+            # left, so a long-running command (`update`) would hear nothing more.
+            for t in self._topics:
+                client.subscribe(t, qos=1)
         self._connected.set()
 
     def _on_message(self, client, userdata, msg):
@@ -306,6 +312,8 @@ class Bus:
     def subscribe(self, *topics):
         for t in topics:
             self.c.subscribe(t, qos=1)
+            if t not in self._topics:
+                self._topics.append(t)
         time.sleep(0.2)  # the SUBACK round trip: messages published after this are seen
 
     def publish(self, topic, payload):
@@ -581,20 +589,80 @@ def cmd_provision(h, a):
            "mqtt_password": rec["mqtt_password"]}
     if a.wifi_ssid:
         sec.update(wifi_ssid=a.wifi_ssid, wifi_password=a.wifi_password)
+    rel = release_public(h.reg.home)
+    if rel:
+        sec["release_key"] = rel  # the public key updates must be signed with (docs/ota.md)
     write_private(out / "secrets.json", json.dumps(sec, indent=1, sort_keys=True) + "\n")
     (out / "board.txt").write_text(a.board + "\n")
     (out / "mosquitto-acl.conf").write_text(
         "# this meter may publish only under its own topics and read only its commands\n"
         "user %s\n%stopic read %s\n" % (a.meter, "".join(
-            "topic write %s\n" % meterproto.topic(a.meter, k) for k in meterproto.UPLINK),
-            meterproto.topic(a.meter, "cmd")))
+            "topic write %s\n" % meterproto.topic(a.meter, k) for k in meterproto.UPLINK + ("fwreq",)),
+            meterproto.topic(a.meter, "cmd")) + "topic read %s\n" % meterproto.topic(a.meter, "fw"))
     print("provisioned %s (board %s)" % (a.meter, a.board))
+    if not rel:
+        print("  updates:  no release key in %s yet: this meter will refuse every firmware update until it "
+              "is provisioned again after `headend release-key new`" % h.reg.home)
     print("  secrets:  %s  (keep private; make deploy installs it as /secrets.json)" % (out / "secrets.json"))
     print("  board:    %s" % (out / "board.txt"))
     print("  broker:   add user %s to the password file and %s to the ACL" % (
         a.meter, out / "mosquitto-acl.conf"))
     print("  deploy:   make deploy PORT=/dev/ttyUSB0 BOARD=%s METER=%s HEADEND_HOME=%s" % (a.board, a.meter, h.reg.home))
     return 0
+
+
+def release_public(home):
+    """The release key's public modulus (hex) when the headend home has a release key."""
+    import ota_release
+    import release_key
+    path = Path(home) / ota_release.KEY_FILE
+    if not path.is_file():
+        return None
+    return release_key.modulus(release_key.load(str(path))).hex()
+
+
+def cmd_release_key(h, a):
+    import ota_release
+    import release_key
+    path = Path(h.reg.home) / ota_release.KEY_FILE
+    if a.action == "new":
+        if path.exists():
+            raise CliError("%s exists: a new release key would orphan every meter provisioned with it" % path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        release_key.generate(str(path), a.bits)
+    elif not path.is_file():
+        raise CliError("no release key at %s: `headend release-key new` makes one" % path)
+    n = release_key.modulus(release_key.load(str(path)))
+    print("release key %s (%d bits) at %s" % (release_key.key_id(n), len(n) * 8, path))
+    print("meters provisioned from now on carry its public half in /secrets.json")
+    return 0
+
+
+def cmd_release(h, a):
+    import ota_release
+    try:
+        out = ota_release.build(h.reg.home, a.image, a.board, a.min_record, a.downgrade_from)
+    except (ota_release.ReleaseError, OSError) as e:
+        raise CliError(str(getattr(e, "strerror", None) or e))
+    r = ota_release.Release(out)
+    print("release %s: %d bytes, sha256 %s, boards %s, signed with key %s -> %s" % (
+        r.version, len(r.image), r.doc["sha256"][:16], ",".join(r.doc["board"]), r.doc["kid"], out))
+    return 0
+
+
+def cmd_update(h, a):
+    import ota_release
+    import ota_rollout
+    for m in a.meters:
+        h.reg.get(m)  # every meter is provisioned, before anything is sent
+    try:
+        rel = ota_rollout.find_release(h.reg.home, a.release)
+    except ota_release.ReleaseError as e:
+        raise CliError(str(e))
+    ro = ota_rollout.Rollout(h, rel, a.meters, a.canary, a.halt_after, a.wait)
+    s = ro.run()
+    print(json.dumps(s, sort_keys=True))
+    return 0 if all(v == "done" for v in s["outcome"].values()) else 1
 
 
 def real_boards():
@@ -1169,6 +1237,30 @@ def parser():
     s.add_argument("--from-seq", type=number_arg(int, 1),
                    help="resend from this uplink seq (default: the first gap recorded)")
     s.set_defaults(fn=cmd_backfill)
+
+    s = sub.add_parser("release-key", help="the utility's firmware release key (docs/ota.md)")
+    s.add_argument("action", choices=("new", "show"))
+    s.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=3072)
+    s.set_defaults(fn=cmd_release_key)
+
+    s = sub.add_parser("release", help="sign a firmware image as a release")
+    s.add_argument("image", help="the build's app image (micropython.bin)")
+    s.add_argument("--board", action="append", required=True, help="a board the image is for (repeat)")
+    s.add_argument("--min-record", type=number_arg(int, 1, 255),
+                   help="oldest record version the image reads (default: this tree's)")
+    s.add_argument("--downgrade-from", help="allow this image onto meters running exactly this newer version")
+    s.set_defaults(fn=cmd_release)
+
+    s = sub.add_parser("update", help="update meters' firmware: canary wave first, halt on failures")
+    s.add_argument("meters", nargs="+")
+    s.add_argument("--release", required=True, help="the release's folder name (its version)")
+    s.add_argument("--canary", type=number_arg(float, 0, 100, " %"), default=10,
+                   help="share of the meters in the first wave, %% (default %(default)s)")
+    s.add_argument("--halt-after", type=number_arg(int, 1), default=1,
+                   help="failures in the canary wave that halt the rollout (default %(default)s)")
+    s.add_argument("--wait", type=number_arg(float, 1), default=3600,
+                   help="seconds a wave may take (default %(default)s)")
+    s.set_defaults(fn=cmd_update)
 
     s = sub.add_parser("export-csv", help="load profile or daily billing snapshots to CSV")
     s.add_argument("meter")

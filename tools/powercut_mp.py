@@ -10,6 +10,7 @@
 # the default) or "root" (a stock image's root file system, the board's fallback).
 # Prints one line per failed check and a JSON summary as the last line.
 import sys
+import commit_watch
 import gc
 import os
 import json
@@ -145,17 +146,7 @@ class Run:
 
     # -- firmware lifecycle ---------------------------------------------------------
     def _track(self, m):
-        st = m.store
-        orig = st.commit
-
-        def commit():
-            snap = bytes(st.payload)
-            self.attempts.append(snap)
-            orig()
-            self.last_ok = snap
-            self.attempts = []
-
-        st.commit = commit
+        commit_watch.watch(m.store, self)
 
     def boot(self, dev):
         gc.collect()

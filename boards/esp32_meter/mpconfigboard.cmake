@@ -13,7 +13,19 @@ file(WRITE ${CMAKE_BINARY_DIR}/sdkconfig.meter_partitions
 set(SDKCONFIG_DEFAULTS
     boards/sdkconfig.base
     boards/sdkconfig.ble
+    ${MICROPY_BOARD_DIR}/sdkconfig.board
     ${CMAKE_BINARY_DIR}/sdkconfig.meter_partitions
 )
+
+# The app descriptor's version is the firmware's release (firmware/version.py), so an image says
+# what it holds: the update path reads it from a slot (docs/ota.md). This file is included before
+# project(), where ESP-IDF takes PROJECT_VER; sdkconfig.board stops sdkconfig.base from leaving
+# it out of the descriptor.
+file(STRINGS ${MICROPY_BOARD_DIR}/../../firmware/version.py MICROPY_METER_VERSION_LINE
+    REGEX "^VERSION = \"[0-9]+\\.[0-9]+\\.[0-9]+\"")
+if(NOT MICROPY_METER_VERSION_LINE)
+    message(FATAL_ERROR "firmware/version.py: no line VERSION = \"X.Y.Z\"")
+endif()
+string(REGEX REPLACE "^VERSION = \"([0-9.]+)\".*" "\\1" PROJECT_VER "${MICROPY_METER_VERSION_LINE}")
 
 set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/../manifest.py)

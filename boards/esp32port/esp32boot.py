@@ -2,14 +2,18 @@
 # ports/esp32/main.c, the frozen _boot.py and inisetup.py do after every reset (MicroPython 1.28).
 #   install(stage, remove)  what `make deploy` does with mpremote: the root file system (made as
 #                           inisetup makes it when the partition is blank) gets the staged files
-#   boot()                  power-up: mount the "vfs" partition at "/" (VfsLfs2's default geometry),
-#                           run boot.py, then main.py (a frozen one first), until a Reboot
+#   boot()                  power-up: on a table with OTA slots the second-stage bootloader first
+#                           (esp32ota: chooses the slot, rolls back an image that never confirmed
+#                           itself); then mount the "vfs" partition at "/" (VfsLfs2's default
+#                           geometry), run boot.py, then main.py (a frozen one first), until a Reboot
 # Run by tools/esp32_host.py as `micropython -c "import esp32boot; esp32boot.boot()"` with the
 # world's configuration in $PM_ESP32_WORLD. The last stdout line is a JSON report.
 import sys
 import os
 import vfs
 import esp32world as W
+import esp32flash
+import esp32ota
 
 # Modules the harness itself needs once the host's files are gone: the stand-ins and the world
 # (frozen on the 32-bit build), the emulators, and umqtt.simple, which both ESP32 images have
@@ -17,7 +21,8 @@ import esp32world as W
 # modules the emulators borrow constants from) is dropped again, so the firmware the ESP32 runs
 # comes from its own file system or its own frozen modules only.
 _KEEP = ("esp32boot", "esp32world", "esp32house", "esp32flash", "machine", "time", "select",
-         "network", "esp32", "flashbdev", "umqtt", "umqtt.simple", "ntptime", "ssl")
+         "network", "esp32", "esp32ota", "espimage", "flashbdev", "umqtt", "umqtt.simple", "ntptime",
+         "ssl")
 
 
 def _prepare():
@@ -122,7 +127,7 @@ def boot():
     harness = gc.mem_alloc()
     try:
         reason, extra = _run()
-    except W.Reboot as e:
+    except (W.Reboot, esp32flash.PowerCut) as e:
         reason, extra = e.reason, {}
     r = W.report()
     r.update(extra)
@@ -160,6 +165,14 @@ def _run():
     if W.ext.get(0) == 0:
         # GPIO0 held low at reset: the ROM bootloader waits for a download, nothing else runs.
         return "download_mode", {}
+    fault = None
+    if W.flash is not None and esp32ota.has_ota(W.flash):
+        W.running = esp32ota.bootload(W.flash)
+        if W.running is None:
+            # No slot holds an image that passes the check: the bootloader resets the chip into
+            # itself for ever, and nothing else runs.
+            return "bricked", {}
+        fault = esp32ota.last["fault"]
     frozen = W.cfg["frozen"]
     vfs.umount("/")  # the host's root: from here on only the ESP32's file system exists
     if not _mount_root("/"):
@@ -172,6 +185,7 @@ def _run():
     # frozen module the firmware needs there, is imported already (_prepare).
     stock_on_frozen = not frozen and W.cfg["runtime_frozen"]
     sys.path[:] = ["", "/lib"] if stock_on_frozen else ["", ".frozen", "/lib"]
+    _apply_fault(fault)
     try:
         if _exists("boot.py"):
             with open("boot.py") as f:
@@ -188,8 +202,38 @@ def _run():
         sys.print_exception(e, out)
         text = out.getvalue()
         print(text)
-        return "crash", {"error": text}
-    return "repl", {}  # main.py returned: the REPL waits for a technician
+        return _repl("crash", {"error": text})
+    return _repl("repl", {})  # main.py returned: the REPL waits for a technician
+
+
+def _repl(reason, extra):
+    """The REPL waits for a technician. With the watchdog started it does not wait long: time
+    passes (the firmware's timers still fire) until the watchdog resets the board, the run ends
+    or the power goes. Without it, the run ends here with `reason`."""
+    if not W.wdt_timeout:
+        return reason, extra
+    try:
+        while True:
+            W.sleep_ms(1000)
+    except W.Reboot as e:
+        return e.reason, extra
+
+
+class _Unusable:
+    """Stands in sys.modules for the firmware's app module on an image whose app is broken."""
+
+    def __getattr__(self, name):
+        raise AttributeError("app.%s: this image's app is broken (sim fault 'crash')" % name)
+
+
+def _apply_fault(fault):
+    # The sim fault of the image the bootloader started (espimage): "crash", the firmware's app
+    # module is unusable for this boot (main.start fails on app.Meter); "selftest", the metering
+    # chip never answers on the SPI bus.
+    if fault == "crash":
+        sys.modules["app"] = _Unusable()
+    elif fault == "selftest" and W.house is not None:
+        W.house.dead = True
 
 
 def _report(r):

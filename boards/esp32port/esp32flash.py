@@ -2,7 +2,17 @@
 # process like flash outlives a power cut) and the partition table the image was built with.
 # NOR semantics: an erase sets a 4096-byte sector to 0xFF, a write can only clear bits (the file
 # gets old AND new), as esp_partition_write does on the chip.
-from micropython import const
+# Power cuts inside flash operations (in-process, for tests): `ops` counts every program (a write()
+# call) and every 4096-byte sector an erase clears, from the Flash's construction on; when the op
+# numbered `cut_at` starts, half of it happens (a program writes the first half of its bytes, an
+# erase sets the first half of the sector to ones and leaves the rest as it was) and PowerCut is
+# raised. To cut at the k-th op from now: flash.cut_at = flash.ops + k.
+# Runs under CPython too (tools/esp32_host.py writes app images into a flash image file).
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
 SECTOR = const(4096)
 TYPES = {"app": 0, "data": 1}
@@ -18,6 +28,12 @@ nvs,      data, nvs,     0x9000,  0x6000,
 phy_init, data, phy,     0xf000,  0x1000,
 factory,  app,  factory, 0x10000, 0x1F0000,
 """
+
+
+class PowerCut(BaseException):
+    """The power went in the middle of a flash operation (Flash.cut_at). A BaseException, so no
+    `except Exception` (or OSError) in the firmware swallows it."""
+    reason = "power_cut"
 
 
 def _num(text):
@@ -69,6 +85,8 @@ class Flash:
     def __init__(self, path, size, table_path=None):
         self.size = size
         self.erases = 0
+        self.ops = 0  # programs and sector erases so far (cut_at counts in these)
+        self.cut_at = None  # the op that the power cut interrupts, or None
         if table_path:
             with open(table_path) as f:
                 text = f.read()
@@ -97,6 +115,10 @@ class Flash:
     def write(self, addr, data):
         n = len(data)
         self._range(addr, n)
+        self.ops += 1
+        cut = self.ops == self.cut_at
+        if cut:
+            n //= 2
         mv = memoryview(data)
         scratch = self._buf
         done = 0
@@ -110,6 +132,8 @@ class Flash:
             self._f.seek(addr + done)
             self._f.write(old)
             done += k
+        if cut:
+            raise PowerCut()
 
     def erase(self, addr, n):
         self._range(addr, n)
@@ -119,6 +143,14 @@ class Flash:
         for i in range(SECTOR):
             scratch[i] = 0xFF
         for a in range(addr, addr + n, SECTOR):
+            self.ops += 1
             self._f.seek(a)
-            self._f.write(scratch)
             self.erases += 1
+            if self.ops == self.cut_at:
+                self._f.write(memoryview(scratch)[:SECTOR // 2])
+                raise PowerCut()
+            self._f.write(scratch)
+
+    def close(self):
+        """Flush and close the image file (the host tools, before another process opens it)."""
+        self._f.close()

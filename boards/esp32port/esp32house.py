@@ -48,6 +48,9 @@ class House:
         self.modes, self.max_hz, self.mode_text = CHIPS[self.chip]
         self.emu, channels = _emulator(self.chip, board)
         self.pending_ms = 0  # time the emulator has not integrated yet (it catches up before a frame)
+        # A chip that does not answer at all (an image with the "selftest" fault, esp32boot): nothing
+        # drives MISO, which reads as all ones through its pull-up.
+        self.dead = False
         self.spi_id = board.SPI_ID
         self.sck, self.mosi, self.miso, self.cs = pins["sck"], pins["mosi"], pins["miso"], pins["cs"]
         self.reset_pin = pins.get("reset", -1)
@@ -94,7 +97,7 @@ class House:
                 spi_id, baud, name, self.max_hz))
 
     def selected(self, spi):
-        return (spi._id == self.spi_id and spi._sck == self.sck and spi._mosi == self.mosi
+        return (not self.dead and spi._id == self.spi_id and spi._sck == self.sck and spi._mosi == self.mosi
                 and spi._miso == self.miso and not W.level(self.cs)
                 and (self.reset_pin < 0 or W.level(self.reset_pin)))
 

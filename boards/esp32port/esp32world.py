@@ -127,6 +127,7 @@ house = None  # esp32house.House: the metering circuit, when a board is configur
 customer = None  # esp32customer.Customer: display, keypad and buzzer
 gen = 0  # bumped by setup(): whoever cached the wiring (machine.I2C) looks again
 flash = None  # esp32flash.Flash
+running = None  # on a table with OTA slots: the label of the slot the bootloader started (esp32boot)
 
 # GPIO: the output register and pad configuration the firmware set, what the outside drives, and
 # who listens to a pad (the chip's CS, the relay coil, the chip's RESET) or asked for an IRQ.
@@ -176,6 +177,7 @@ def setup(conf=None):
     global _stop_s, _stop_ms, _stop_exc, wdt_timeout, wlan_due, wlan_done, house, flash, customer
     global last_input, _speed, _budget, _real, ext, hooks, irqs, timers, all_timers, straps_used, _control
     global _cpu, _cpu_frac, _cpu_mark, _cpu_real, wdt_gap_max, gen
+    global running
     gen += 1
     if conf is None:
         import os
@@ -220,6 +222,7 @@ def setup(conf=None):
     _cpu, _cpu_frac, _cpu_real = cfg["cpu_scale"], 0, cfg["cpu_real"]
     _cpu_mark = utime.ticks_us() if _cpu else 0
     flash = None
+    running = None
     if cfg["flash"]:
         import esp32flash
         flash = esp32flash.Flash(cfg["flash"], cfg["flash_size"], cfg["partitions"])
@@ -642,6 +645,9 @@ def report():
         r.update(customer.report())
     if flash is not None:
         r["flash_erases"] = flash.erases
+        import esp32ota
+        if esp32ota.has_ota(flash):
+            r["ota"] = esp32ota.report(flash, running)
     r["wdt_max_gap_ms"] = wdt_gap_max
     r["timer_fired"] = dict(("%d" % i, t._fired) for i, t in all_timers.items())
     return r

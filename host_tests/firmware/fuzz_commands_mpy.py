@@ -9,6 +9,7 @@ import random
 from binascii import hexlify
 import mptest
 import record
+import auth
 from billtest import EPOCH_S
 import sim_atm90e26
 import app as app_mod
@@ -81,7 +82,7 @@ def case(i):
             b[random.getrandbits(16) % len(b)] ^= 1 << random.getrandbits(3)
         return bytes(b)
     if k == 3:
-        return cmd(1000 + i, amt=10, pad="x" * (1025 + random.getrandbits(9)))
+        return cmd(1000 + i, amt=10, pad="x" * (auth.MAX_PAYLOAD + 1 + random.getrandbits(9)))
     if k == 4:
         return cmd(1000 + i, random.choice(("topup", "disconnect", "tariff", "rotkey")), key=OTHER, amt=10)
     if k == 5:

@@ -21,12 +21,7 @@ if machine.reset_cause() != machine.WDT_RESET:
 
 def install(tmp_path, main=MAIN, files=None):
     h = esp32_host.Esp32Host(tmp_path / "board", "esp32-atm90e26", rtc_utc=esp32_host.UTC_START)
-    stage = tmp_path / "stage"
-    stage.mkdir()
-    (stage / "main.py").write_text(main)
-    for name, text in (files or {}).items():
-        (stage / name).write_text(text)
-    h.install(stage)
+    h.install_files(dict(files or {}, **{"main.py": main}))
     return h
 
 
