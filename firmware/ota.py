@@ -12,7 +12,6 @@
 from micropython import const
 import struct
 import hashlib
-from binascii import hexlify
 import events
 import ota_manifest as man
 import otadata
@@ -41,7 +40,6 @@ _HEAD = const(24)
 _DESC = const(32)  # esp_app_desc_t in an app image: after the image and first segment headers
 _DESC_MAGIC_LO = const(0x5432)  # 0xABCD5432 in halves: small ints on the ESP32
 _DESC_MAGIC_HI = const(0xABCD)
-_SELFTEST = const(13)  # ota_manifest.REASONS
 _IMAGE_MAGIC = const(0xE9)
 
 
@@ -121,7 +119,7 @@ class Updater:
         self.job = job
         self.slot = self._slot_by_label(label.rstrip(b"\0").decode())
         if self.slot is None:
-            self._fail(8)  # the partition table changed under the job
+            self._fail(man.NO_OTA)  # the partition table changed under the job
         elif st == LOADING:
             self._resume(nxt)
         elif st == READY:
@@ -129,7 +127,7 @@ class Updater:
 
     def _resume(self, nxt):
         if self.slot.info()[4] == self.label:
-            self._fail(8)  # never write over the running image
+            self._fail(man.NO_OTA)  # never write over the running image
             return
         self.blocks = (self.job.size + _BLOCK - 1) // _BLOCK
         self.next = nxt if nxt <= self.blocks else 0
@@ -177,7 +175,7 @@ class Updater:
             self.last = "job %s %s" % (j.version, STATE_NAMES[self.state])
             return True  # the backend re-sent it (lost reply): the same job goes on
         if self.state not in (IDLE, LOADING):
-            return self._refuse(9)
+            return self._refuse(man.BUSY)
         m = man.verify(text, sig, self.release_key)
         if type(m) is int:
             return self._refuse(m)
@@ -185,20 +183,20 @@ class Updater:
             slot = self._part(self._part.RUNNING).get_next_update()
             size = slot.info()[3]
         except (OSError, ValueError, AttributeError):
-            return self._refuse(8)
+            return self._refuse(man.NO_OTA)
         why = man.admissible(m, self.board_name, self.running, record.VERSION, size)
         if why is not None:
             return self._refuse(why)
         try:
             buf = self._buf or bytearray(_BLOCK)
         except MemoryError:
-            return self._refuse(9)  # no 4 KiB in one piece now: the backend tries again later
+            return self._refuse(man.BUSY)  # no 4 KiB in one piece now: the backend tries again later
         old = self.job, self.slot, self.state, self.next
         self.job, self.slot, self.next, self.blocks = m, slot, 0, (m.size + _BLOCK - 1) // _BLOCK
         if not self._save(LOADING):
             self.job, self.slot, self.state, self.next = old
             self.blocks = (old[0].size + _BLOCK - 1) // _BLOCK if old[0] else 0
-            return self._refuse(12)
+            return self._refuse(man.WRITE_FAILED)
         self.state = LOADING
         self._buf = buf
         self._have = 0
@@ -212,7 +210,7 @@ class Updater:
         """The `ota_cancel` command: drop a job that has not switched yet. True if one was dropped."""
         if self.state not in (LOADING, VERIFYING):
             return False
-        self._fail(15)
+        self._fail(man.CANCELLED)
         return True
 
     def _refuse(self, why):
@@ -271,7 +269,7 @@ class Updater:
         try:
             self.slot.writeblocks(self.next, self._buf)
         except OSError:
-            self._fail(12)
+            self._fail(man.WRITE_FAILED)
             return
         self.next += 1
         self._have = 0
@@ -297,7 +295,7 @@ class Updater:
             try:
                 self.slot.readblocks(self.next, buf)
             except OSError:
-                self._fail(12)
+                self._fail(man.WRITE_FAILED)
                 return
             n = self.job.size - self.next * _BLOCK
             self._sha.update(buf if n >= _BLOCK else memoryview(buf)[:n])
@@ -305,21 +303,20 @@ class Updater:
         if self.next < self.blocks:
             return
         if self._sha.digest() != self.job.sha256:
-            self._fail(10)
+            self._fail(man.HASH_MISMATCH)
         elif image_version(self.slot) != self.job.vcode:
-            self._fail(11)  # signed, but not the version it claims: never boot it
+            self._fail(man.BAD_IMAGE)  # signed, but not the version it claims: never boot it
         elif self._save(READY):
             self.state = READY
         else:
-            self._fail(12)
+            self._fail(man.WRITE_FAILED)
 
     # -- the switch and the trial ---------------------------------------------------------
     def _switch(self):
-        m = self._m
         try:
             self.slot.set_boot()  # the port checks the image (esp_image_verify) first
         except OSError:
-            self._fail(11)
+            self._fail(man.BAD_IMAGE)
             return
         self.last = "rebooting into %s" % self.job.version
         self._reset()
@@ -345,7 +342,7 @@ class Updater:
                 return  # try again next step; the trial deadline still applies
             self._done()
         elif m.clock.ticks_diff(now, self._since) >= self.trial_ms:
-            self._say(events.OTA_FAILED, _SELFTEST + 1)
+            self._say(events.OTA_FAILED, man.SELFTEST + 1)
             self.last = "trial failed"
             self._reset()  # the bootloader goes back to the old image
 
@@ -406,7 +403,3 @@ class Updater:
         """(state name, blocks done, blocks in all, version or None) for the REPL and status."""
         return (STATE_NAMES[self.state], self.next, self.blocks,
                 self.job.version if self.job is not None else None)
-
-
-def sha_hex(b):
-    return hexlify(b).decode()

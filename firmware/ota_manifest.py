@@ -7,6 +7,7 @@
 # Versions are MAJOR.MINOR.PATCH, compared as numbers. An older version is refused unless the
 # manifest (signed like any other) names the exact version it may replace in "downgrade_from":
 # a downgrade release cannot be replayed onto meters that run anything else.
+from micropython import const
 import json
 import hashlib
 from binascii import unhexlify
@@ -19,6 +20,22 @@ _V = 1
 REASONS = ("no_release_key", "bad_signature", "bad_manifest", "wrong_board", "too_big", "downgrade",
            "same_version", "record_too_old", "no_ota", "busy", "hash_mismatch", "bad_image",
            "write_failed", "selftest", "unknown_key", "cancelled")
+NO_RELEASE_KEY = const(0)
+BAD_SIGNATURE = const(1)
+BAD_MANIFEST = const(2)
+WRONG_BOARD = const(3)
+TOO_BIG = const(4)
+DOWNGRADE = const(5)
+SAME_VERSION = const(6)
+RECORD_TOO_OLD = const(7)
+NO_OTA = const(8)
+BUSY = const(9)
+HASH_MISMATCH = const(10)
+BAD_IMAGE = const(11)
+WRITE_FAILED = const(12)
+SELFTEST = const(13)
+UNKNOWN_KEY = const(14)
+CANCELLED = const(15)
 
 
 def vcode(text):
@@ -57,7 +74,7 @@ class Manifest:
 def parse(text):
     """The Manifest of signed bytes `text`, or a reason index when they do not make one."""
     if not isinstance(text, (bytes, bytearray)) or len(text) > MAX_TEXT:
-        return 2
+        return BAD_MANIFEST
     try:
         doc = json.loads(bytes(text))
         board = doc["board"]
@@ -71,33 +88,33 @@ def parse(text):
             return Manifest(bytes(text), doc)
     except (ValueError, KeyError, TypeError):
         pass
-    return 2
+    return BAD_MANIFEST
 
 
 def verify(text, sig, release_key):
     """Check the release signature over `text`; the Manifest, or a reason index."""
     if not release_key:
-        return 0
+        return NO_RELEASE_KEY
     if not rsaverify.verify(release_key, sig, hashlib.sha256(text).digest()):
-        return 1
+        return BAD_SIGNATURE
     m = parse(text)
     if type(m) is int:
         return m
     if m.kid != rsaverify.key_id(release_key):
-        return 14  # signed with this key, yet naming another: a tooling mistake, not ours to guess
+        return UNKNOWN_KEY  # signed with this key, yet naming another: a tooling mistake, not ours to guess
     return m
 
 
 def admissible(m, board_name, running, record_version, slot_size):
     """A reason index when a verified manifest must not be installed on this meter, else None."""
     if board_name not in m.boards:
-        return 3
+        return WRONG_BOARD
     if m.size > slot_size:
-        return 4
+        return TOO_BIG
     if m.min_record > record_version:
-        return 7
+        return RECORD_TOO_OLD
     if m.vcode == running:
-        return 6
+        return SAME_VERSION
     if m.vcode < running and m.downgrade_from != running:
-        return 5
+        return DOWNGRADE
     return None

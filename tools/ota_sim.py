@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.append(str(ROOT / "boards" / "esp32port"))  # after the standard library: it has time, select
 import mprun  # noqa: E402
 import ota_release  # noqa: E402
+import ota_rollout  # noqa: E402
 import release_key  # noqa: E402
 import espimage  # noqa: E402
 import esp32flash  # noqa: E402
@@ -62,9 +63,7 @@ ota_1,    app,  ota_1,   0x40000, 0x30000,
 meter,    data, 0x83,    0x70000, 0x80000,
 vfs,      data, fat,     0xF0000, 0x10000,
 """
-REASONS = ("no_release_key", "bad_signature", "bad_manifest", "wrong_board", "too_big", "downgrade",
-           "same_version", "record_too_old", "no_ota", "busy", "hash_mismatch", "bad_image",
-           "write_failed", "selftest", "unknown_key", "cancelled")
+REASONS = ota_rollout.REASONS  # the firmware's ota_manifest.REASONS (a test holds them equal)
 # release name -> the refusal it must get
 REFUSE = [("forged", "bad_signature"), ("tampered", "bad_signature"), ("unknown_kid", "unknown_key"),
           ("wrong_board", "wrong_board"), ("too_big", "too_big"), ("record_too_old", "record_too_old"),
