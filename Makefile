@@ -23,7 +23,7 @@ HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 FROZEN ?=
 
-.PHONY: venv deps mosquitto mp32 sim screens-doc build test bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet clean distclean
+.PHONY: venv deps mosquitto rabbitmq mp32 sim screens-doc build test bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet fleet-cluster clean distclean
 
 venv: $(STAMP)
 
@@ -32,13 +32,17 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
-deps: venv $(UMQTT) mosquitto
+deps: venv $(UMQTT) mosquitto rabbitmq
 
 $(UMQTT): tools/fetch_umqtt.py | $(STAMP)
 	$(PY) tools/fetch_umqtt.py
 
 mosquitto:
 	@tools/ensure_mosquitto.sh
+
+# RabbitMQ (a clustered MQTT broker) for make fleet-cluster and its tests (docs/broker.md 6).
+rabbitmq:
+	@tools/ensure_rabbitmq.sh
 
 # The 32-bit MicroPython with the firmware frozen in (.deps/mp32/micropython; rebuilt only when an
 # input changed). MICROPY_SRC: a MicroPython v1.28.0 source tree or tarball (default: ../shared).
@@ -64,7 +68,7 @@ test: deps build mp32
 
 # Power-cut / I/O-error / full-disk sweep of the storage (a quick one runs inside `make test`).
 powercut: venv
-	$(PY) tools/powercut.py
+	$(PY) tools/powercut.py $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(GEOMETRY),--geometry $(GEOMETRY))
 
 # Firmware updates over the air (docs/ota.md): a power cut at every flash write of an update that
 # passes its trial and of one that rolls back, forged/old/wrong images refused; one JSON line.
@@ -87,8 +91,13 @@ repl: venv
 	@test -n "$(PORT)" || { echo "make repl: PORT is required, e.g. PORT=/dev/ttyUSB0" >&2; exit 2; }
 	$(VENV)/bin/mpremote connect "$(PORT)" repl
 
-fleet: deps
-	$(PY) tools/fleet.py --meters "$(N)" --seed "$(SEED)"
+# N meters on the 32-bit frozen build against one Mosquitto (docs/fleet.md), up to N=1000.
+fleet: deps mp32
+	PM_RUNTIME=micropython32 $(PY) tools/fleet.py --meters "$(N)" --seed "$(SEED)"
+
+# The same fleet against a three-node RabbitMQ cluster; one node is restarted and one killed.
+fleet-cluster: deps mp32
+	PM_RUNTIME=micropython32 $(PY) tools/fleet.py --broker rabbitmq --nodes 3 --meters "$(N)" --seed "$(SEED)"
 
 clean:
 	rm -rf build .pytest_cache

@@ -43,7 +43,7 @@ CONFIG = {
     "commit_s": 900,
     "telemetry_s": 900,
     "tick_ms": 1000,
-    "keepalive_s": 240,
+    "keepalive_s": 900,
     # Relay and protection; every key not given takes the default in docs/relay.md.
     "protection": {"relay": {"kind": RELAY}},
     # Water meter with a reed contact, 10 litres per pulse (see docs/metering.md).

@@ -20,8 +20,9 @@ import refusals
 PROTOCOL = const(1)
 # 2: answers to refused and repeated commands are unnumbered; 3: they carry the meter's clock "t",
 # an expiry too far past a trusted clock is refused, every message is signed; 4: offline tokens
-# have ids of their own (protocol.md 1)
-REVISION = const(4)
+# have ids of their own (protocol.md 1); 5: the telemetry sent at a load-profile interval's end
+# marks it ("lp"), no lp message unless the board asks for one (protocol.md 9)
+REVISION = const(5)
 TELE = const(0)
 EVT = const(1)
 REPLY = const(2)
@@ -146,11 +147,13 @@ class Sync:
         text = fmt % ((self.outbox.seq + 1,) + args)
         self.outbox.put(kind, text.encode())  # signed when sent (poll): the record keeps its size
 
-    def telemetry(self, m, utc):
+    def telemetry(self, m, utc, lp=0):
+        """Telemetry at meter time utc. lp > 0: utc ends a load-profile interval of lp seconds,
+        and the registers "e"/"x" are its closing readings (the backend takes differences)."""
         mt = m.metering
         a = m.account
         self._put(TELE, '{"seq":%d,"t":%d,"e":%d,"x":%d,"b":%d,"c":%d,"v":%d,"i":%d,"p":%d,"r":%d,"rs":%d'
-                  + _metering_extra(mt), (
+                  + (',"lp":%d' % lp if lp else "") + _metering_extra(mt), (
             to_unix(utc), mt.imp_wh, mt.exp_wh, a.balance, a.charged, mt.v_cv, mt.i_ma,
             mt.p_w, m.relay.state, m.relay.reasons))
 

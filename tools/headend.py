@@ -750,6 +750,7 @@ def cmd_watch(h, a):
     n = 0
     seen = 0
     recs = {}
+    ends = {}  # meter -> (t, e) of the last report that closed an interval
     try:
         while a.count is None or n < a.count:
             left = None if deadline is None else deadline - time.monotonic()
@@ -781,6 +782,11 @@ def cmd_watch(h, a):
                     continue
                 if kind == "tele":
                     line = show_tele(rec, d)
+                    if d.get("lp"):  # revision 5: this report closes a load-profile interval
+                        prev = ends.get(mid)
+                        if prev and d["t"] - prev[0] == d["lp"]:
+                            line += "  load profile: interval +%d Wh" % (d["e"] - prev[1])
+                        ends[mid] = (d["t"], d["e"])
                 elif kind == "evt":
                     line = "%s  event %s (%d)" % (utc(d["t"]), d["ev"], d.get("a", 0))
                     if d["ev"] == "replay_lost":
@@ -1045,11 +1051,22 @@ def cmd_backfill(h, a):
 
 def load_profile(reg, meter_id):
     """Load-profile rows (t_end, seconds, Wh, mean W, import total Wh, balance or None).
-    From the meter's own interval records (`lp`) when it sends them, else from the energy
-    between consecutive telemetry reports."""
+    From the meter's own interval records (`lp` messages, or from revision 5 the telemetry that
+    closes each interval) when it sends them, else from the energy between consecutive
+    telemetry reports."""
     lp = [d for d in reg.recorded(meter_id, "lp") if "de" in d]
     tele = [d for d in reg.recorded(meter_id, "tele") if "e" in d]
     rows = []
+    ends = [d for d in tele if d.get("lp")]
+    if ends and not lp:
+        # Revision 5: the telemetry at each interval's end says so ("lp": its length) and carries
+        # the closing registers; an interval is the difference of two consecutive ends. One whose
+        # opening end never arrived (yet) is left out rather than guessed.
+        for prev, cur in zip(ends, ends[1:]):
+            if cur["t"] - prev["t"] == cur["lp"]:
+                wh = cur["e"] - prev["e"]
+                rows.append((cur["t"], cur["lp"], wh, wh * 3600 // cur["lp"], cur["e"], cur["b"]))
+        return tele, rows
     if lp:
         # Records end on UTC multiples of the interval (lp_s), which no record states: it is the
         # largest step that divides every gap between records (900 s, the default, for a lone one).

@@ -63,7 +63,7 @@ def rotate_key(old_key, meter_id, cmd_id, exp, kid, new_key):
 # -- uplink -------------------------------------------------------------------
 
 UPLINK_LABEL = b"pm-uplink-v1"
-REVISION = 4  # the newest revision of v1 (protocol.md 1)
+REVISION = 5  # the newest revision of v1 (protocol.md 1)
 SIGNED = ("reply", "status")  # kinds signed from revision 2; from revision 3 every kind is
 _MAC_HEX = 16  # hex digits of the uplink mac (the first 8 bytes of the HMAC)
 _MAC_HEAD = b',"mac":"'
@@ -142,3 +142,83 @@ class SeqTracker:
             return []
         lo = min(self.seen)
         return [s for s in range(lo, self.high) if s not in self.seen]
+
+
+class Backfiller:
+    """When to ask one meter for uplink numbers that never arrived (§5.1, `backfill` in §6.3).
+
+    Feed it every status (birth) document and every `seq`; call due(now) now and then: it
+    returns the number to send `backfill` from, or None. A gap is asked for only once it has
+    stood for `settle_s` (QoS 1 re-sends after a reconnect arrive late), and again at most every
+    `retry_s` while it stands. answered() takes the reply's `from`/`to`: numbers below `from` are
+    gone from the meter (outbox overflow) and are counted as lost instead of asked for again.
+    Numbers start at `first` (1 for a meter followed since provisioning)."""
+
+    def __init__(self, first=1, settle_s=3.0, retry_s=20.0):
+        self.seqs = SeqTracker()
+        self.first = first
+        self.settle_s = settle_s
+        self.retry_s = retry_s
+        self.last = 0  # the newest number the meter says it has used (birth `last`, reply `to`)
+        self.gone = set()
+        self._low = first  # every number below this one is seen or gone
+        self._since = None
+        self._asked_at = None
+        self.asked = 0  # backfill requests made
+        self.flagged = set()  # every number that was missing when a request was made
+
+    def status(self, doc):
+        """Feed a status document; True when the meter restarted its numbering (§5.1)."""
+        restarted = self.seqs.status(doc)
+        if restarted:
+            self.gone.clear()
+            self.last = 0
+            self._low = 1
+            self._since = self._asked_at = None
+        if doc.get("online") == 1:
+            self.last = max(self.last, doc.get("last", 0))
+        return restarted
+
+    def add(self, seq):
+        """False for a duplicate."""
+        return self.seqs.add(seq)
+
+    def _advance(self):
+        seen, gone = self.seqs.seen, self.gone
+        while self._low in seen or self._low in gone:
+            self._low += 1
+        return self._low
+
+    def missing(self):
+        """Numbers not (yet) received and not known gone, up to the newest the meter has used."""
+        low = self._advance()
+        top = max(self.seqs.high, self.last)
+        return [s for s in range(low, top + 1) if s not in self.seqs.seen and s not in self.gone]
+
+    def due(self, now):
+        low = self._advance()
+        if low > max(self.seqs.high, self.last):
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = now
+        if now - self._since < self.settle_s:
+            return None
+        if self._asked_at is not None and now - self._asked_at < self.retry_s:
+            return None
+        self._asked_at = now
+        self.asked += 1
+        self.flagged.update(self.missing())
+        return low
+
+    def answered(self, frm, to):
+        """The meter's reply to `backfill`: it re-sends from `frm` (0: it holds nothing) up to `to`."""
+        self.last = max(self.last, to)
+        end = max(self.seqs.high, self.last) + 1 if frm == 0 else frm
+        for s in range(self._advance(), end):
+            if s not in self.seqs.seen:
+                self.gone.add(s)
+
+    def lost(self):
+        """Numbers the meter no longer holds: gaps that no backfill can fill."""
+        return sorted(self.gone - self.seqs.seen)

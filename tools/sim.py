@@ -81,19 +81,22 @@ class Backend:
         self.meter_time = 0
         self.seen_exhausted = False
         self.outstanding = False
-        self.uplink_seqs = []
+        self.fill = meterproto.Backfiller()  # uplink numbers seen: duplicates and gaps
         self.events = []
         self.inbox = inbox  # the customer's text messages: tokens, one per line
         self.tokens = []  # token ids sent to the customer
         self.next_token = 1  # token ids have their own counter (docs/tokens.md)
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-backend")
+        # A persistent session: what the meter publishes while this client is briefly away (a
+        # broker restart, a reconnect) waits for it at the broker.
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-backend-" + meter_id,
+                             clean_session=False)
         self.c.on_message = self._on_message
+        self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(meterproto.topic(meter_id, "#"), qos=1)
         try:
             self.c.connect(host, port)
         except OSError as e:
             raise SimError("cannot reach the broker %s:%d: %s (is it running? leave BROKER out to start one)" % (
                 host, port, e.strerror or e))
-        self.c.subscribe(meterproto.topic(meter_id, "#"), qos=1)
         self.c.loop_start()
 
     def _on_message(self, client, userdata, msg):
@@ -105,8 +108,10 @@ class Backend:
         except ValueError:
             return
         with self.lock:
+            if kind == "status":
+                self.fill.status(doc)
             if "seq" in doc:
-                self.uplink_seqs.append(doc["seq"])
+                self.fill.add(doc["seq"])
             self.meter_time = max(self.meter_time, doc.get("t", 0))
             if kind == "evt":
                 self.events.append(doc["ev"])
@@ -143,6 +148,17 @@ class Backend:
         self.tokens.append(tid)
         with open(self.inbox, "a") as f:
             f.write(tok + "\n")
+
+    def received_all(self, last_seq, timeout=15.0):
+        """Wait until every uplink number up to last_seq has arrived (the meter's last messages
+        are still on their way when it exits); False if some never do."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.fill.seqs.high >= last_seq and not self.fill.missing():
+                    return True
+            time.sleep(0.05)
+        return False
 
     def close(self):
         self.c.loop_stop()
@@ -186,9 +202,11 @@ def check(summary, backend):
     ended = summary.get("overload_retries", 0) + summary.get("overload_latches", 0)
     if not 0 <= summary.get("overload_trips", 0) - ended <= 1:
         bad.append("%d overload trips but %d retries/latches" % (summary["overload_trips"], ended))
-    seqs = sorted(backend.uplink_seqs)
-    if seqs and seqs != list(range(seqs[0], seqs[0] + len(seqs))):
-        bad.append("uplink sequence gaps")
+    # Every number the meter sent (all but what is still in its outbox) reached the backend.
+    sent = summary.get("uplink_seq", 0) - summary.get("outbox_left", 0)
+    missing = sorted(set(range(1, sent + 1)) - backend.fill.seqs.seen)
+    if missing:
+        bad.append("uplink sequence gaps: %d message(s) never arrived (seq %s...)" % (len(missing), missing[:5]))
     return bad
 
 
@@ -242,7 +260,11 @@ def run(a):
             else:
                 print(line, flush=True)
         rc = proc.wait()
-        time.sleep(0.3)  # let the last replies reach the backend
+        try:
+            done = json.loads(last)
+            backend.received_all(done["uplink_seq"] - done["outbox_left"])
+        except (TypeError, ValueError, KeyError):
+            pass  # no summary: reported below
     finally:
         backend.close()
         if broker:

@@ -22,7 +22,8 @@ def fail(msg):
 def parse(argv):
     opts = {"board": "sim-atm90e26", "hours": "48", "seed": "1", "tick-s": "5", "meter-id": "sim-0001",
             "customer-delay-s": "120", "broker": "", "key": "", "flash": "", "config": "",
-            "pace-ms": "0", "faults": "", "customer": "1", "screens": "", "token-file": ""}
+            "pace-ms": "0", "faults": "", "customer": "1", "screens": "", "token-file": "",
+            "utc-start": "0", "ticks": "0", "stop-file": ""}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -30,13 +31,13 @@ def parse(argv):
             fail("bad argument %r" % a)
         opts[a[2:]] = argv[i + 1]
         i += 2
-    for k in ("hours", "seed", "tick-s", "customer-delay-s", "pace-ms", "customer"):
+    for k in ("hours", "seed", "tick-s", "customer-delay-s", "pace-ms", "customer", "utc-start", "ticks"):
         try:
             opts[k] = int(opts[k])
         except ValueError:
             fail("--%s must be an integer" % k)
-    if opts["hours"] <= 0 or opts["tick-s"] <= 0:
-        fail("--hours and --tick-s must be positive")
+    if opts["hours"] <= 0 or opts["tick-s"] <= 0 or opts["ticks"] < 0 or opts["utc-start"] < 0:
+        fail("--hours and --tick-s must be positive, --ticks and --utc-start not negative")
     if not opts["flash"]:
         fail("--flash PATH is required")
     opts["faults"] = parse_faults(opts["faults"])
@@ -205,6 +206,26 @@ def print_story(ring, seen):
     return s
 
 
+def exists(path):
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def idle(m, ms):
+    """Wait for the next tick as the device does (on the broker's socket, waking for a command);
+    with no link a plain sleep: the unix port's sleep_ms polls every millisecond, which a fleet of
+    a thousand meters turns into the machine's whole load."""
+    link = m.sync.link
+    if link is not None and link.state == 1:  # link.UP
+        m.sync.wait(ms)
+    else:
+        time.sleep(ms / 1000)
+
+
 def main():
     o = parse(sys.argv[1:])
     modname = o["board"].replace("-", "_")
@@ -221,7 +242,10 @@ def main():
     key = unhexlify(o["key"]) if o["key"] else None
     board = board_mod.build({"meter_id": o["meter-id"], "key": key, "seed": o["seed"], "flash": o["flash"],
                              "broker": broker, "config": json.loads(o["config"]) if o["config"] else {},
-                             "customer": o["customer"] == 1})
+                             "customer": o["customer"] == 1,
+                             # A meter powered up again in a fleet run goes on at the time it had
+                             # reached (its clock set by SNTP), not at the start of the simulation.
+                             "utc_start": o["utc-start"] or 1767225600})
     import app as app_mod
 
     m = app_mod.Meter(board)
@@ -232,7 +256,7 @@ def main():
             board.emu.schedule(o["faults"], o["hours"] * 3600 * 1000, o["seed"])
         except ValueError as e:  # a kind this board's chip emulator does not model
             fail("--faults on %s: %s" % (o["board"], e))
-    ticks = o["hours"] * 3600 * 1000 // tick_ms
+    ticks = o["ticks"] or o["hours"] * 3600 * 1000 // tick_ms
     per_hour = 3600 * 1000 // tick_ms
     ready_since = None
     confirms = 0
@@ -241,7 +265,18 @@ def main():
     t0 = time.ticks_ms()
     pace = o["pace-ms"]  # real ms per tick, so a long-lived meter can be talked to (0: flat out)
     cust = Customer(board, m, o) if m.ui is not None else None
-    for n in range(1, ticks + 1):
+    # --stop-file: after its ticks the meter runs on (metering, answering commands, sending what
+    # it holds) until that file exists, so a fleet's backend can finish backfills and retries;
+    # at most as long again as the run.
+    stop_file = o["stop-file"]
+    n = 0
+    while True:
+        n += 1
+        if n > ticks:
+            if n == ticks + 1 and stop_file:
+                open(stop_file + ".done." + o["meter-id"], "w").close()  # tells the fleet: past its end
+            if not stop_file or exists(stop_file) or n > 2 * ticks:
+                break
         if cust is not None and n % 12 == 0:
             cust.check_inbox(n)
             cust.wait_for_token(n)
@@ -258,7 +293,7 @@ def main():
         if cust is not None:
             cust.capture()
         if pace:
-            time.sleep_ms(pace)
+            idle(m, pace)
         # The customer: some time after the meter asks for a local confirmation, they hold the button.
         if m.relay.state == relay_mod.READY:
             if ready_since is None:

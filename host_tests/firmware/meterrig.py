@@ -100,6 +100,7 @@ class Backend:
         doc = json.loads(msg.payload) if msg.payload else {}
         with self.lock:
             self.msgs.append((kind, doc, msg.retain))
+            self.last_rx = time.monotonic()
             self.raw.append((kind, msg.payload))  # as sent: signatures are checked on these bytes
             if isinstance(doc.get("t"), int) and doc["t"] > self.meter_t:
                 self.meter_t = doc["t"]
@@ -134,6 +135,22 @@ class Backend:
             with self.lock:
                 if pred():
                     return True
+            time.sleep(0.02)
+        return False
+
+    def wait_progress(self, pred, stall, cap=10):
+        """Wait for pred() as long as the meter keeps talking: False only after `stall` seconds
+        with no message at all, or cap x stall in all. A meter on a busy machine runs slower,
+        not wrongly; a stuck one goes quiet."""
+        end = time.monotonic() + cap * stall
+        last = time.monotonic()
+        while time.monotonic() < end:
+            with self.lock:
+                if pred():
+                    return True
+                last = max(last, getattr(self, "last_rx", last))
+            if time.monotonic() - last > stall:
+                return False
             time.sleep(0.02)
         return False
 

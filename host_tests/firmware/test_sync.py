@@ -51,25 +51,31 @@ s.billing(billing.to_json({"kind": billing.DAILY, "year": 2026, "month": 1, "day
                            "rate_wh": [700, 300], "block_wh": [1000], "charged_minor": 30, "standing_s": 86400,
                            "charged": 30, "balance": 120, "debt": 0, "topped_up": 150}))
 s.reply(7, "applied", M(), extra=',"from":3')
+s.telemetry(M(), T, 900)  # revision 5: the report that closes a load-profile interval
 topics = []
 times = []
+docs = []
 while s.outbox.count:
     k, p = s.outbox.peek()
     s.outbox.pop()
     topics.append(s.topics[k])
     d = json.loads(p)
+    docs.append(d)
     mptest.eq(d["seq"], len(topics), "seq in payload = outbox number")
     if "t" in d:
         times.append(d["t"])
     for v in d.values():
         ok = type(v) in (int, str) or (type(v) is list and all(type(x) is int for x in v))
         mptest.check(ok, "integers only: %r" % (v,))
-mptest.eq(topics, [b"pm/v1/m-1/tele", b"pm/v1/m-1/lp", b"pm/v1/m-1/snap", b"pm/v1/m-1/reply"], "topics")
-mptest.eq(d["from"], 3, "reply extra")
-mptest.eq(times, [1767225600] * 3, "wall times leave the meter in Unix seconds")
+mptest.eq(topics, [b"pm/v1/m-1/tele", b"pm/v1/m-1/lp", b"pm/v1/m-1/snap", b"pm/v1/m-1/reply", b"pm/v1/m-1/tele"],
+          "topics")
+mptest.eq(docs[3]["from"], 3, "reply extra")
+mptest.eq(times, [1767225600] * 4, "wall times leave the meter in Unix seconds")
+mptest.check("lp" not in docs[0], "a plain report does not claim to close an interval")
+mptest.eq((docs[4]["lp"], docs[4]["e"], docs[4]["x"]), (900, 1000, 2), "an interval report: its length, the closing registers")
 t, b = s.birth()
 mptest.eq(json.loads(b)["boot"], 1767225600, "boot time in Unix seconds")
-mptest.eq((t, json.loads(b)["last"]), (b"pm/v1/m-1/status", 4), "birth names the last number")
+mptest.eq((t, json.loads(b)["last"]), (b"pm/v1/m-1/status", 5), "birth names the last number")
 mptest.eq(s.will(), (b"pm/v1/m-1/status", b'{"online":0}'), "will")
 mptest.done()
 '''

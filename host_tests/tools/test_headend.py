@@ -113,16 +113,18 @@ def test_status_prints_fresh_telemetry_with_units(cli):
 def test_watch_prints_and_records_telemetry(cli):
     reg = headend.Registry(cli.home)
     before = {k: len(reg.recorded(METER, k)) for k in ("tele", "lp")}
-    # The retained birth, then telemetry and load-profile records (one of each per 15 minutes).
+    # The retained birth, then telemetry (one report per 15 minutes closing each interval).
     rc, out, err = cli("watch", METER, "--count", "7")
     assert rc == 0, err
     lines = out.splitlines()
     assert len(lines) == 7 and all(ln.startswith(METER) for ln in lines)
     assert "link online (retained)" in lines[0]
     assert sum(" energy " in ln and " kWh " in ln and " power " in ln for ln in lines) >= 2
-    assert sum(" load profile: interval +" in ln and " Wh " in ln for ln in lines) >= 2
-    for k in ("tele", "lp"):
-        assert len(reg.recorded(METER, k)) >= before[k] + 2, k
+    assert sum(bool(re.search(r" load profile: interval \+\d+ Wh", ln)) for ln in lines) >= 2, out
+    assert len(reg.recorded(METER, "tele")) >= before["tele"] + 6
+    # Revision 5: no lp messages; the reports that close intervals say so.
+    assert len(reg.recorded(METER, "lp")) == before["lp"]
+    assert sum(1 for d in reg.recorded(METER, "tele") if d.get("lp")) >= 3
 
 
 def test_watch_without_a_meter_watches_them_all(cli):
@@ -429,23 +431,20 @@ def test_backfill_without_gaps_or_data(cli, tmp_path, capsys):
 def test_export_csv_load_profile_and_billing(cli, tmp_path):
     assert cli("watch", METER, "--count", "12")[0] == 0
     reg = headend.Registry(cli.home)
-    lp = reg.recorded(METER, "lp")
+    # Revision 5: the reports that close each 15-minute interval carry "lp" and the closing registers.
+    ends = [d for d in reg.recorded(METER, "tele") if d.get("lp")]
+    assert not reg.recorded(METER, "lp") and all(d["lp"] == 900 and d["t"] % 900 == 0 for d in ends)
     load = tmp_path / "load.csv"
     rc, out, err = cli("export-csv", METER, "--kind", "load", "--out", str(load))
     assert rc == 0, err
     rows = list(csv.DictReader(load.open()))
-    # One row per load-profile record the meter sent (once each), with its 15-minute interval.
-    assert len(rows) == len(lp) >= 5
-    for r, d in zip(rows, lp):
-        assert r["interval_end_utc"] == headend.utc(d["t"]) and int(r["interval_s"]) == 900
-        assert int(r["import_wh"]) == d["de"] and int(r["import_total_wh"]) == d["e"]
-        assert int(r["mean_w"]) == d["de"] * 3600 // 900 and r["balance"] == ""
-    # Where two recorded intervals follow each other, the interval's energy is the register step.
-    pairs = [(a, b) for a, b in zip(rows, rows[1:]) if b["interval_end_utc"] > a["interval_end_utc"]
-             and headend.utc(lp[rows.index(a)]["t"] + 900) == b["interval_end_utc"]]
-    assert pairs
-    for a, b in pairs:
-        assert int(b["import_total_wh"]) - int(a["import_total_wh"]) == int(b["import_wh"])
+    # One row per pair of consecutive interval ends: the interval's energy is the register step.
+    want = [(b["t"], b["e"] - a["e"], b["e"], b["b"]) for a, b in zip(ends, ends[1:]) if b["t"] - a["t"] == 900]
+    assert len(rows) == len(want) >= 4
+    for r, (t, wh, e, bal) in zip(rows, want):
+        assert r["interval_end_utc"] == headend.utc(t) and int(r["interval_s"]) == 900
+        assert int(r["import_wh"]) == wh and int(r["import_total_wh"]) == e and wh >= 0
+        assert int(r["mean_w"]) == wh * 3600 // 900 and r["balance"] == headend.fmt_money(bal)
     bill = tmp_path / "bill.csv"
     rc, out, err = cli("export-csv", METER, "--kind", "billing", "--out", str(bill))
     assert rc == 0, err

@@ -49,6 +49,47 @@ def test_seq_tracker_gaps_duplicates_restart():
     assert t.gaps() == [] and t.add(1)
 
 
+def test_backfiller_asks_after_the_gap_has_stood_and_not_again_too_soon():
+    f = mp.Backfiller(settle_s=3, retry_s=20)
+    assert all(f.add(s) for s in (1, 2, 5, 6))
+    assert f.missing() == [3, 4]
+    assert f.due(100.0) is None  # just seen: a QoS 1 re-send may still bring it
+    assert f.due(102.9) is None
+    assert f.due(103.0) == 3
+    assert f.due(110.0) is None  # asked: the re-sent messages need time to arrive
+    assert f.add(3) and f.missing() == [4]
+    assert f.due(123.0) == 4  # still missing after retry_s: asked again, from the lowest
+    assert f.add(4) and f.missing() == [] and f.due(200.0) is None
+    assert f.flagged == {3, 4} and f.asked == 2 and f.lost() == []
+
+
+def test_backfiller_sees_a_gap_at_the_end_from_the_birth_and_gives_up_what_is_gone():
+    f = mp.Backfiller(settle_s=0, retry_s=0)
+    for s in (1, 2, 3):
+        f.add(s)
+    assert f.due(1.0) is None
+    f.status({"online": 1, "boot": 10, "last": 6})  # the meter used 4..6: they never arrived
+    assert f.missing() == [4, 5, 6] and f.due(2.0) == 4
+    f.answered(5, 6)  # the outbox no longer holds 4 (overflow): it re-sends 5 and 6
+    assert f.lost() == [4] and f.missing() == [5, 6]
+    f.add(5)
+    f.add(6)
+    assert f.missing() == [] and f.due(3.0) is None and f.lost() == [4]
+    f.status({"online": 1, "boot": 10, "last": 9})
+    f.answered(0, 9)  # nothing held at all: 7..9 are gone too
+    assert f.lost() == [4, 7, 8, 9] and f.missing() == [] and f.due(4.0) is None
+
+
+def test_backfiller_starts_over_when_the_meter_restarts_its_numbering():
+    f = mp.Backfiller(settle_s=0, retry_s=0)
+    f.status({"online": 1, "boot": 10, "last": 0})
+    for s in (1, 2, 4):
+        f.add(s)
+    assert f.status({"online": 1, "boot": 20, "last": 1}) is True  # blank flash: numbering from 1
+    assert f.missing() == [1] and f.add(1) and f.missing() == [] and f.due(1.0) is None
+    assert f.add(3) and f.missing() == [2] and f.due(2.0) == 2
+
+
 def test_worked_examples_in_protocol_doc_verify():
     import re
     from pathlib import Path
