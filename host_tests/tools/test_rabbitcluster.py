@@ -340,32 +340,6 @@ def test_clean_restart_of_the_busiest_node_keeps_everyone_served(healthy, client
     assert c.peak_connects_per_s() >= 1
 
 
-def test_clean_session_queue_needs_the_mirror_policy(healthy, clients):
-    """Without the pm-mqtt-mirror policy a clean-session QoS 1 subscription's queue lives on one
-    node; once that node is dead its client cannot subscribe on any other node."""
-    c = healthy
-    c.ctl(0, "clear_policy", rcl.MIRROR_POLICY)
-    try:
-        m = clients(c.mqtt_ports[2], "pm-unmirrored", subs=["pm/v1/um/cmd"]).wait_connected()
-        q = c.queue_info("mqtt-subscription-pm-unmirroredqos1")
-        assert q["type"] == "classic" and q["members"] == [c.node_names[2]]
-        m.c.reconnect_delay_set(60, 60)  # keep the old one from coming back through another node
-        c.kill(2)
-        assert m.disconnected.wait(WAIT)
-        m2 = clients(c.mqtt_ports[0], "pm-unmirrored", subs=["pm/v1/um/cmd"])
-        assert m2.connected.wait(WAIT)
-        # The broker drops it at SUBSCRIBE: "home node ... of durable queue ... is down".
-        assert m2.disconnected.wait(WAIT)
-        assert not m2.subscribed.is_set()
-        deadline = time.monotonic() + WAIT  # the log is written behind
-        while "is down or inaccessible" not in c.log_text():
-            assert time.monotonic() < deadline, "no 'home node ... is down' in the log"
-            time.sleep(0.1)
-    finally:
-        c.ctl(c.live()[0], "set_policy", "--apply-to", "queues", rcl.MIRROR_POLICY, rcl.MIRROR_PATTERN,
-              '{"ha-mode":"all","ha-sync-mode":"automatic"}')
-
-
 def test_retained_messages_stay_on_their_node_and_need_an_exact_topic(healthy, clients):
     """RabbitMQ 3.10 keeps retained messages per node and hands them only to a subscription to
     the exact topic: documented in docs/broker.md because protocol.md's retained birth relies on it."""
