@@ -379,6 +379,7 @@ class Fleet:
         self.outs = {}
         self.end_utc = SIM_UTC_START + a.hours * 3600
         self.stop_file = work / "stop"  # meters run on past their end until it exists
+        self.index = {mid: i for i, mid in enumerate(books)}  # the seed of each meter's household
         for i, mid in enumerate(books):
             self.outs[mid] = open(work / (mid + ".out"), "w")
             self._start(mid, i, 0, 0)
@@ -410,7 +411,7 @@ class Fleet:
         ticks = (self.end_utc - meter_time) // self.a.tick_s
         if ticks <= 0:
             ticks = 1
-        self._start(mid, list(self.books).index(mid), meter_time, ticks)
+        self._start(mid, self.index[mid], meter_time, ticks)
 
     def running(self):
         return any(p.poll() is None for p in self.procs.values())

@@ -7,6 +7,7 @@
 # Prints one status line per simulated hour and a JSON summary as its last line.
 import sys
 import gc
+import os
 import json
 import time
 from binascii import unhexlify
@@ -207,7 +208,6 @@ def print_story(ring, seen):
 
 
 def exists(path):
-    import os
     try:
         os.stat(path)
         return True
