@@ -23,7 +23,7 @@ HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 FROZEN ?=
 
-.PHONY: venv deps mosquitto rabbitmq mp32 sim screens-doc build test bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet fleet-cluster clean distclean
+.PHONY: venv deps mosquitto rabbitmq mp32 sim screens-doc build test test-under-load bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet fleet-cluster clean distclean
 
 venv: $(STAMP)
 
@@ -65,6 +65,13 @@ bench: deps mp32
 
 test: deps build mp32
 	$(PY) -m pytest host_tests -ra
+
+# `make test` RUNS times in a row while BURNERS CPU-bound processes run beside it (issue 17: a
+# suite that holds on a busy machine); one JSON line at the end.
+RUNS ?= 3
+BURNERS ?= 2
+test-under-load: deps build mp32
+	$(PY) tools/under_load.py --burners $(BURNERS) --runs $(RUNS) -- $(PY) -m pytest host_tests -ra
 
 # Power-cut / I/O-error / full-disk sweep of the storage (a quick one runs inside `make test`).
 powercut: venv

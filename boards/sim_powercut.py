@@ -2,6 +2,9 @@
 # power-cut sweep (tools/powercut_mp.py). A reboot builds a new Board on the surviving flash
 # and keeps the parts that outlive a power cut: the clock, the chip emulator (the household's
 # wiring), the relay contacts and the button. The load is fixed so runs are reproducible.
+# Optional parts for the sweep's scenarios (opts, all off by default): "keypad" (the customer's
+# keypad on an I2C bus, no display), "cal" (the technician's stored calibration applied at boot,
+# as the real board does) and "true_cal" (a front end whose true gains differ from the board's).
 import time
 import atm90e26
 import esp32_atm90e26 as real
@@ -21,7 +24,7 @@ def survivors(board, opts, before):
     the clock, the chip's emulator (the household's wiring), the relay contacts, the button."""
     if before is None:
         board.clock = SimClock(opts.get("utc_start", 1767225600))
-        board.emu = Atm90e26Emu(board.config["meter_constant"])
+        board.emu = Atm90e26Emu(board.config["meter_constant"], opts.get("true_cal"))
         board.relay = SimRelay()
         board.button = SimButton(board.clock)
         # Randomised reconnect delays from a seeded generator that outlives reboots, so a
@@ -54,6 +57,26 @@ class Board:
         # geometry to reproduce, e.g. the stock image's root file system (store.ROOT_READ/PROG)
         self._geom = opts.get("lfs", (store.LFS_READ, store.LFS_PROG))
         self.fs_state = store.mount(self.flash, self.root, *self._geom)
+        self.name = NAME
+        self.uid = b"pc%d" % opts.get("seed", 1)  # stands in for machine.unique_id()
+        if opts.get("cal"):
+            self._load_cal()
+        if opts.get("keypad"):
+            self._keypad()
+
+    def _load_cal(self):
+        # As the real board at boot: a stored calibration is checked (CRC, board, unit) and applied.
+        import calibration
+        calibration.load_into(self.chip, self.root + "/cal.json", self.name, self.uid)
+
+    def _keypad(self):
+        # A new expander and a customer who has let go of every key: a power cut ends any typing.
+        import keypad
+        from simhw.i2cbus import SimI2C
+        from simhw.keypad_emu import KeypadEmu
+        self.keys = KeypadEmu(self.clock)
+        self.keypad = keypad.Keypad(SimI2C({keypad.ADDR: self.keys}), self.clock.ticks_diff)
+        self.display = self.buzzer = None
 
     def remount(self):
         return store.remount(self.flash, self.root, *self._geom)

@@ -27,6 +27,8 @@ from report import Reporter
 from remote import Remote
 
 _BUTTON_HOLD_MS = const(3000)  # the customer holds the button this long to reconnect
+_READ_TRIES = const(3)
+_ENOENT = const(2)
 
 RESULTS = ("applied", "refused_max_balance", "bad_amount", "unknown_op", "bad_args", "store_fault",
            "rate_limited", "used", "token_refused", "ota_refused")
@@ -52,11 +54,11 @@ class Meter:
         # Credit rules: the board's defaults, overlaid by what the backend last set (credit.json).
         self._credit_path = board.root + "/credit.json"
         credit = dict(cfg.get("credit", {}))
-        try:
-            with open(self._credit_path) as f:
-                credit.update(json.load(f))
-        except (OSError, ValueError):
-            pass
+        # What credit.json holds (None: unreadable), kept so a change merges into it without
+        # reading the file again: a read error then must not make the change save only itself.
+        self._credit_saved = self._read_credit()
+        if self._credit_saved:
+            credit.update(self._credit_saved)
         self._credit_cfg = credit
         self.account = account.Account(emit)
         self.account.configure(credit)
@@ -107,6 +109,10 @@ class Meter:
         self.sync.cmds = self.commands
         self.topups = 0
         self._tariff_path = board.root + "/tariff_passive.json"
+        # The backend's tariff in force once a passive one has activated (its file renamed to
+        # this): a reboot goes back to it, not to the board's configured tariff.
+        self._active_path = board.root + "/tariff_active.json"
+        self._active_kept = True  # False from an activation until its file is renamed
         self.tariff_error = None  # why the last tariff sent was refused (REPL)
         self._activations = 0
         self.commit_wh = cfg.get("commit_wh", 5)
@@ -145,6 +151,7 @@ class Meter:
         """Restore the durable state and start the hardware. Never raises: a meter that
         cannot read its storage keeps metering with the relay open (safe) and says so."""
         reformatted = getattr(self.board, "fs_state", 0) >= store_mod.REFORMATTED
+        unknown = False  # no record to trust: committed as such before this boot ends
         try:
             ok = self.store.load()
             if ok and record.version(self.store.payload, self.store.length) == record.FOREIGN:
@@ -160,7 +167,7 @@ class Meter:
         self._floor_committed = self.time_floor
         kept = getattr(self.board, "kept_time", None)
         self.timesrc.boot(self.time_floor, kept() if kept is not None else None)
-        if reformatted:
+        if reformatted and not ok:
             # The file system had to be formatted to mount (or cannot be mounted at all):
             # whatever it held is gone, so the state is unknown.
             self.emit(events.STORE_REFORMATTED, self.board.fs_state)
@@ -179,6 +186,7 @@ class Meter:
             self.emit(events.STORE_FAULT, self.store.damaged)
             self.relay.restore(relay_mod.DISCONNECTED, relay_mod.SAFETY)
             self.commands.lost = True
+            unknown = True
         else:
             # A new meter: start from the provisioned opening balance.
             opening = self.board.config.get("opening_balance", 0)
@@ -199,6 +207,14 @@ class Meter:
             n = os.urandom(4)
             self.commands.lose((n[0] << 22 | n[1] << 14 | n[2] << 6 | n[3] >> 2) or 1)
             self.emit(events.REPLAY_LOST, self.commands.nonce)
+        if reformatted and (ok or unknown and self.commit()):
+            # The safety hold and the lost replay window are on flash now (or were, when a cut fell
+            # between that commit and this): a power cut from here on boots into them, not into a
+            # new meter's empty file system (fsmark.py).
+            import fsmark
+            fsmark.settled(self.board.root)
+        elif unknown:
+            self.commit()  # damaged records on a file system that mounted: the same, no mark
         cause = getattr(self.board, "reset_cause", None)  # a real board says why it started
         if cause is not None:
             self.emit(events.RESET, cause())
@@ -237,9 +253,12 @@ class Meter:
         if self.tariff.activations != self._activations:
             self._activations = self.tariff.activations
             self.emit(events.TARIFF_ACTIVATED, self._activations)
+            self._active_kept = False
+            self._keep_active()
         lc = self.tariff.t.tz
         lc.update(utc)
-        if lc.day > self.account.last_day:
+        b = self.billing
+        if lc.day > self.account.last_day or (b is not None and lc.day > b.day):
             self._new_day(lc, utc)
         self._credit_rules()
         self._button(now)
@@ -261,24 +280,43 @@ class Meter:
         self.board.feed_watchdog()
 
     def _load_passive(self):
-        """The last tariff the backend scheduled survives reboots in a file; if its activation
-        time has passed it becomes active at the first tick."""
+        """The backend's tariffs survive reboots in files: the one in force (once one of its
+        tariffs has activated) and the one scheduled last; if the scheduled one's time has passed
+        it becomes active at the first tick."""
+        for path in (self._active_path, self._tariff_path):
+            try:
+                with open(path) as f:
+                    doc = json.load(f)
+            except OSError:
+                continue
+            except ValueError:
+                self.tariff_error = "stored tariff is not JSON"
+                continue
+            try:
+                if path == self._tariff_path:
+                    self.tariff.schedule(doc)
+                else:
+                    self.tariff.restore(doc)
+            except tariff_mod.TariffError as e:
+                self.tariff_error = str(e)
+
+    def _keep_active(self):
+        """The scheduled tariff has activated: its file becomes the active one's (a rename, atomic
+        on littlefs). If the flash refuses, a reboot still finds it scheduled and past its time;
+        set_tariff tries again before it writes over it. True once done."""
         try:
-            with open(self._tariff_path) as f:
-                doc = json.load(f)
-        except OSError:
-            return
-        except ValueError:
-            self.tariff_error = "stored tariff is not JSON"
-            return
-        try:
-            self.tariff.schedule(doc)
-        except tariff_mod.TariffError as e:
-            self.tariff_error = str(e)
+            os.rename(self._tariff_path, self._active_path)
+        except OSError as e:
+            if e.args[0] != _ENOENT:  # no file: the activated tariff was never saved (a test's)
+                self.storage_error()
+                return False
+        self._active_kept = True
+        return True
 
     def set_tariff(self, doc):
         """Validate and schedule a tariff document (docs/tariff.md); it needs activate_at.
         A bad one is refused with the reason and the active tariff is kept."""
+        was = self.tariff.passive
         try:
             self.tariff.schedule(doc)
         except tariff_mod.TariffError as e:
@@ -286,10 +324,13 @@ class Meter:
             return _BAD_ARGS
         self.tariff_error = None
         try:
+            if not self._active_kept and not self._keep_active():
+                raise OSError(5)  # the file would be the tariff in force: do not write over it
             with open(self._tariff_path, "w") as f:
                 json.dump(doc, f)
         except OSError:
-            self.tariff.passive = None
+            self.tariff.passive = was
+            self.storage_error()
             return _STORE_FAULT
         return _APPLIED
 
@@ -304,38 +345,60 @@ class Meter:
             probe.configure(cfg)
         except account.CreditError:
             return False
-        saved = {}
-        for k in new:
-            saved[k] = new[k]
-        try:
-            with open(self._credit_path) as f:
-                old = json.load(f)
-            old.update(saved)
-            saved = old
-        except (OSError, ValueError):
-            pass
+        saved = self._credit_saved
+        if saved is None:
+            saved = self._read_credit()
+            if saved is None:
+                raise OSError(5)  # the rules saved before cannot be read: change nothing
+        saved = dict(saved)
+        saved.update(new)
         # Written aside, then renamed over the old file (atomic on littlefs): a power cut leaves
         # the old rules or the new ones, never a torn file that would fall back to the defaults.
         tmp = self._credit_path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(saved, f)
         os.rename(tmp, self._credit_path)
+        self._credit_saved = saved
         self.account.configure(cfg)
         self._credit_cfg = cfg
         self._credit_rules()
         return True
 
+    def _read_credit(self):
+        """The credit rules saved by the backend: a dict ({} when there are none), or None when
+        the file is there but cannot be read (after a few tries: an I/O error can be transient)."""
+        for _ in range(_READ_TRIES):
+            try:
+                with open(self._credit_path) as f:
+                    doc = json.load(f)
+                return doc if isinstance(doc, dict) else {}
+            except ValueError:
+                return {}  # not JSON (written aside and renamed, so not torn): the board's rules
+            except OSError as e:
+                if e.args[0] == _ENOENT:
+                    return {}
+        return None
+
     def _new_day(self, lc, utc):
-        """Local midnight (or the first tick): daily debt recovery and the billing freeze."""
-        self.account.new_day(lc.day)
+        """Local midnight (or the first tick): daily debt recovery and the billing freeze, then
+        a commit of the new day. A freeze the flash refused keeps the billing day open (retried
+        by Billing.tick) without a commit at every tick."""
+        changed = lc.day > self.account.last_day
+        if changed:
+            self.account.new_day(lc.day)
         b = self.billing
-        if b is not None:
+        if b is not None and lc.day > b.day:
             n = b.tick(self, lc, utc)
-            if n:
-                self.sync.billing(billing_mod.to_json(b.last(b.daily)))
-            if n > 1:
-                self.sync.billing(billing_mod.to_json(b.last(b.monthly)))
-        self.commit()
+            if n < 0:
+                self.storage_error()
+            else:
+                changed = changed or b.day == lc.day
+            for ring in (b.daily, b.monthly)[:n if n > 0 else 0]:
+                doc = b.last(ring)
+                if doc is not None:  # unreadable right after the append: the ring's check counts it
+                    self.sync.billing(billing_mod.to_json(doc))
+        if changed:
+            self.commit()
 
     def _credit_rules(self):
         a = self.account
@@ -422,8 +485,12 @@ class Meter:
         topups = self.topups
         result = self._apply(doc)
         extra = self.remote.take_extra()
-        self.commands.remember(cid, result)
-        committed = self.commit()
+        committed = False
+        if result != _STORE_FAULT:
+            # An op that could not save its own file changed nothing: like a failed commit, its id
+            # is not used up, so the backend's retry of the same bytes is applied (docs/storage.md).
+            self.commands.remember(cid, result)
+            committed = self.commit()
         if not committed:
             record.unpack(self._undo, self)
             self.topups = topups

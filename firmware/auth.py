@@ -118,9 +118,10 @@ class Commands:
         self.lost = False
         return True
 
-    def set_key(self, key):
-        """Use a new key from now on; the old one can still fetch the answers of repeats."""
-        self._prev = self._mac
+    def set_key(self, key, prev=None):
+        """Use a new key from now on; the one before (`prev`, else the one in force until now)
+        can still fetch the answers of repeats."""
+        self._prev = HmacSha256(prev) if prev else self._mac
         self._mac = HmacSha256(key)
 
     def _refuse(self, reason, cid=0):

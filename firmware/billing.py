@@ -12,6 +12,7 @@ from timebase import to_unix
 DAILY = const(1)
 MONTHLY = const(2)
 DAYS_KEPT = const(62)
+_RETRY_S = const(60)  # a freeze the flash refused is tried again this much later
 MONTHS_KEPT = const(13)  # twelve whole months and the one before them, so each has a difference
 
 # kind, year, month, day (the period that closed), meter second of the freeze, energy Wh per rate and
@@ -32,6 +33,8 @@ class Billing:
         self.d = 0
         self._buf = bytearray(SNAP_SIZE)
         self.frozen = 0
+        self.faults = 0  # freezes the flash refused (each retried)
+        self._retry = 0  # meter second from which a refused freeze is tried again (0: none)
 
     def restore_day(self, day, lc):
         """After boot: the day number from the record; the date fields are recomputed."""
@@ -43,26 +46,42 @@ class Billing:
 
     def tick(self, meter, lc, utc):
         """Freeze when the local day has changed since the last call; returns the number of
-        snapshots taken (0 on almost every tick). Days only move forward: a clock set back
-        never freezes a day twice."""
+        snapshots taken (0 on almost every tick), or -1 when the flash refused one: the day then
+        stays open and the freeze is tried again a minute later. Days only move forward: a clock
+        set back never freezes a day twice. The app commits the new day after this, so a power
+        cut in between freezes the day again at the next boot: _freeze() finds it there."""
         if lc.day <= self.day:
+            return 0
+        r = self._retry
+        if r and r - _RETRY_S <= utc < r:
             return 0
         first = self.day == 0
         y, m, d = self.y, self.m, self.d
+        if not first:
+            try:
+                n = self._freeze(self.daily, DAILY, y, m, d, utc, meter)
+                if (lc.year, lc.month) != (y, m):
+                    n += self._freeze(self.monthly, MONTHLY, y, m, 0, utc, meter)
+            except OSError:
+                self.faults += 1
+                self._retry = utc + _RETRY_S
+                return -1
+            self.frozen += n
+        self._retry = 0
         self.day = lc.day
         self.y, self.m, self.d = lc.year, lc.month, lc.mday
-        if first:
-            return 0
-        n = 0
-        self._pack(DAILY, y, m, d, utc, meter)
-        self.daily.append(self._buf)
-        n += 1
-        if (lc.year, lc.month) != (y, m):
-            self._pack(MONTHLY, y, m, 0, utc, meter)
-            self.monthly.append(self._buf)
-            n += 1
-        self.frozen += n
-        return n
+        return 0 if first else n
+
+    def _freeze(self, ring, kind, y, m, d, utc, meter):
+        """Append the snapshot of period (kind, y, m, d) unless the ring's newest already is it."""
+        b = self._buf
+        if ring.next_seq > ring.first_seq and ring.read(ring.next_seq - 1, b):
+            k, yy, mm, dd = struct.unpack_from("<BxHBB", b, 0)
+            if (k, yy, mm, dd) == (kind, y, m, d):
+                return 1  # frozen before a power cut undid the day's commit: sent again, not taken again
+        self._pack(kind, y, m, d, utc, meter)
+        ring.append(b)
+        return 1
 
     def _pack(self, kind, y, m, d, utc, meter):
         t = meter.tariff

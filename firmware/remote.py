@@ -49,7 +49,9 @@ class Remote:
         if not ks.load():
             return
         self._key = ks.key
-        m.commands.set_key(ks.key)
+        # The key before the rotation answers retries of the rotation itself (protocol.md 6.3):
+        # after a reboot that is the key store's previous key, not the provisioned one.
+        m.commands.set_key(ks.key, ks.prev)
         m.sync.set_key(ks.key)
         m.tokens.set_key(ks.key, ks.prev, ks.at + TOKEN_GRACE_S if ks.prev else 0)
         m.sync.kid = ks.kid

@@ -51,31 +51,39 @@ def _lfs(dev, rs, ps):
     return vfs.VfsLfs2(dev, readsize=rs, progsize=ps)
 
 
+def _blank(dev):
+    """_never_used(dev), with retries; False (not a new meter's) when it cannot be read."""
+    for _ in range(_MOUNT_TRIES):
+        try:
+            return _never_used(dev)
+        except OSError:
+            pass
+    return False
+
+
 def mount(dev, path, rs=LFS_READ, ps=LFS_PROG):
     """Mount littlefs from block device `dev` at `path` (read/prog sizes rs/ps: the store's own
     unless a test or benchmark reproduces another geometry). A failed mount is retried (an I/O error
     can be transient); reformatting is the last resort and is reported as REFORMATTED so the app
-    raises an event and treats the record as lost. UNMOUNTED if even a fresh format fails."""
+    raises an event and treats the record as lost, until the app has committed that (fsmark.py).
+    UNMOUNTED if even a fresh format fails."""
     for _ in range(_MOUNT_TRIES):
         try:
             vfs.mount(_lfs(dev, rs, ps), path)
-            return MOUNTED
+            import fsmark  # only here: a stock image's /data (no mount of its own) never loads it
+            return REFORMATTED if fsmark.pending(path, lambda: _blank(dev)) else MOUNTED
         except OSError:
             pass
     # Was it a new meter's blank flash (a factory format, nothing lost) or damaged storage? A read
     # error here is retried like the mount: one transient error must not make a new meter look
     # like one that lost its data (it would start in safe mode without its opening balance).
-    blank = False
-    for _ in range(_MOUNT_TRIES):
-        try:
-            blank = _never_used(dev)
-            break
-        except OSError:
-            pass
+    blank = _blank(dev)
     for _ in range(_MOUNT_TRIES):  # a transient error during the format is retried as well
         try:
             vfs.VfsLfs2.mkfs(dev, readsize=rs, progsize=ps)
             vfs.mount(_lfs(dev, rs, ps), path)
+            import fsmark
+            fsmark.mark(path, fsmark.BLANK if blank else fsmark.REFORMAT)
             return FORMATTED_BLANK if blank else REFORMATTED
         except OSError:
             pass

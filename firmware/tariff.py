@@ -266,6 +266,15 @@ class Engine:
         self.passive = t
         self._hi = 0  # re-evaluate: the activation time bounds the cached period
 
+    def restore(self, doc):
+        """At boot: make the tariff in force before the reboot (a document the backend scheduled
+        and that activated) active again. Same checks as schedule(); TariffError changes nothing."""
+        t = Tables(doc)
+        if t.scale != self.t.scale:
+            raise TariffError("the stored tariff does not keep the configured tariff's scale")
+        self.t = t
+        self._hi = 0
+
     def _activate(self):
         t = self.passive
         self.passive = None

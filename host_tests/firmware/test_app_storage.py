@@ -190,3 +190,126 @@ mptest.check(m.metering.imp_wh > 0, "energy was metered")
 mptest.done()
 """, heap="2m")
     assert res.result["ok"]
+
+
+def test_cut_before_the_first_commit_after_a_reformat_is_not_a_new_meter(mpy):
+    """Flash of garbage: reformatted, state unknown. A power cut before that unknown state is
+    committed (here: anywhere between the format and the boot's commit, or even between the format
+    and its mark) must not boot the clean, empty file system as a new meter with its opening
+    balance, relay closed and an empty replay window that is not lost."""
+    res = mpy(PRELUDE + """
+import vfs
+def garbage():
+    dev = CutBlockDevice(64)
+    for i in range(len(dev.mem)):
+        dev.mem[i] = (i * 7 + 3) & 0xFF
+    return dev
+def unknown(b, m, what):
+    mptest.eq(b.fs_state, store.REFORMATTED, what + ": reformatted")
+    mptest.eq((m.account.topped_up, m.relay.state), (0, relay.DISCONNECTED), what + ": no opening balance, relay open")
+    mptest.check(m.commands.lost, what + ": replay window lost")
+# 1. Cut after the format and the app's first writes (its rings), before boot() committed.
+dev = garbage()
+b = sim_powercut.Board({"meter_id": "t-1", "key": b"k" * 32, "dev": dev, "config": CFG})
+mptest.eq(b.fs_state, store.REFORMATTED, "garbage is reformatted")
+app.Meter(b)  # creates its log rings: writes, then the power goes
+b, m = boot(dev, b)
+unknown(b, m, "cut before the first commit")
+# That boot committed the unknown state: from then on the record says so, without the mark.
+b, m = boot(dev, b)
+mptest.eq(b.fs_state, store.MOUNTED, "mark removed once committed")
+mptest.eq(m.relay.state, relay.DISCONNECTED, "still safe")
+mptest.check(m.commands.lost, "still lost until a resync")
+# 2. Cut between the format and its mark: an empty file system over old data.
+os.umount("/flash")
+dev = garbage()
+vfs.VfsLfs2.mkfs(dev, readsize=store.LFS_READ, progsize=store.LFS_PROG)
+b, m = boot(dev)
+unknown(b, m, "cut before the mark")
+# 3. A new meter's blank flash formatted, cut before anything else: still a new meter.
+os.umount("/flash")
+dev = CutBlockDevice(64)
+vfs.VfsLfs2.mkfs(dev, readsize=store.LFS_READ, progsize=store.LFS_PROG)
+b, m = boot(dev)
+mptest.eq((b.fs_state, m.account.topped_up, m.relay.state), (store.MOUNTED, 500, relay.CONNECTED),
+          "blank flash: a new meter")
+mptest.check(not m.commands.lost, "with its replay window")
+mptest.done()
+""", heap="2m")
+    assert res.result["ok"]
+
+
+def test_the_tariff_in_force_survives_a_reboot_after_the_next_is_scheduled(mpy):
+    """Tariff 1 pushed and activated, tariff 2 pushed for later: a reboot keeps tariff 1 in force
+    (not the board's) and tariff 2 waiting."""
+    res = mpy(PRELUDE + """
+import timebase
+def doc(price, after_s):
+    return {"v": 1, "kind": "flat", "price_per_kwh": price, "scale": 100,
+            "activate_at": timebase.to_unix(m.clock.time()) + after_s}
+b, m = boot(CutBlockDevice(64))
+mptest.eq(m.set_tariff(doc(700000, 30)), 0, "tariff 1 scheduled")
+run(b, m, 40)
+mptest.eq((m.tariff.price, m.tariff.passive), (700000, None), "tariff 1 in force")
+mptest.eq(m.set_tariff(doc(400000, 3600)), 0, "tariff 2 scheduled")
+b, m = boot(CutBlockDevice(64) if False else b.flash, b)
+mptest.eq(m.tariff.price, 700000, "after the reboot: tariff 1, not the board's 300000")
+mptest.check(m.tariff.passive is not None and m.tariff.passive.price[0] == 400000, "tariff 2 still waiting")
+run(b, m, 3)
+mptest.eq(m.tariff.price, 700000, "and billing on it")
+mptest.done()
+""", heap="2m")
+    assert res.result["ok"]
+
+
+def test_a_change_of_credit_rules_keeps_the_ones_saved_before(mpy):
+    """Rules saved by earlier commands are merged from what boot read, so a read error of
+    credit.json at the time of a change cannot make the file hold the new rules alone."""
+    res = mpy(PRELUDE + """
+b, m = boot(CutBlockDevice(64))
+mptest.check(m.set_limits({"max_balance": 5000}), "first change")
+b, m = boot(b.flash, b)
+mptest.eq(m.account.max_balance, 5000, "saved")
+real_open = open
+def failing_open(path, *a):
+    if path.endswith("credit.json"):
+        raise OSError(5)
+    return real_open(path, *a)
+import builtins
+builtins.open = failing_open
+try:
+    mptest.check(m.set_limits({"low1": 350}), "second change, credit.json unreadable now")
+finally:
+    builtins.open = real_open
+b, m = boot(b.flash, b)
+mptest.eq((m.account.max_balance, m.account.low1), (5000, 350), "both after a reboot")
+mptest.done()
+""", heap="2m")
+    assert res.result["ok"]
+
+
+def test_an_op_that_cannot_save_does_not_use_up_its_command_id(mpy):
+    """A tariff whose file cannot be written is answered store_fault and changes nothing; the
+    backend's retry of the same bytes (protocol.md 6.2) is applied, not answered "rep":1
+    store_fault for ever."""
+    res = mpy(PRELUDE + """
+import json, simkit
+b, m = boot(CutBlockDevice(64))
+replies = simkit.Replies(m)
+replies.drain()
+doc = {"m": "t-1", "id": 7, "exp": simkit.unix_now(b) + 600, "op": "tariff",
+       "tariff": {"v": 1, "kind": "flat", "price_per_kwh": 400000, "scale": 100, "activate_at": simkit.unix_now(b) + 3600}}
+cmd = simkit.sign(b"k" * 32, doc)
+os.mkdir("/flash/tariff_passive.json")  # the file cannot be written
+m.on_message(m.sync.cmd_topic, cmd)
+got = [d for k, d in replies.drain() if d.get("id") == 7]
+mptest.eq([(d["res"], d.get("rep", 0)) for d in got], [("store_fault", 0)], "store_fault")
+mptest.check(m.tariff.passive is None, "nothing scheduled")
+os.rmdir("/flash/tariff_passive.json")
+m.on_message(m.sync.cmd_topic, cmd)
+got = [d for k, d in replies.drain() if d.get("id") == 7]
+mptest.eq([(d["res"], d.get("rep", 0)) for d in got], [("applied", 0)], "the same bytes again: applied")
+mptest.check(m.tariff.passive is not None, "scheduled")
+mptest.done()
+""", heap="2m")
+    assert res.result["ok"]

@@ -35,6 +35,17 @@ v, doc, _ = c.check(s(K2, b'{"m":"m1","id":6,"exp":2000000000,"op":"topup"}'), 1
 mptest.eq(v, auth.OK, "the new key works")
 v, cid, why = c.check(s(b"x" * 32, b'{"m":"m1","id":7,"exp":2000000000,"op":"topup"}'), 1000)
 mptest.eq((v, cid, why), (auth.REFUSED, 0, "bad_mac"), "forged: no id echoed")
+# After a reboot the key in force and the one before come from the key store: a second rotation's
+# retry (signed with the first rotation's key) still gets its answer, not bad_mac.
+rot2 = b'{"m":"m1","id":8,"exp":2000000000,"op":"rotkey"}'
+K3 = b"t" * 32
+c2 = auth.Commands("m1", K1)  # booted with the provisioned key
+c2.remember(8, 0)  # the record's replay window
+c2.set_key(K3, K2)
+v, doc, res = c2.check(s(K2, rot2), 1000)
+mptest.eq((v, res), (auth.REPEAT, 0), "the retry under the key before the last rotation")
+v, cid, why = c2.check(s(K1, rot2), 1000)
+mptest.eq((v, why), (auth.REFUSED, "bad_mac"), "not under the provisioned one any more")
 mptest.done()
 '''
 

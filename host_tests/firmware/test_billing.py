@@ -70,3 +70,56 @@ def test_snapshots_and_journal(mpy):
     res = mpy(SCRIPT, heap="256k", timeout=120)
     assert res.result["ok"] and res.result["checks"] > 10
     assert "2027-02-28" in res.stdout or "2027-03-01" in res.stdout  # show() prints REPL lines
+
+
+FREEZE_AGAIN = r'''
+import billing, tariff, account, mptest, ramring
+from billtest import mt
+
+class M:
+    pass
+
+class Flaky(ramring.Ring):
+    fail = 0
+    def append(self, buf):
+        if self.fail:
+            self.fail -= 1
+            raise OSError(5)
+        return super().append(buf)
+
+m = M()
+m.tariff = tariff.from_doc({"v": 1, "kind": "flat", "scale": 1, "price_per_kwh": 100})
+m.account = account.Account(lambda c, v: None)
+daily = Flaky(None, billing.SNAP_SIZE, billing.DAYS_KEPT)
+monthly = Flaky(None, billing.SNAP_SIZE, billing.MONTHS_KEPT)
+lc = m.tariff.t.tz
+def at(t, bl):
+    lc.update(t)
+    return bl.tick(m, lc, t)
+bl = billing.Billing(daily, monthly)
+t = mt(2026, 1, 31, 23, 59, 0, 0)
+at(t, bl)  # the first day seen
+day = bl.day
+# Midnight into February: the flash refuses the monthly append once.
+monthly.fail = 1
+t = mt(2026, 2, 1, 0, 0, 5, 0)
+mptest.eq(at(t, bl), -1, "refused: said so")
+mptest.eq((bl.day, daily.next_seq, monthly.next_seq, bl.faults), (day, 1, 0, 1), "day kept open, daily frozen")
+mptest.eq(at(t + 30, bl), 0, "not retried within a minute")
+mptest.eq(at(t + 60, bl), 2, "retried a minute later: both snapshots")
+mptest.eq((daily.next_seq, monthly.next_seq), (1, 1), "the day not frozen twice, the month once")
+mptest.check(bl.day > day, "the day moves on")
+# A power cut between the freeze and the commit of the new day: the next boot has the old day.
+again = billing.Billing(daily, monthly)
+again.restore_day(day, lc)
+mptest.eq(at(t + 120, again), 2, "frozen again after the reboot: both reported")
+mptest.eq((daily.next_seq, monthly.next_seq), (1, 1), "but taken once")
+d = again.last(daily)
+mptest.eq((d["year"], d["month"], d["day"]), (2026, 1, 31), "January 31st")
+mptest.done()
+'''
+
+
+def test_a_freeze_is_retried_after_an_io_error_and_never_taken_twice(mpy):
+    res = mpy(FREEZE_AGAIN, heap="256k", timeout=120)
+    assert res.result["ok"]
