@@ -197,7 +197,8 @@ def test_sweep_catches_a_rotation_retry_refused_after_a_reboot(tmp_path, mpy):
 def test_sweep_catches_a_reformat_taken_for_a_new_meter(tmp_path, mpy):
     """A firmware that does not mark a reformat until the unknown state is committed: a cut in
     between boots an empty file system as a new meter (opening balance granted again)."""
-    path = _mutant(tmp_path, "store.py", "            return _mounted_state(dev, path)\n",
+    path = _mutant(tmp_path, "store.py",
+                   "            return REFORMATTED if fsmark.pending(path, lambda: _blank(dev)) else MOUNTED\n",
                    "            return MOUNTED\n")
     res = _run(mpy, path, _plan(tmp_path), "cut", 2, 20, 3, "meter", "first_boot_garbage")
     assert res.result["applied_twice"] + res.result["invariant"] > 0, res.stdout[-2000:]
