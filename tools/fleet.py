@@ -459,6 +459,7 @@ def run(a):
     crash_at = start + expect_s * a.crash_at if a.crash_at else None
     restarts = crashes = cuts_done = 0
     node_back = None  # set once a restarted cluster node has rejoined
+    last_fault = None  # when the last planned fault had happened
     deadline = start + 120 + expect_s * 4
     try:
         while fleet.running() or down:
@@ -498,7 +499,12 @@ def run(a):
                         mt = books[mid].meter_time
                     fleet.power_up(mid, mt)
             backend.tick(active=True)
-            if not down and not cuts and fleet.done() and backend.settled():
+            # Every planned fault happens, however slow the machine (meters linger until then), and
+            # the fleet is given a few seconds after the last one to notice it.
+            faults_done = restarts and (not crash_at or crashes) and not down and not cuts
+            if faults_done and last_fault is None:
+                last_fault = now
+            if faults_done and now >= last_fault + 5 and fleet.done() and backend.settled():
                 fleet.stop()  # every meter is past its end, every command answered, no gap open
             time.sleep(0.1)
         # Meters flush their outbox before exiting; give the last messages a moment to land.

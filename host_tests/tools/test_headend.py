@@ -569,11 +569,55 @@ def test_offline_meter_gives_no_reply_error_and_holds_the_command(tmp_path, caps
     assert rc == 0 and "no unanswered command" in out
 
 
-def test_retry_of_an_applied_command_is_not_applied_again(cli):
-    # The reply is missed (timeout 0), but the meter applied the top-up.
-    rc, out, err = cli("topup", METER, "1.00", timeout=0)
-    assert rc == 1 and "no reply" in err
-    cid = cli.rec()["pending"]["id"]
+class Replies:
+    """The meter's numbered replies as they reach the broker (a subscriber of our own)."""
+
+    def __init__(self, live):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.ids = set()
+        self._cv = threading.Condition()
+        self._c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._c.on_message = self._on
+        subscribed = threading.Event()
+        self._c.on_subscribe = lambda *args: subscribed.set()
+        self._c.connect(live.broker.host, live.broker.port)
+        self._c.subscribe("pm/v1/%s/reply" % METER, qos=1)
+        self._c.loop_start()
+        assert subscribed.wait(300), "no SUBACK"  # listening before the command goes out
+
+    def _on(self, client, userdata, msg):
+        with self._cv:
+            self.ids.add(json.loads(msg.payload).get("id"))
+            self._cv.notify_all()
+
+    def wait(self, cid, cap=300):
+        """True once the meter has answered command `cid` (the cap only bounds a broken run)."""
+        with self._cv:
+            self._cv.wait_for(lambda: cid in self.ids, cap)
+            return cid in self.ids
+
+    def close(self):
+        self._c.loop_stop()
+        self._c.disconnect()
+
+
+def test_retry_of_an_applied_command_is_not_applied_again(cli, live, monkeypatch):
+    # The reply is missed (the headend stops listening at once; even a timeout of 0 can catch a
+    # fast reply), but the meter applied the top-up: wait until it has answered, however busy the
+    # machine (a retry before that would be the first delivery, applied).
+    replies = Replies(live)
+    try:
+        with monkeypatch.context() as mp:
+            mp.setattr(headend.Bus, "wait_for", lambda self, pred, timeout, start=0, idle=False: None)
+            rc, out, err = cli("topup", METER, "1.00", timeout=0)
+        assert rc == 1 and "no reply" in err
+        cid = cli.rec()["pending"]["id"]
+        assert replies.wait(cid), "the meter never answered command %d" % cid
+    finally:
+        replies.close()
     rc, out, err = cli("retry", METER)
     assert rc == 0, err
     assert out.startswith("%s: command %d (topup) had already been applied; balance " % (METER, cid))
