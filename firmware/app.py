@@ -112,7 +112,6 @@ class Meter:
         # The backend's tariff in force once a passive one has activated (its file renamed to
         # this): a reboot goes back to it, not to the board's configured tariff.
         self._active_path = board.root + "/tariff_active.json"
-        self._active_kept = True  # False from an activation until its file is renamed
         self.tariff_error = None  # why the last tariff sent was refused (REPL)
         self._activations = 0
         self.commit_wh = cfg.get("commit_wh", 5)
@@ -207,14 +206,13 @@ class Meter:
             n = os.urandom(4)
             self.commands.lose((n[0] << 22 | n[1] << 14 | n[2] << 6 | n[3] >> 2) or 1)
             self.emit(events.REPLAY_LOST, self.commands.nonce)
-        if reformatted and (ok or unknown and self.commit()):
-            # The safety hold and the lost replay window are on flash now (or were, when a cut fell
-            # between that commit and this): a power cut from here on boots into them, not into a
-            # new meter's empty file system (fsmark.py).
+        # No record to trust: commit that (safety hold, lost replay window) before anything else,
+        # so a power cut from here on boots into it. After a reformat the mark goes only then (or
+        # when a cut fell between that commit and this), never while a new-meter boot could follow.
+        committed = unknown and self.commit()
+        if reformatted and (ok or committed):
             import fsmark
             fsmark.settled(self.board.root)
-        elif unknown:
-            self.commit()  # damaged records on a file system that mounted: the same, no mark
         cause = getattr(self.board, "reset_cause", None)  # a real board says why it started
         if cause is not None:
             self.emit(events.RESET, cause())
@@ -253,7 +251,6 @@ class Meter:
         if self.tariff.activations != self._activations:
             self._activations = self.tariff.activations
             self.emit(events.TARIFF_ACTIVATED, self._activations)
-            self._active_kept = False
             self._keep_active()
         lc = self.tariff.t.tz
         lc.update(utc)
@@ -303,14 +300,13 @@ class Meter:
     def _keep_active(self):
         """The scheduled tariff has activated: its file becomes the active one's (a rename, atomic
         on littlefs). If the flash refuses, a reboot still finds it scheduled and past its time;
-        set_tariff tries again before it writes over it. True once done."""
+        set_tariff tries again before it writes over it. True once done (or nothing to rename)."""
         try:
             os.rename(self._tariff_path, self._active_path)
         except OSError as e:
-            if e.args[0] != _ENOENT:  # no file: the activated tariff was never saved (a test's)
+            if e.args[0] != _ENOENT:  # no file: renamed already, or the tariff was never saved
                 self.storage_error()
                 return False
-        self._active_kept = True
         return True
 
     def set_tariff(self, doc):
@@ -324,8 +320,10 @@ class Meter:
             return _BAD_ARGS
         self.tariff_error = None
         try:
-            if not self._active_kept and not self._keep_active():
-                raise OSError(5)  # the file would be the tariff in force: do not write over it
+            # Nothing waiting although a tariff activated since boot: the file may still be the
+            # one in force (its rename refused), so it is moved first, never written over.
+            if was is None and self.tariff.activations and not self._keep_active():
+                raise OSError(5)
             with open(self._tariff_path, "w") as f:
                 json.dump(doc, f)
         except OSError:
@@ -393,10 +391,11 @@ class Meter:
                 self.storage_error()
             else:
                 changed = changed or b.day == lc.day
-            for ring in (b.daily, b.monthly)[:n if n > 0 else 0]:
-                doc = b.last(ring)
-                if doc is not None:  # unreadable right after the append: the ring's check counts it
-                    self.sync.billing(billing_mod.to_json(doc))
+            if n > 0:
+                for ring in (b.daily, b.monthly)[:n]:
+                    doc = b.last(ring)
+                    if doc is not None:  # unreadable right after the append: the ring's check counts it
+                        self.sync.billing(billing_mod.to_json(doc))
         if changed:
             self.commit()
 

@@ -44,8 +44,9 @@ VERSION_PY = REPO / "firmware" / "version.py"
 FLASH_SIZE = {False: 0x400000, True: 0x800000}  # by ota: the 4 MiB modules, the 8 MiB ones
 # The heap each runtime runs the board in, stand-ins and world included. The 32-bit build's is the
 # one that stands for the device. The 64-bit proxy doubles every pointer and, with a conservative
-# GC, can keep a dead ~30 KB buffer of the harness reachable depending on code layout alone
-# (measured 394 vs 424 KB live for the same run after unrelated edits), so it gets room for that.
+# GC, can keep a dead ~30 KB buffer of the harness reachable depending on code layout alone (the
+# report's "live_alloc" for the same run moved by that much after edits that allocate nothing new),
+# so it gets room for that.
 HEAP = {"micropython": "640k", "micropython32": "256k"}
 UTC_START = 1767225600  # 2026-01-01 00:00 UTC
 Y2000 = 946684800  # the ESP32's epoch in Unix seconds
