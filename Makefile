@@ -23,7 +23,7 @@ HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 FROZEN ?=
 
-.PHONY: venv deps mosquitto rabbitmq mp32 sim screens-doc build test test-under-load bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet fleet-cluster clean distclean
+.PHONY: venv deps mosquitto service-deps rabbitmq mp32 sim demo screens-doc build test test-under-load bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet fleet-cluster clean distclean
 
 venv: $(STAMP)
 
@@ -32,13 +32,16 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
-deps: venv $(UMQTT) mosquitto rabbitmq
+deps: venv $(UMQTT) mosquitto rabbitmq service-deps
 
 $(UMQTT): tools/fetch_umqtt.py | $(STAMP)
 	$(PY) tools/fetch_umqtt.py
 
 mosquitto:
 	@tools/ensure_mosquitto.sh
+
+service-deps:
+	@tools/ensure_service_deps.sh
 
 # RabbitMQ (a clustered MQTT broker) for make fleet-cluster and its tests (docs/broker.md 6).
 rabbitmq:
@@ -52,6 +55,11 @@ mp32: deps
 
 sim: deps
 	$(PY) tools/sim.py --board "$(BOARD)" --hours "$(HOURS)" --seed "$(SEED)" $(if $(BROKER),--broker $(BROKER)) $(if $(FAULTS),--faults $(FAULTS)) $(if $(SCREENS),--screens "$(SCREENS)")
+
+# The utility's side end to end (docs/service.md): a month of a simulated meter, the headend service with
+# its database, reminders by e-mail and SMS webhook, a top-up on the web page and the month's bill.
+demo: deps
+	$(PY) tools/demo.py
 
 # The pictures of every customer screen in docs/customer.md, rendered from the firmware.
 screens-doc: deps

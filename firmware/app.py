@@ -241,8 +241,10 @@ class Meter:
         # Meter seconds (timebase.py), a small int on the ESP32 until 2059; while the time is
         # uncertain after a power cut the calendar stands at the floor (docs/time.md).
         utc = self.timesrc.bill_time(clock.time())
-        # Every tick: the standing charge runs on monotonic time even when no energy flows.
-        self.account.debit(self.tariff.charge(wh, utc, dt))
+        # Every tick: the standing charge runs on monotonic time even when no energy flows. The
+        # step's energy was drawn before `utc`: it is priced at the rate of the step's last second,
+        # so the step that ends on a switch point, midnight or an activation is the old period's.
+        self.account.debit(self.tariff.charge(wh, utc - 1, dt))
         if self.tariff.rolled or m.rolled:  # an energy register passed 10^9 Wh and started again
             self.emit(events.REGISTER_ROLLOVER, self.tariff.rolled + m.rolled)
             self.tariff.rolled = m.rolled = 0

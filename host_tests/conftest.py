@@ -11,6 +11,7 @@ broker  a private Mosquitto broker (fresh per test). Never skipped: a missing
         mosquitto is a test failure.
 """
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -97,6 +98,35 @@ def broker():
         yield b
     finally:
         b.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throw-away PostgreSQL server for the session (tools/pgtemp.py); .ci/run installs it."""
+    import pgtemp
+
+    try:
+        pg = pgtemp.PgTemp().start()
+    except pgtemp.PgError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a new, empty PostgreSQL database on the session's server."""
+    import psycopg
+
+    name = "t%d" % next(_pg_names)
+    with psycopg.connect(pg_server.url, autocommit=True) as c:
+        c.execute("CREATE DATABASE %s" % name)
+    return pg_server.url.rsplit("/", 1)[0] + "/" + name
+
+
+_pg_names = itertools.count(1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -29,13 +29,24 @@ OPENING = 300
 RETRY_S = 4.0  # resend an unanswered command (same id: the meter's replay window makes it safe)
 
 
+def _config_arg(config, flash):
+    """The meter's --config: inline, or from a file beside its flash when too long for an argument
+    (the unix port cannot take one of 250 bytes or more)."""
+    text = json.dumps(config)
+    if len(text) < 200:
+        return text
+    path = Path(str(flash) + ".config.json")
+    path.write_text(text)
+    return "@" + str(path)
+
+
 # -- one meter --------------------------------------------------------------------------------------
 def start_meter(meter_id, key_hex, broker, flash, config=None, pace_ms=2, hours=2000, seed=1, tick_s=5,
                 stdout=subprocess.DEVNULL, customer=True, utc_start=0, ticks=0, stop_file=""):
     cmd = [mprun.mpy_path(), "-X", "heapsize=" + mprun.APP_HEAP, str(REPO / "tools" / "sim_meter.py"),
            "--meter-id", meter_id, "--key", key_hex, "--broker", broker, "--flash", str(flash),
            "--hours", str(hours), "--tick-s", str(tick_s), "--pace-ms", str(pace_ms), "--seed", str(seed),
-           "--config", json.dumps(config or {"opening_balance": 1000}), "--customer", "1" if customer else "0",
+           "--config", _config_arg(config or {"opening_balance": 1000}, flash), "--customer", "1" if customer else "0",
            "--utc-start", str(utc_start), "--ticks", str(ticks), "--stop-file", str(stop_file)]
     env = dict(os.environ, MICROPYPATH=mprun.micropypath())
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.STDOUT)

@@ -13,6 +13,7 @@
     headend backfill MTR-0001 [--from-seq N]
     headend export-csv MTR-0001 --kind load|billing --out FILE.csv
     headend plot MTR-0001 --out FILE.png
+    headend serve --config service.json      (the long-running service: docs/service.md)
 
 Meters, their keys and the telemetry `watch` records live in the headend home
 (--home, $PM_HEADEND_HOME, default ~/.pm-headend). The broker is --broker HOST:PORT
@@ -94,6 +95,9 @@ class Registry:
     def ids(self):
         return sorted(p.stem for p in self.meters.glob("*.json")) if self.meters.is_dir() else []
 
+    def exists(self, meter_id):
+        return self.path(meter_id).exists()
+
     def get(self, meter_id):
         check_id(meter_id)
         try:
@@ -162,9 +166,7 @@ class Registry:
         (docs/protocol.md 5.1: it only grows, across reboots too, unless a birth shows that the
         meter restarted its numbering), its clock, and (a birth) the revision it speaks, which
         decides what it signs."""
-        self.data.mkdir(parents=True, exist_ok=True)
-        with open(self.data / (meter_id + ".jsonl"), "a") as f:
-            f.write(json.dumps({"k": kind, "rx": int(time.time()), "d": doc}, sort_keys=True) + "\n")
+        self._append(meter_id, kind, doc)
 
         def change(rec):
             high = rec.get("seq_high", 0)
@@ -181,8 +183,16 @@ class Registry:
             if isinstance(doc.get("t"), int):
                 _note_time(rec, doc["t"])
 
-        if self.path(meter_id).exists():
+        if self.exists(meter_id):
             self.update(meter_id, change)
+
+    def sent(self, meter_id, cmd_id, op, args, exp):
+        """A command is about to be sent (the file registry keeps it only as `pending`)."""
+
+    def _append(self, meter_id, kind, doc):
+        self.data.mkdir(parents=True, exist_ok=True)
+        with open(self.data / (meter_id + ".jsonl"), "a") as f:
+            f.write(json.dumps({"k": kind, "rx": int(time.time()), "d": doc}, sort_keys=True) + "\n")
 
     def _scan(self, meter_id):
         """(era, kind, doc) of every readable recorded line, in file order. The era counts the
@@ -227,6 +237,56 @@ class Registry:
         """The boot times (UTC) of the recorded births."""
         return sorted({d["boot"] for _, k, d in self._scan(meter_id)
                        if k == "status" and isinstance(d.get("boot"), int)})
+
+
+class DbRegistry(Registry):
+    """The same registry kept in the headend service's database (--db, $PM_HEADEND_DB;
+    docs/service.md): the CLI and `headend serve` share meters, keys, command ids and every
+    uplink. Deploy files and release keys stay in the home directory."""
+
+    def __init__(self, home, url):
+        import service_db
+
+        super().__init__(home)
+        try:
+            self.db = service_db.Db(url)
+        except service_db.DbError as e:
+            raise CliError("database %s: %s" % (url, e))
+
+    def ids(self):
+        return [m["meter_id"] for m in self.db.meters()]
+
+    def exists(self, meter_id):
+        return self.db.meter(meter_id) is not None
+
+    def get(self, meter_id):
+        check_id(meter_id)
+        row = self.db.meter(meter_id)
+        if row is None:
+            raise CliError("unknown meter %r: not provisioned in %s (see `headend list`)" % (meter_id, self.db.url))
+        return row["rec"]
+
+    def put(self, rec):
+        self.db.put_rec(rec)
+
+    def update(self, meter_id, change):
+        import service_db
+
+        self.get(meter_id)
+        try:
+            return self.db.update_rec(meter_id, change)
+        except service_db.DbError as e:
+            raise CliError(str(e))
+
+    def _append(self, meter_id, kind, doc):
+        if self.exists(meter_id):
+            self.db.store_uplink(meter_id, kind, doc)  # a copy the service stored already changes nothing
+
+    def _scan(self, meter_id):
+        return self.db.scan(meter_id)
+
+    def sent(self, meter_id, cmd_id, op, args, exp):
+        self.db.add_command(meter_id, cmd_id, op, args, exp, "cli")
 
 
 def check_id(meter_id):
@@ -366,7 +426,8 @@ class Bus:
 class Headend:
     def __init__(self, args):
         self.a = args
-        self.reg = Registry(args.home)
+        db = getattr(args, "db", None)
+        self.reg = DbRegistry(args.home, db) if db else Registry(args.home)
         self._bus = None
 
     @property
@@ -415,6 +476,7 @@ class Headend:
             raise CliError("command is %d bytes, the meter takes at most %d" % (len(payload), MAX_CMD_BYTES))
         pending = {"id": cid, "op": op, "exp": exp, "payload": payload.decode()}
         self.reg.update(meter_id, lambda r: r.__setitem__("pending", pending))
+        self.reg.sent(meter_id, cid, op, args, exp)
         return self.transmit(meter_id, pending)
 
     def transmit(self, meter_id, pending):
@@ -573,7 +635,7 @@ def cmd_provision(h, a):
     board_mod = ROOT / "boards" / (a.board.replace("-", "_") + ".py")
     if not board_mod.is_file() or a.board.startswith("sim-"):
         raise CliError("unknown board %r (real boards: %s)" % (a.board, ", ".join(real_boards())))
-    if h.reg.path(a.meter).exists() and not a.force:
+    if h.reg.exists(a.meter) and not a.force:
         raise CliError("meter %r is already provisioned; --force makes a new key, and the meter must then "
                        "be redeployed" % a.meter)
     if bool(a.wifi_ssid) != bool(a.wifi_password):
@@ -667,6 +729,25 @@ def cmd_update(h, a):
 
 def real_boards():
     return sorted(p.stem.replace("_", "-") for p in (ROOT / "boards").glob("*.py") if not p.stem.startswith("sim_"))
+
+
+def cmd_customer(h, a):
+    if not isinstance(h.reg, DbRegistry):
+        raise CliError("customer details live in the service's database: give --db URL (or $PM_HEADEND_DB)")
+    h.reg.get(a.meter)
+    fields = {k: getattr(a, k) for k in ("name", "email", "phone", "address") if getattr(a, k) is not None}
+    if a.email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", a.email):
+        raise CliError("--email must be an e-mail address, got %r" % a.email)
+    if a.phone and not re.fullmatch(r"\+?[0-9]{6,15}", a.phone):
+        raise CliError("--phone must be 6-15 digits with an optional leading +, got %r" % a.phone)
+    row = h.reg.db.meter(a.meter)
+    if a.new_web_token or not row["web_token"]:
+        fields["web_token"] = secrets.token_urlsafe(18)
+    h.reg.db.set_customer(a.meter, **fields)
+    row = h.reg.db.meter(a.meter)
+    print("%s: %s <%s> %s %s" % (a.meter, row["name"], row["email"], row["phone"], row["address"]))
+    print("  web page: /c/%s?t=%s" % (a.meter, row["web_token"]))
+    return 0
 
 
 def cmd_list(h, a):
@@ -1167,6 +1248,9 @@ def cmd_plot(h, a):
 def parser():
     p = argparse.ArgumentParser(prog="headend", description=__doc__.splitlines()[0])
     p.add_argument("--home", default=os.environ.get("PM_HEADEND_HOME", str(Path.home() / ".pm-headend")))
+    p.add_argument("--db", default=os.environ.get("PM_HEADEND_DB"),
+                   help="keep meters and uplinks in the headend service's database (docs/service.md) "
+                        "instead of the home's JSON files")
     p.add_argument("--broker", default=os.environ.get("PM_BROKER", "127.0.0.1:1883"))
     p.add_argument("--user", default=os.environ.get("PM_MQTT_USER"))
     p.add_argument("--password", default=os.environ.get("PM_MQTT_PASSWORD"))
@@ -1194,6 +1278,13 @@ def parser():
                    help="minor units an OpenPAYGO token unit is worth (the meter's openpaygo.unit_minor)")
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_provision)
+
+    s = sub.add_parser("customer", help="with --db: the customer's name and contacts for reminders and the web page")
+    s.add_argument("meter")
+    for k in ("name", "email", "phone", "address"):
+        s.add_argument("--" + k)
+    s.add_argument("--new-web-token", action="store_true", help="a new link for the customer's web page")
+    s.set_defaults(fn=cmd_customer)
 
     s = sub.add_parser("list", help="provisioned meters and their link state")
     s.add_argument("--wait", type=number_arg(float, 0, 60), default=0.5,
@@ -1308,6 +1399,11 @@ def credentials(a):
 
 
 def main(argv=None):
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["serve"]:  # the long-running service (tools/service.py, docs/service.md)
+        import service
+
+        return service.main(args)
     try:
         a = parser().parse_args(argv)
     except SystemExit as e:  # argparse printed the usage and its one-line error (or --help)

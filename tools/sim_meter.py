@@ -41,6 +41,14 @@ def parse(argv):
         fail("--hours and --tick-s must be positive, --ticks and --utc-start not negative")
     if not opts["flash"]:
         fail("--flash PATH is required")
+    if opts["config"].startswith("@"):
+        # The unix port dies ("uncaught NLR") on a command-line argument of 250 bytes or more:
+        # a board configuration with a tariff comes in a file.
+        try:
+            with open(opts["config"][1:]) as f:
+                opts["config"] = f.read()
+        except OSError:
+            fail("--config %s: cannot read the file" % opts["config"])
     opts["faults"] = parse_faults(opts["faults"])
     return opts
 

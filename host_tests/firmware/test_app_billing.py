@@ -301,3 +301,44 @@ mptest.done()
 def test_step_allocates_nothing(mpy, tmp_path):
     res = mpy(STEP_HEAP, stdin=_args(tmp_path / "flash.img", STARTS["STEP_HEAP"]), heap="512k", timeout=120)
     assert res.result["ok"]
+
+
+SWITCH = PRELUDE + r'''
+# The energy of a step was drawn before the step's time: the step that ends on a TOU switch point
+# is priced at the rate that was in force during it, not at the one that starts there.
+tariff = {"v": 1, "kind": "tou", "scale": 1, "rates": [3, 1], "days": [[[0, 1], [420, 0], [1320, 1]]],
+          "weeks": [[0, 0, 0, 0, 0, 0, 0]]}
+cfg = {"opening_balance": 10 ** 6, "tariff": tariff, "credit": {"max_balance": 10 ** 7}}
+b, m = make(cfg, utc(2026, 4, 1, 5), fresh=True)
+m.sync.link = None
+
+class Steady:
+    pf_milli = 1000
+    def power_w(self, utc, s):
+        return 2400
+    def power_cut(self):
+        pass
+
+b.loads = [Steady()]
+expect = [0, 0]
+at_switch = 0
+for i in range(36):  # 05:00 .. 08:00 in five-minute steps
+    minute = (b.clock.time() % 86400) // 60  # the step's start, local = UTC here
+    before = m.metering.imp_wh
+    b.advance(300000)
+    m.step()
+    wh = m.metering.imp_wh - before
+    expect[1 if minute < 420 or minute >= 1320 else 0] += wh
+    if minute == 415:
+        at_switch = wh
+mptest.check(at_switch > 0, "energy flowed in the step that ends at 07:00: %d Wh" % at_switch)
+mptest.eq([m.tariff.rate_wh[0], m.tariff.rate_wh[1]], expect, "each step's energy under the rate of its own time")
+mptest.eq(m.account.charged, (3 * expect[0] + 1 * expect[1]) // 1000, "charged at those rates")
+cleanup()
+mptest.done()
+'''
+
+
+def test_the_step_ending_on_a_switch_point_is_priced_at_the_old_rate(mpy, tmp_path):
+    res = mpy(SWITCH, stdin=_args(tmp_path / "flash.img", 1775019600), heap="512k", timeout=120)
+    assert res.result["ok"] and res.result["checks"] >= 3
