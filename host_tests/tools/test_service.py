@@ -139,18 +139,47 @@ def test_every_uplink_once_across_service_and_broker_restarts(tmp_path):
         broker.close()
 
 
-def test_forged_and_unknown_messages_are_not_stored(db_url):
-    import paho.mqtt.client as mqtt
+@pytest.fixture
+def served(db_url, broker):
+    """A provisioned meter in a database on `db_url`, a broker, and start(client_id, **kw) for services."""
+    import types
 
-    broker = mpbroker.Broker()
     db = service_db.Db(db_url)
     key = provision(db)
-    svc = service.Service(db, broker.host, broker.port, client_id="svc-forge").start()
-    try:
+    made = []
+
+    def start(client_id, **kw):
+        svc = service.Service(service_db.Db(db_url), broker.host, broker.port, client_id=client_id, **kw).start()
+        made.append(svc)
         assert svc.subscribed.wait(10)
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        c.connect(broker.host, broker.port)
-        c.loop_start()
+        return svc
+
+    yield types.SimpleNamespace(db=db, key=key, broker=broker, start=start)
+    for svc in made:
+        svc.stop()
+
+
+def client(broker, topic=None):
+    """A plain MQTT client (the scripted meter); with `topic`, subscribed to it and a list of what arrives."""
+    import paho.mqtt.client as mqtt
+
+    got, subscribed = [], threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    c.on_subscribe = lambda cl, u, mid, rc, p=None: subscribed.set()
+    c.on_message = lambda cl, u, msg: got.append(msg.payload)
+    c.connect(broker.host, broker.port)
+    if topic:
+        c.subscribe(topic, qos=1)
+    c.loop_start()
+    assert not topic or subscribed.wait(10)
+    return c, got
+
+
+def test_forged_and_unknown_messages_are_not_stored(served):
+    db, key = served.db, served.key
+    svc = served.start("svc-forge")
+    c, _ = client(served.broker)
+    try:
         good = meterproto.sign_uplink(key, b'{"seq":1,"t":1767225700,"ev":"low_credit_1","a":90}')
         forged = meterproto.sign_uplink(os.urandom(32), b'{"seq":2,"t":1767225800,"ev":"relay_open","a":1}')
         c.publish(meterproto.topic(METER, "evt"), forged, qos=1).wait_for_publish(5)
@@ -160,37 +189,23 @@ def test_forged_and_unknown_messages_are_not_stored(db_url):
         wait(lambda: svc.stats["duplicates"] == 1, 20, "the duplicate")
         assert svc.stats["forged"] == 1 and svc.stats["unknown"] == 1 and svc.stats["stored"] == 1
         assert [d["ev"] for d in db.uplinks(METER)] == ["low_credit_1"]
-        assert [(d["kind"], d["channel"]) for d in db.deliveries(METER)] == [("low_credit", "sms"),
-                                                                               ("low_credit", "email")][::-1]
+        assert [(d["kind"], d["channel"]) for d in db.deliveries(METER)] == [("low_credit", "email"),
+                                                                               ("low_credit", "sms")]
+    finally:
         c.loop_stop()
         c.disconnect()
-    finally:
-        svc.stop()
-        broker.close()
 
 
-def test_a_gap_is_backfilled_and_what_the_meter_no_longer_holds_is_marked_gone(db_url):
+def test_a_gap_is_backfilled_and_what_the_meter_no_longer_holds_is_marked_gone(served):
     """A scripted meter: numbers 1, 2, 5 arrive; the service asks for 3 on; the meter holds 4 on only."""
-    import paho.mqtt.client as mqtt
-
-    broker = mpbroker.Broker()
-    db = service_db.Db(db_url)
-    key = provision(db)
-    svc = service.Service(db, broker.host, broker.port, client_id="svc-gap", settle_s=0.5, retry_s=30).start()
-    cmds = []
-    m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    subscribed = threading.Event()
-    m.on_subscribe = lambda c, u, mid, rc, p=None: subscribed.set()
-    m.on_message = lambda c, u, msg: cmds.append(msg.payload)
-    m.connect(broker.host, broker.port)
-    m.subscribe(meterproto.topic(METER, "cmd"), qos=1)
-    m.loop_start()
+    db, key = served.db, served.key
+    svc = served.start("svc-gap", settle_s=0.5, retry_s=30)
+    m, cmds = client(served.broker, meterproto.topic(METER, "cmd"))
 
     def up(kind, text):
         m.publish(meterproto.topic(METER, kind), meterproto.sign_uplink(key, text.encode()), qos=1).wait_for_publish(5)
 
     try:
-        assert svc.subscribed.wait(10) and subscribed.wait(10)
         up("status", '{"online":1,"v":1,"rev":5,"boot":1767225600,"last":0,"kid":0,"lid":0,"tq":3}')
         for s in (1, 2, 5):
             up("tele", '{"seq":%d,"t":%d,"e":%d,"b":100}' % (s, 1767225600 + 60 * s, s))
@@ -210,18 +225,14 @@ def test_a_gap_is_backfilled_and_what_the_meter_no_longer_holds_is_marked_gone(d
         assert db.seen_seqs(METER, 0) == ({1, 2, 4, 5, 6}, {3})
         # A restarted service knows 3 is gone and asks for nothing.
         svc.stop()
-        svc2 = service.Service(service_db.Db(db.url), broker.host, broker.port, client_id="svc-gap",
-                               settle_s=0.5, retry_s=30).start()
-        assert svc2.subscribed.wait(10)
+        svc2 = served.start("svc-gap", settle_s=0.5, retry_s=30)
         up("tele", '{"seq":7,"t":1767226020,"e":7,"b":100}')
         wait(lambda: 7 in db.seen_seqs(METER, 0)[0], 20, "seq 7")
         svc2.tick(time.monotonic() + 60)
         assert svc2.missing(METER) == [] and svc2.stats["backfills"] == 0
-        svc2.stop()
     finally:
         m.loop_stop()
         m.disconnect()
-        broker.close()
 
 
 def test_numbering_restart_starts_a_new_era(db_url):
