@@ -48,17 +48,18 @@ class _Meter:
 
 class Service:
     def __init__(self, db, host="127.0.0.1", port=1883, client_id="pm-headend", user=None, password=None,
-                 cafile=None, settle_s=3.0, retry_s=20.0, bills=None, clock=time.time):
+                 cafile=None, settle_s=3.0, retry_s=20.0, bills=None, clock=time.time, resend_s=30.0):
         self.db = db
         self.host, self.port = host, port
         self.client_id = client_id
         self.settle_s, self.retry_s = settle_s, retry_s
+        self.resend_s = resend_s
         self.bills = bills  # callable(meter_id, month) that makes and stores a bill, or None
         self.clock = clock
         self._meters = {}
         self._bills_due = set()  # (meter, month) whose monthly snapshot arrived
         self._lock = threading.RLock()
-        self.stats = {"stored": 0, "duplicates": 0, "forged": 0, "unknown": 0, "backfills": 0, "bad": 0}
+        self.stats = {"stored": 0, "duplicates": 0, "forged": 0, "unknown": 0, "backfills": 0, "bad": 0, "resent": 0}
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._stop = threading.Event()
@@ -201,17 +202,34 @@ class Service:
             return now
         return st["t"] + max(0, now - st["seen_at"])
 
-    def send(self, meter_id, op, origin="service", **args):
-        """Sign, record and publish a command; returns its id. The answer lands in `commands`."""
+    def send(self, meter_id, op, origin="service", resend=True, **args):
+        """Sign, record and publish a command; returns its id. The answer lands in `commands`.
+        `resend`: send it again until answered or expired (resend()); a backfill is not, the
+        gap bookkeeping asks again itself."""
         row = self.db.meter(meter_id)
         if row is None:
             raise ServiceError("unknown meter %r" % meter_id)
         cmd_id = self.db.next_cmd_id(meter_id)
         exp = self.meter_now(meter_id) + CMD_TTL_S
         payload = meterproto.command(bytes.fromhex(row["rec"]["key"]), meter_id, cmd_id, exp, op, **args)
-        self.db.add_command(meter_id, cmd_id, op, args, exp, origin, now=self.clock())
+        self.db.add_command(meter_id, cmd_id, op, args, exp, origin, now=self.clock(),
+                            payload=payload.decode() if resend else None)
         self.c.publish(meterproto.topic(meter_id, "cmd"), payload, qos=1)
         return cmd_id
+
+    def resend(self):
+        """Send again, unchanged, every command still unanswered `resend_s` after it was last sent
+        (a meter that was offline, a reply lost): the meter applies an id once and answers a
+        repeat with the first result. Past its expiry in the meter's time a command is marked
+        expired instead (the operator page lists it; the meter would refuse it)."""
+        now = self.clock()
+        for meter_id, cmd_id, exp, payload in self.db.resend_due(now - self.resend_s):
+            if self.meter_now(meter_id) > exp:
+                self.db.command_expired(meter_id, cmd_id)
+                continue
+            self.db.command_resent(meter_id, cmd_id, now)
+            self.c.publish(meterproto.topic(meter_id, "cmd"), payload.encode(), qos=1)
+            self.stats["resent"] += 1
 
     def wait_answer(self, meter_id, cmd_id, timeout):
         deadline = time.monotonic() + timeout
@@ -238,7 +256,8 @@ class Service:
             for meter_id, low in due:
                 if low is not None:
                     self.stats["backfills"] += 1
-                    self.send(meter_id, "backfill", origin="gap", **{"from": low})
+                    self.send(meter_id, "backfill", origin="gap", resend=False, **{"from": low})
+            self.resend()
         while self._bills_due:
             meter_id, month = self._bills_due.pop()
             try:

@@ -73,7 +73,7 @@ MIGRATIONS = [
         """CREATE TABLE commands (
             meter_id TEXT NOT NULL, cmd_id BIGINT NOT NULL, op TEXT NOT NULL, args TEXT NOT NULL,
             origin TEXT NOT NULL, created BIGINT NOT NULL, exp BIGINT NOT NULL,
-            state TEXT NOT NULL,            -- sent | answered | unanswered
+            state TEXT NOT NULL,            -- sent | answered | expired (never answered)
             res TEXT, answer TEXT, answered BIGINT,
             PRIMARY KEY (meter_id, cmd_id))""",
         """CREATE TABLE notices (
@@ -101,6 +101,12 @@ MIGRATIONS = [
             id {id},
             meter_id TEXT NOT NULL, created BIGINT NOT NULL, text TEXT NOT NULL,
             contact TEXT NOT NULL DEFAULT '', state TEXT NOT NULL DEFAULT 'open')""",
+    ],
+    [  # 2: the service sends a command again until the meter answers or it expires
+        "ALTER TABLE commands ADD COLUMN payload TEXT",
+        "ALTER TABLE commands ADD COLUMN tries INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE commands ADD COLUMN last_sent BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX commands_open ON commands (state, last_sent)",
     ],
 ]
 
@@ -395,22 +401,44 @@ class Db:
             return [json.loads(r[0]) for r in c.fetchall()]
 
     # -- commands ---------------------------------------------------------------------------
-    def add_command(self, meter_id, cmd_id, op, args, exp, origin, now=None):
+    def add_command(self, meter_id, cmd_id, op, args, exp, origin, now=None, payload=None):
+        """Record a command before it is published; with its `payload` (the signed bytes as text)
+        the service sends it again until it is answered or expires (resend_due)."""
         now = int(time.time() if now is None else now)
         with self.tx() as c:
-            c.execute("INSERT INTO commands (meter_id, cmd_id, op, args, origin, created, exp, state) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, 'sent')",
-                      (meter_id, cmd_id, op, json.dumps(args, sort_keys=True), origin, now, exp))
+            c.execute("INSERT INTO commands (meter_id, cmd_id, op, args, origin, created, exp, state, payload, "
+                      "last_sent) VALUES (?, ?, ?, ?, ?, ?, ?, 'sent', ?, ?)",
+                      (meter_id, cmd_id, op, json.dumps(args, sort_keys=True), origin, now, exp, payload, now))
+
+    def resend_due(self, before, limit=100):
+        """Unanswered commands with a payload last sent before `before`: (meter_id, cmd_id, exp, payload)."""
+        with self.tx() as c:
+            c.execute("SELECT meter_id, cmd_id, exp, payload FROM commands WHERE state = 'sent' AND "
+                      "payload IS NOT NULL AND last_sent < ? ORDER BY last_sent LIMIT %d" % int(limit),
+                      (int(before),))
+            return c.fetchall()
+
+    def command_resent(self, meter_id, cmd_id, now):
+        with self.tx() as c:
+            c.execute("UPDATE commands SET tries = tries + 1, last_sent = ? WHERE meter_id = ? AND cmd_id = ? "
+                      "AND state = 'sent'", (int(now), meter_id, cmd_id))
+
+    def command_expired(self, meter_id, cmd_id):
+        """Never answered and past its expiry in the meter's time: the meter refuses it if it ever
+        arrives, so a new command (a new id) is safe."""
+        with self.tx() as c:
+            c.execute("UPDATE commands SET state = 'expired' WHERE meter_id = ? AND cmd_id = ? AND state = 'sent'",
+                      (meter_id, cmd_id))
 
     def command(self, meter_id, cmd_id):
         with self.tx() as c:
-            c.execute("SELECT op, args, origin, created, exp, state, res, answer FROM commands "
+            c.execute("SELECT op, args, origin, created, exp, state, res, answer, tries FROM commands "
                       "WHERE meter_id = ? AND cmd_id = ?", (meter_id, cmd_id))
             r = c.fetchone()
         if not r:
             return None
         return {"op": r[0], "args": json.loads(r[1]), "origin": r[2], "created": r[3], "exp": r[4],
-                "state": r[5], "res": r[6], "answer": json.loads(r[7]) if r[7] else None}
+                "state": r[5], "res": r[6], "answer": json.loads(r[7]) if r[7] else None, "tries": r[8]}
 
     def commands(self, meter_id=None, failed_only=False, limit=200):
         q, args = "SELECT meter_id, cmd_id, op, args, origin, created, state, res FROM commands", []

@@ -319,3 +319,39 @@ def test_headend_serve_refuses_a_bad_config_with_one_line(tmp_path, cfg, why):
                         str(tmp_path / "c.json")], cwd=repo, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p.stdout + p.stderr
     assert why in p.stderr and p.stderr.strip().count("\n") == 0, p.stderr
+
+
+def test_a_command_to_an_offline_meter_is_sent_again_until_answered_and_expires_unanswered(served):
+    """The meter is away when a top-up is sent (nobody holds its commands); the service sends the
+    same signed bytes again until the meter answers; one it never answers is marked expired."""
+    db, key = served.db, served.key
+    db.store_uplink(METER, "tele", {"seq": 1, "t": 1767225600, "b": 100})  # the meter's clock, as last heard
+    svc = served.start("svc-resend", resend_s=0.3)
+    cid = svc.send(METER, "topup", origin="web", amt=500)
+    m, cmds = client(served.broker, meterproto.topic(METER, "cmd"))  # the meter comes back
+    try:
+        # (The first publish may still have been on its way when the meter subscribed: wait for a
+        # copy sent after it.)
+        wait(lambda: db.command(METER, cid)["tries"] >= 2 and len(cmds) >= 2 or
+             db.command(METER, cid)["tries"] >= 3 and cmds, 30, "the command sent again")
+        assert len(set(cmds)) == 1  # the same signed bytes each time: one id, applied at most once
+        body = cmds[0].split(b" ", 1)[1]
+        assert json.loads(body)["id"] == cid and meterproto.sign(key, body) == cmds[0]
+        assert db.command(METER, cid)["state"] == "sent"
+        reply = '{"seq":2,"id":%d,"res":"applied","rep":0,"b":600,"r":0}' % cid
+        m.publish(meterproto.topic(METER, "reply"), meterproto.sign_uplink(key, reply.encode()), qos=1)
+        wait(lambda: db.command(METER, cid)["state"] == "answered", 20, "the answer")
+        n = len(cmds)
+        tries = db.command(METER, cid)["tries"]
+        svc.tick()
+        svc.tick()
+        assert db.command(METER, cid)["tries"] == tries and len(cmds) == n  # answered: not sent again
+        # A command whose expiry has passed in the meter's time is not sent again, and says so.
+        old = svc.send(METER, "disconnect", origin="operator")
+        with db.tx() as c:
+            c.execute("UPDATE commands SET exp = ? WHERE meter_id = ? AND cmd_id = ?", (1767225000, METER, old))
+        wait(lambda: db.command(METER, old)["state"] == "expired", 20, "the command to expire")
+        assert [c["cmd_id"] for c in db.commands(METER, failed_only=True)] == [old]
+    finally:
+        m.loop_stop()
+        m.disconnect()

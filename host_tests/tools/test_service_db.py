@@ -118,3 +118,25 @@ def test_payments_are_recorded_once_per_reference(db_url):
     assert db.add_payment("M1", 500, "ref-1") == (pid, False)
     db.payment_sent(pid, 9)
     assert [(p["amount"], p["state"], p["cmd_id"]) for p in db.payments("M1")] == [(500, "sent", 9)]
+
+
+def test_a_database_of_an_older_schema_is_migrated_with_its_data(db_url):
+    # The first schema, as a headend of that version made it.
+    db = service_db.Db.__new__(service_db.Db)
+    saved = service_db.MIGRATIONS[:]
+    try:
+        service_db.MIGRATIONS[:] = saved[:1]
+        db = service_db.Db(db_url)
+        meter(db)
+        with db.tx() as c:
+            c.execute("INSERT INTO commands (meter_id, cmd_id, op, args, origin, created, exp, state) "
+                      "VALUES ('M1', 1, 'topup', '{}', 'cli', 5, 99, 'sent')")
+        assert db.schema_version() == 1
+        db.close()
+    finally:
+        service_db.MIGRATIONS[:] = saved
+    db = service_db.Db(db_url)
+    assert db.schema_version() == len(saved) >= 2
+    c = db.command("M1", 1)
+    assert c["op"] == "topup" and c["tries"] == 1  # the new column, with its default
+    assert db.resend_due(10 ** 10) == []  # a command of the old schema has no payload to send again
