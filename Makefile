@@ -23,7 +23,7 @@ HEADEND_HOME ?= $(HOME)/.pm-headend
 DRY_RUN ?=
 FROZEN ?=
 
-.PHONY: venv deps mosquitto service-deps rabbitmq mp32 sim demo screens-doc build test test-under-load bench bench-billing powercut ota-sim bench-storage deploy repl repl-sim fleet fleet-cluster clean distclean
+.PHONY: venv deps mosquitto service-deps rabbitmq mp32 sim demo screens-doc build test test-under-load bench bench-billing bench-service powercut ota-sim bench-storage deploy repl repl-sim fleet fleet-cluster clean distclean
 
 venv: $(STAMP)
 
@@ -124,5 +124,9 @@ distclean: clean
 
 # Billing figures (time per charge step, tariff RAM, token check); printed, never asserted.
 .PHONY: bench-billing
+# The headend service's storage rate on SQLite and PostgreSQL (docs/service.md, How it scales).
+bench-service: deps
+	$(PY) bench/service_ingest.py
+
 bench-billing: venv
 	MICROPYPATH=firmware $(MPY) -X heapsize=256k bench/bench_billing.py

@@ -321,9 +321,16 @@ class Db:
                     return False, era, []
                 high = max(high, seq)
             else:
+                text = json.dumps(doc, sort_keys=True)
+                if kind == "status":
+                    # The retained birth comes again at every (re)subscription: keep it once.
+                    c.execute("SELECT doc FROM uplinks WHERE meter_id = ? AND kind = 'status' ORDER BY id DESC "
+                              "LIMIT 1", (meter_id,))
+                    prev = c.fetchone()
+                    if prev is not None and prev[0] == text:
+                        return False, era, []
                 c.execute("INSERT INTO uplinks (meter_id, era, seq, kind, t, doc, received) "
-                          "VALUES (?, ?, NULL, ?, ?, ?, ?)",
-                          (meter_id, era, kind, t, json.dumps(doc, sort_keys=True), now))
+                          "VALUES (?, ?, NULL, ?, ?, ?, ?)", (meter_id, era, kind, t, text, now))
             sets = ["era = ?", "boot = ?", "high = ?", "last = ?", "t = ?", "seen_at = ?"]
             vals = [era, boot, high, max(last, high), max(mt, t or 0), now]
             if kind == "status":

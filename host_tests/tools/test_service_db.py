@@ -140,3 +140,14 @@ def test_a_database_of_an_older_schema_is_migrated_with_its_data(db_url):
     c = db.command("M1", 1)
     assert c["op"] == "topup" and c["tries"] == 1  # the new column, with its default
     assert db.resend_due(10 ** 10) == []  # a command of the old schema has no payload to send again
+
+
+def test_the_retained_birth_delivered_again_is_kept_once(db_url):
+    db = service_db.Db(db_url)
+    meter(db)
+    birth = {"online": 1, "boot": 100, "last": 0, "rev": 5}
+    assert db.store_uplink("M1", "status", birth)[0]
+    assert not db.store_uplink("M1", "status", dict(birth))[0]  # a resubscription
+    assert db.store_uplink("M1", "status", {"online": 0})[0]  # the last will: a new state
+    assert db.store_uplink("M1", "status", birth)[0]  # the meter is back: a new birth
+    assert [d.get("online") for _, k, d in db.scan("M1") if k == "status"] == [1, 0, 1]
