@@ -326,7 +326,7 @@ def serve(cfg, stop=None, ready=None):
     """Run the service from a configuration (docs/service.md) until `stop` is set or Ctrl-C."""
     import reminders
 
-    db = service_db.Db(cfg.get("db", "headend.db"))
+    db = service_db.Db(cfg.get("db") or os.environ.get("PM_HEADEND_DB") or "headend.db")
     host, _, port = cfg.get("broker", "127.0.0.1:1883").rpartition(":")
     if not host or not port.isdigit():
         raise ServiceError("broker must be HOST:PORT, got %r" % cfg.get("broker"))
