@@ -258,7 +258,9 @@ class TariffPush(Scenario):
         return out, acked
 
     def after_step(self, run, m):
-        now = timebase.to_unix(m.timesrc.bill_time(m.clock.time()))
+        # A step's energy is priced at its last second (app.py): a tariff activating at `at` is in
+        # force once a step has ended after `at`.
+        now = timebase.to_unix(m.timesrc.bill_time(m.clock.time())) - 1
         pushes, acked = self._pushes(run)
         allowed = []
         for j in range(acked, len(pushes) + 1):
