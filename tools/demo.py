@@ -10,7 +10,6 @@ Prints progress, then one JSON line: emails, webhooks, bills, bill_matches_meter
 (and the figures behind them). Exit status 0 when every check holds, 1 otherwise, 2 on bad input.
 """
 import argparse
-import datetime
 import http.cookiejar
 import http.server
 import json
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import billreplay  # noqa: E402
 import ebill  # noqa: E402
 import fleet  # noqa: E402
+import headend  # noqa: E402  (fmt_money: exact money from minor units)
 import mpbroker  # noqa: E402
 import reminders  # noqa: E402
 import service  # noqa: E402
@@ -157,12 +157,8 @@ def run(a):
                  name="Amina Njoroge", email="amina@example.net", phone="+254700000001",
                  address="Plot 12, Kisumu", web_token=token)
     stop = threading.Event()
-    made = []
-
-    def bill(meter_id, month):
-        made.append(service.make_bill(db, meter_id, month, work))
-
-    svc = service.Service(db, broker.host, broker.port, client_id="pm-headend-demo", bills=bill).start()
+    svc = service.Service(db, broker.host, broker.port, client_id="pm-headend-demo",
+                          bills=lambda meter_id, month: service.make_bill(db, meter_id, month, work)).start()
     disp = reminders.Dispatcher(db, {"email": reminders.SmtpChannel(smtp.host, smtp.port, "billing@utility.example"),
                                      "sms": reminders.WebhookChannel(hook.url)},
                                 {"tz": "Africa/Nairobi", "quiet": None})
@@ -262,7 +258,7 @@ def customer_tops_up(db, svc, base, token, timeout):
     _, page = b.get("/c/%s?t=%s" % (METER, token))
     before = balance_shown(page)
     action, fields = form(page, "topup")
-    fields["amount"] = service_money(TOPUP)
+    fields["amount"] = headend.fmt_money(TOPUP)
     _, pay = b.post(action, fields)
     action, fields = form(pay, "/pay/")
     fields["action"] = "confirm"  # the customer presses Pay
@@ -281,14 +277,10 @@ def customer_tops_up(db, svc, base, token, timeout):
     _, page = b.get("/c/%s" % METER)
     shown = balance_shown(page)
     tele = db.state(METER)["tele"]
-    expect = service_money(tele["b"])
+    expect = headend.fmt_money(tele["b"])
     ok = expect in shown and tele["b"] > CREDIT["low1"] and ans["answer"]["b"] >= TOPUP
     return ok, "before %s, paid %s, meter answered balance %s, page shows %s (newest telemetry %s)" % (
-        before, service_money(TOPUP), service_money(ans["answer"]["b"]), shown, expect)
-
-
-def service_money(minor):
-    return "%s%d.%02d" % ("-" if minor < 0 else "", abs(minor) // 100, abs(minor) % 100)
+        before, headend.fmt_money(TOPUP), headend.fmt_money(ans["answer"]["b"]), shown, expect)
 
 
 # -- the bill ---------------------------------------------------------------------------------------

@@ -8,10 +8,14 @@ package; as root the cluster runs as the `postgres` user (the server refuses to 
 import glob
 import os
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mpbroker  # noqa: E402  (free_port)
 
 
 class PgError(Exception):
@@ -27,19 +31,13 @@ def bindir():
     return os.path.dirname(p) if p else None
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PgTemp:
     def __init__(self):
         self.bin = bindir()
         if not self.bin:
             raise PgError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
         self.dir = tempfile.mkdtemp(prefix="pm-pg-")
-        self.port = _free_port()
+        self.port = mpbroker.free_port()
         self.url = "postgresql://pm@127.0.0.1:%d/pm" % self.port
         self._as = []
         if os.geteuid() == 0:

@@ -5,13 +5,13 @@ import email.policy
 import http.server
 import json
 import logging
-import socket
 import threading
 from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
 
+import mpbroker
 import pgtemp
 import reminders
 import service_db
@@ -21,12 +21,6 @@ T0 = 1767226512          # 2026-01-01 00:15:12 UTC: 03:15 in Nairobi (UTC+3)
 MIDNIGHT = 1767225600    # 2026-01-01 00:00 UTC
 METER = "pm-00000001"
 WAIT = 30                # bound on every wait for a server thread
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Mailbox:
@@ -62,7 +56,7 @@ class Mailbox:
 class Smtp:
     def __init__(self):
         self.box = Mailbox()
-        self.port = _free_port()
+        self.port = mpbroker.free_port()
         self.ctl = None
 
     def start(self):
